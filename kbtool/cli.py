@@ -1,0 +1,198 @@
+"""The ``kbtool`` command line (Typer).  Commands stay thin: they parse, call, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kbtool import __version__, catalog, plugins
+from kbtool.config import Config, config_as_yaml, load_config, split_overrides
+from kbtool.display import print_batch_table, print_result, progress_line
+from kbtool.errors import KbtoolError
+
+app = typer.Typer(
+    name="kbtool",
+    help="Search for faster GPU kernels with LLM agents, and measure them honestly.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+tasks_app = typer.Typer(help="List and inspect tasks.", no_args_is_help=True)
+config_app = typer.Typer(help="Show the resolved configuration.", no_args_is_help=True)
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(config_app, name="config")
+
+ConfigFile = Annotated[Path | None, typer.Option(
+    "--config", help="YAML config file (layered over ~/.config/kbtool/config.yaml, ./kbtool.yaml).")]
+ConfigProfile = Annotated[str | None, typer.Option(
+    "--config-profile", help="Named profile from the config files (built in: quick, publish).")]
+Sizes = Annotated[list[str] | None, typer.Option(
+    "--size", help="Override a module-level size constant, e.g. --size batch_size=16.")]
+
+
+def _config(overrides: dict[str, Any], config_file: Path | None, profile: str | None,
+            sizes: list[str] | None = None, **options: Any) -> Config:
+    overrides = dict(overrides)
+    for item in sizes or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise KbtoolError(f"--size takes NAME=VALUE, got {item!r}")
+        overrides[f"sizes.{name}"] = value
+    overrides.update({k: v for k, v in options.items() if v is not None})
+    return load_config(overrides, config_file, profile)
+
+
+@app.command("eval")
+def eval_command(
+    args: Annotated[list[str] | None, typer.Argument(
+        help="TASK (an id or a problem file) and key=value settings.")] = None,
+    solution: Annotated[Path | None, typer.Option(help="Candidate file defining ModelNew.")] = None,
+    solutions: Annotated[str | None, typer.Option(
+        help="Batch mode: 'baseline' or a folder of solutions named after the tasks.")] = None,
+    mode: Annotated[str | None, typer.Option(help="Baseline: eager or compile.")] = None,
+    timer: Annotated[str | None, typer.Option(help="Timing backend (see kbtool plugins).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    output: Annotated[Path | None, typer.Option(
+        help="Batch mode: JSON-lines file for the results.")] = None,
+    size: Sizes = None,
+    config_file: ConfigFile = None,
+    config_profile: ConfigProfile = None,
+) -> None:
+    """Check a candidate's correctness and time it against the reference.
+
+    kbtool eval TASK --solution FILE [--mode eager|compile] [--timer NAME] [--device cpu|cuda] [--json]
+    kbtool eval level=1 --solutions baseline|DIR [--mode eager|compile]
+    """
+    words, overrides = split_overrides(args or [])
+    config = _config(overrides, config_file, config_profile, size,
+                     mode=mode, timer=timer, device=device)
+    if solutions is not None:
+        if solution is not None:
+            raise KbtoolError("use either --solution (one task) or --solutions (batch), not both")
+        tasks = [catalog.resolve(w, config) for w in words] if words else catalog.select(config)
+        _eval_batch(config, tasks, solutions, output, as_json)
+        return
+    if len(words) != 1:
+        raise KbtoolError("kbtool eval needs one TASK (an id or a problem file) and --solution "
+                          "FILE, or --solutions baseline|DIR for a batch")
+    if solution is None:
+        raise KbtoolError("missing --solution FILE (or --solutions baseline|DIR for a batch)")
+    if not solution.is_file():
+        raise KbtoolError(f"solution file not found: {solution}")
+    task = catalog.resolve(words[0], config)
+    from kbtool.evaluator import Evaluator  # imports torch: only for commands that measure
+
+    result = Evaluator(config).evaluate(task, solution)
+    if as_json:
+        print(result.model_dump_json())
+    else:
+        print_result(result)
+
+
+def _eval_batch(config: Config, tasks: list, solutions: str, output: Path | None,
+                as_json: bool) -> None:
+    from kbtool.batch import run_batch
+    from kbtool.evaluator import Evaluator
+
+    out_path = output or Path("eval-results") / f"eval-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    evaluator = Evaluator(config)
+    outcome = run_batch(evaluator, tasks, solutions, out_path,
+                        lambda task, res: progress_line(task.id, res))
+    if as_json:
+        print(json.dumps({"results": [r.model_dump(mode="json") for r in outcome.results],
+                          "skipped": outcome.skipped}))
+    else:
+        print_batch_table(outcome.results, outcome.skipped)
+        print(f"results: {out_path}", file=sys.stderr)
+
+
+@tasks_app.command("list")
+def tasks_list(
+    args: Annotated[list[str] | None, typer.Argument(help="SOURCE and key=value settings.")] = None,
+    config_file: ConfigFile = None,
+    config_profile: ConfigProfile = None,
+) -> None:
+    """List task ids, one per line (filtered by level, task_start, task_end)."""
+    words, overrides = split_overrides(args or [])
+    if len(words) > 1:
+        raise KbtoolError(f"tasks list takes at most one SOURCE, got {' '.join(words)}")
+    config = _config(overrides, config_file, config_profile)
+    for task in catalog.select(config, words[0] if words else None):
+        print(task.id)
+
+
+@tasks_app.command("show")
+def tasks_show(
+    task_id: Annotated[str, typer.Argument(help="Task id or problem file.")],
+    args: Annotated[list[str] | None, typer.Argument(help="key=value settings.")] = None,
+    size: Sizes = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config_file: ConfigFile = None,
+    config_profile: ConfigProfile = None,
+) -> None:
+    """Show a task: metadata, size constants, memory need and the reference code."""
+    _, overrides = split_overrides(args or [])
+    config = _config(overrides, config_file, config_profile, size)
+    task = catalog.resolve(task_id, config)
+    from kbtool.evaluator import Evaluator
+
+    info = Evaluator(config.model_copy(update={"device": "cpu"})).inspect(task)
+    data = {"id": task.id, "source": task.source, "kind": task.kind, "name": task.name,
+            "level": task.level, "number": task.number, "path": str(task.path), **info}
+    if as_json:
+        print(json.dumps(data))
+        return
+    for key, value in data.items():
+        print(f"{key}: {value}")
+    if task.path is not None:
+        print("\n" + task.path.read_text())
+
+
+@app.command("plugins")
+def plugins_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the loaded plugins with their versions and the hooks they implement."""
+    infos = plugins.plugin_infos()
+    if as_json:
+        print(json.dumps([vars(i) for i in infos], indent=2))
+        return
+    for info in infos:
+        origin = "built-in" if info.builtin else "third-party"
+        print(f"{info.name} {info.version} ({origin}): {', '.join(info.hooks)}")
+
+
+@config_app.command("show")
+def config_show(
+    args: Annotated[list[str] | None, typer.Argument(help="key=value settings.")] = None,
+    config_file: ConfigFile = None,
+    config_profile: ConfigProfile = None,
+) -> None:
+    """Print the resolved configuration as YAML."""
+    words, overrides = split_overrides(args or [])
+    if words:
+        raise KbtoolError(f"config show takes key=value settings, not {words[0]!r}")
+    print(config_as_yaml(_config(overrides, config_file, config_profile)), end="")
+
+
+@app.command("version")
+def version_command() -> None:
+    """Print kbtool's version."""
+    print(__version__)
+
+
+def main() -> None:
+    plugins.load_plugins()
+    plugins.pm.hook.register_commands(cli=app)
+    try:
+        app(prog_name="kbtool")  # Typer exits 2 on usage errors, 0 on success
+    except KbtoolError as exc:
+        print(f"kbtool: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("kbtool: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,69 @@
+"""Human-readable output: rich tables on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from kbtool.result import EvalResult, Status
+
+_STYLE = {Status.ok: "green", Status.incorrect: "yellow", Status.rejected: "magenta"}
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _speedup(result: EvalResult) -> str:
+    return "-" if result.speedup is None else f"{result.speedup:.2f}x"
+
+
+def print_result(result: EvalResult) -> None:
+    console = Console()
+    style = _STYLE.get(result.status, "red")
+    console.print(f"[bold]{result.task}[/bold]  {result.solution}")
+    console.print(f"status: [{style}]{result.status.value}[/{style}]  device: {result.device} "
+                  f"({result.env.get('device_name', '?')})  timer: {result.timer}  "
+                  f"mode: {result.mode}")
+    if result.timing is not None:
+        t = result.timing
+        console.print(f"runtime: {_ms(t.median_ms)} ms median (95% CI {_ms(t.ci95_low_ms)}-"
+                      f"{_ms(t.ci95_high_ms)}), mean {_ms(t.mean_ms)}, std {_ms(t.std_ms)}, "
+                      f"min {_ms(t.min_ms)}, {t.trials} trials ({t.stop_reason})")
+    if result.baseline is not None:
+        console.print(f"baseline ({result.mode}): {_ms(result.baseline_ms)} ms median, "
+                      f"{result.baseline.trials} trials")
+    if result.speedup is not None:
+        console.print(f"speedup: [bold]{_speedup(result)}[/bold]")
+    if result.max_abs_diff:
+        console.print(f"max abs diff: {result.max_abs_diff}")
+    if result.flags:
+        console.print(f"flags: {', '.join(result.flags)}")
+    if result.error:
+        console.print(result.error, markup=False, highlight=False)
+
+
+def progress_line(task_id: str, outcome: EvalResult | str) -> None:
+    if isinstance(outcome, str):
+        line = f"{task_id}: skipped: {outcome.splitlines()[0]}"
+    else:
+        line = (f"{task_id}: {outcome.status.value} runtime {_ms(outcome.runtime_ms)} ms "
+                f"baseline {_ms(outcome.baseline_ms)} ms speedup {_speedup(outcome)}")
+    print(line, file=sys.stderr, flush=True)
+
+
+def print_batch_table(results: list[EvalResult], skipped: dict[str, str]) -> None:
+    table = Table(title="kbtool eval")
+    for column in ("task", "status", "runtime ms", "baseline ms", "speedup", "trials"):
+        table.add_column(column, justify="left" if column in ("task", "status") else "right")
+    for r in results:
+        style = _STYLE.get(r.status, "red")
+        table.add_row(r.task, f"[{style}]{r.status.value}[/{style}]", _ms(r.runtime_ms),
+                      _ms(r.baseline_ms), _speedup(r),
+                      str(r.timing.trials) if r.timing else "-")
+    for task_id, why in skipped.items():
+        table.add_row(task_id, "[dim]skipped[/dim]", "-", "-", "-", "-")
+        del why  # the reason was printed when it happened
+    Console().print(table)

@@ -1,0 +1,251 @@
+"""Run a function in a forked child: its own session, scratch dir and limits.
+
+The calling process imports torch once and stays free of candidate code; each candidate
+runs in a child forked from it, so the PyTorch import is not paid per candidate.  A child
+that crashes, hangs, exits or allocates without bound only ends itself: the parent reads
+its stage reports from a pipe and returns an :class:`Outcome` with the tail of its output.
+
+The parent must not have run torch ops or initialised CUDA before forking (OpenMP and CUDA
+state do not survive ``fork``); kbtool only imports torch in the parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+OUTPUT_FILE_LIMIT = 16 * 1024 * 1024  # bytes of stdout+stderr a child may write
+_POLL_S = 0.02
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = 300.0
+    memory_mb: int = 8192
+    output_tail_chars: int = 10000
+    # RLIMIT_AS stops one huge allocation at once, but CUDA reserves vast virtual ranges:
+    # on GPUs the parent's RSS watch is the only memory limit.
+    address_space_limit: bool = True
+
+
+@dataclass
+class Outcome:
+    value: Any = None            # what the function returned (JSON round-tripped)
+    error: str | None = None     # an exception that escaped the function
+    stage: str | None = None     # the last stage the child reported
+    stage_s: dict[str, float] = field(default_factory=dict)
+    exit_code: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    memory_exceeded: bool = False
+    output: str = ""
+    wall_s: float = 0.0
+
+    @property
+    def crashed(self) -> bool:
+        return self.value is None and self.error is None
+
+    def describe_exit(self) -> str:
+        if self.timed_out:
+            return "timed out"
+        if self.memory_exceeded:
+            return "exceeded the memory limit"
+        if self.signal is not None:
+            return f"was killed by signal {signal.Signals(self.signal).name}"
+        return f"exited with code {self.exit_code} before reporting a result"
+
+
+class Reporter:
+    """Child side of the pipe: stage changes and the final result, one JSON line each."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = (json.dumps(message, default=str) + "\n").encode()
+        while data:
+            data = data[os.write(self._fd, data):]
+
+    def stage(self, name: str) -> None:
+        self.send({"stage": name, "t": time.monotonic()})
+
+
+def scratch_env(scratch: Path) -> dict[str, str]:
+    """Per-candidate temp and compiler cache dirs, so candidates never share build state."""
+    return {
+        "TMPDIR": str(scratch / "tmp"),
+        "TORCH_EXTENSIONS_DIR": str(scratch / "torch_extensions"),
+        "TRITON_CACHE_DIR": str(scratch / "triton_cache"),
+        "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor_cache"),
+    }
+
+
+def _child(fn: Callable[[Reporter], Any], write_fd: int, scratch: Path, env: dict[str, str],
+           limits: Limits) -> None:
+    code = 1
+    reporter = Reporter(write_fd)
+    try:
+        os.setsid()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over-long output fails a write instead
+        env = {**scratch_env(scratch), **env}
+        for value in scratch_env(scratch).values():
+            Path(value).mkdir(parents=True, exist_ok=True)
+        os.environ.update(env)
+        tempfile.tempdir = None
+        os.chdir(scratch)
+        log = os.open(scratch / "output.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        # Fresh stream objects: the parent's may hold buffered text or locks of other threads.
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        resource.setrlimit(resource.RLIMIT_FSIZE, (OUTPUT_FILE_LIMIT, OUTPUT_FILE_LIMIT))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if limits.address_space_limit:
+            extra = limits.memory_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (_vm_size() + extra, _vm_size() + extra))
+        value = fn(reporter)
+        reporter.send({"result": value})
+        code = 0
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            reporter.send({"error": traceback.format_exc()})
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _vm_size() -> int:
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[0])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _tail(path: Path, chars: int) -> str:
+    if chars <= 0 or not path.exists():
+        return ""
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - 4 * chars))
+        text = handle.read().decode("utf-8", errors="replace")
+    return text[-chars:]
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, str] | None = None,
+                 scratch_root: Path | None = None) -> Outcome:
+    """Fork, run ``fn(reporter)`` in the child, and collect what happened."""
+    scratch = Path(tempfile.mkdtemp(prefix="kbtool-", dir=scratch_root))
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child never returns
+        os.close(read_fd)
+        _child(fn, write_fd, scratch, env or {}, limits)
+    os.close(write_fd)
+    outcome = Outcome()
+    stage_start: dict[str, float] = {}
+    buffer = b""
+    status = None
+    eof = False
+    deadline = start + limits.timeout_s
+    memory_cap = limits.memory_mb * 1024 * 1024
+
+    def handle(line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return  # something wrote garbage into our pipe; the result decides
+        if "stage" in message:
+            outcome.stage = message["stage"]
+            stage_start[message["stage"]] = message.get("t", time.monotonic())
+        elif "result" in message:
+            outcome.value = message["result"]
+        elif "error" in message:
+            outcome.error = message["error"]
+
+    try:
+        while status is None:
+            if not eof:
+                ready, _, _ = select.select([read_fd], [], [], _POLL_S)
+                if ready:
+                    chunk = os.read(read_fd, 1 << 16)
+                    eof = not chunk
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        handle(line)
+            else:
+                time.sleep(_POLL_S / 4)
+            done, raw = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = raw
+                break
+            if time.monotonic() > deadline:
+                outcome.timed_out = True
+            elif _rss_bytes(pid) > memory_cap:
+                outcome.memory_exceeded = True
+            if outcome.timed_out or outcome.memory_exceeded:
+                _kill_group(pid)
+                _, status = os.waitpid(pid, 0)
+        end = time.monotonic()
+        _kill_group(pid)  # anything the candidate left running in its session
+        os.set_blocking(read_fd, False)
+        try:
+            while chunk := os.read(read_fd, 1 << 16):
+                buffer += chunk
+        except BlockingIOError:
+            pass
+        for line in buffer.split(b"\n"):
+            if line.strip():
+                handle(line)
+    finally:
+        os.close(read_fd)
+    outcome.wall_s = end - start
+    if os.WIFSIGNALED(status):
+        outcome.signal = os.WTERMSIG(status)
+    else:
+        outcome.exit_code = os.WEXITSTATUS(status)
+    ordered = sorted(stage_start.items(), key=lambda kv: kv[1])
+    for (name, t0), (_, t1) in zip(ordered, [*ordered[1:], ("end", None)], strict=False):
+        outcome.stage_s[name] = round(((t1 if t1 is not None else start + outcome.wall_s)
+                                       - t0), 6)
+    outcome.output = _tail(scratch / "output.log", limits.output_tail_chars)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return outcome

@@ -1,0 +1,116 @@
+"""The one plugin manager: built-in plugins from ``plugins/``, then the ``kbtool`` entry points.
+
+Environment:
+- ``KBTOOL_LOAD_PLUGINS=a,b``: load only these third-party plugins (empty string: none).
+- ``KBTOOL_BLOCK_PLUGINS=a,b``: never load these (third-party or built-in short names).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from kbtool import __version__, hookspecs
+
+ENTRY_POINT_GROUP = "kbtool"
+
+# Built-in plugins, loaded exactly like third-party ones (each a module of hookimpls).
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "kbtool_plugins.task_sources",
+    "kbtool_plugins.kernelbench_kind",
+    "kbtool_plugins.timers",
+)
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str
+    builtin: bool
+    hooks: list[str] = field(default_factory=list)
+
+
+pm = pluggy.PluginManager("kbtool")
+pm.add_hookspecs(hookspecs)
+_infos: dict[str, PluginInfo] = {}
+_loaded = False
+
+
+def _env_list(name: str) -> set[str] | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    return {item.strip() for item in value.split(",") if item.strip()}
+
+
+def _warn(message: str) -> None:
+    print(f"kbtool: warning: {message}", file=sys.stderr)
+
+
+def _register(module: Any, name: str, version: str, builtin: bool) -> None:
+    try:
+        pm.register(module, name=name)
+    except Exception as exc:  # a broken plugin must not stop kbtool
+        _warn(f"plugin {name!r} could not be registered: {exc}")
+        return
+    hooks = sorted(h.name for h in pm.get_hookcallers(module) or [])
+    _infos[name] = PluginInfo(name=name, version=version, builtin=builtin, hooks=hooks)
+
+
+def load_plugins() -> pluggy.PluginManager:
+    """Load built-in and third-party plugins once; safe to call repeatedly."""
+    global _loaded
+    if _loaded:
+        return pm
+    _loaded = True
+    blocked = _env_list("KBTOOL_BLOCK_PLUGINS") or set()
+    allowed = _env_list("KBTOOL_LOAD_PLUGINS")
+    for module_name in DEFAULT_PLUGINS:
+        short = module_name.rsplit(".", 1)[-1]
+        if short in blocked or module_name in blocked:
+            continue
+        _register(importlib.import_module(module_name), short, __version__, builtin=True)
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in blocked or (allowed is not None and ep.name not in allowed):
+            continue
+        if pm.get_plugin(ep.name) is not None:
+            continue  # the same distribution installed twice on sys.path
+        try:
+            module = ep.load()
+        except Exception as exc:
+            _warn(f"plugin {ep.name!r} failed to load ({type(exc).__name__}: {exc}); skipped")
+            continue
+        version = ep.dist.version if ep.dist is not None else "unknown"
+        _register(module, ep.name, version, builtin=False)
+    return pm
+
+
+def plugin_infos() -> list[PluginInfo]:
+    load_plugins()
+    return list(_infos.values())
+
+
+def collect(hook_name: str) -> dict[str, Any]:
+    """Call a ``register_*(register)`` hook and return ``{name: thing}``.
+
+    Third-party plugins are called before built-ins (pluggy calls the last registered
+    first), so a third-party plugin may replace a built-in of the same name; the first
+    registration of a name wins and a second one is reported.
+    """
+    load_plugins()
+    found: dict[str, Any] = {}
+
+    def register(name: str, thing: Any) -> None:
+        if name in found:
+            _warn(f"{hook_name}: {name!r} registered twice; keeping the first")
+            return
+        found[name] = thing
+
+    getattr(pm.hook, hook_name)(register=register)
+    return found

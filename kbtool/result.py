@@ -1,0 +1,57 @@
+"""The evaluation result: the one schema printed by ``kbtool eval --json`` and stored by runs."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+SCHEMA_VERSION = 1
+
+
+class Status(str, Enum):
+    ok = "ok"
+    incorrect = "incorrect"
+    compile_error = "compile_error"
+    runtime_error = "runtime_error"
+    timeout = "timeout"
+    rejected = "rejected"
+
+
+class TimingStats(BaseModel):
+    """Summary of one timing measurement (milliseconds)."""
+
+    timer: str
+    trials: int
+    mean_ms: float
+    median_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    ci95_low_ms: float = Field(description="95% confidence interval of the median")
+    ci95_high_ms: float
+    stop_reason: str = Field(description="'converged', 'time_cap' or 'max_trials'")
+
+
+class EvalResult(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    task: str
+    solution: str | None
+    device: str
+    mode: str
+    timer: str | None = None
+    status: Status
+    correct: bool = False
+    max_abs_diff: list[float] = Field(default_factory=list, description="per output, worst trial")
+    runtime_ms: float | None = Field(None, description="median of the candidate's timed trials")
+    baseline_ms: float | None = Field(None, description="median of the reference under `mode`")
+    speedup: float | None = Field(None, description="baseline_ms / runtime_ms; null unless correct")
+    error: str | None = None
+    flags: list[str] = Field(default_factory=list)
+    timing: TimingStats | None = None
+    baseline: TimingStats | None = None
+    correctness_trials: int = 0
+    stage_s: dict[str, float] = Field(default_factory=dict, description="wall seconds per stage")
+    sizes: dict[str, Any] = Field(default_factory=dict)
+    env: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Prompt and job-script templates shipped with kbtool."""
