@@ -11,9 +11,11 @@ from typing import Annotated, Any
 import typer
 
 from kbtool import __version__, catalog, plugins
+from kbtool.batch import run_batch
 from kbtool.config import Config, config_as_yaml, load_config, split_overrides
 from kbtool.display import print_batch_table, print_result, progress_line
 from kbtool.errors import KbtoolError
+from kbtool.evaluator import Evaluator
 
 app = typer.Typer(
     name="kbtool",
@@ -86,9 +88,8 @@ def eval_command(
     if not solution.is_file():
         raise KbtoolError(f"solution file not found: {solution}")
     task = catalog.resolve(words[0], config)
-    from kbtool.evaluator import Evaluator  # imports torch: only for commands that measure
-
-    result = Evaluator(config).evaluate(task, solution)
+    with Evaluator(config) as evaluator:
+        result = evaluator.evaluate(task, solution)
     if as_json:
         print(result.model_dump_json())
     else:
@@ -97,13 +98,10 @@ def eval_command(
 
 def _eval_batch(config: Config, tasks: list, solutions: str, output: Path | None,
                 as_json: bool) -> None:
-    from kbtool.batch import run_batch
-    from kbtool.evaluator import Evaluator
-
     out_path = output or Path("eval-results") / f"eval-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
-    evaluator = Evaluator(config)
-    outcome = run_batch(evaluator, tasks, solutions, out_path,
-                        lambda task, res: progress_line(task.id, res))
+    with Evaluator(config) as evaluator:
+        outcome = run_batch(evaluator, tasks, solutions, out_path,
+                            lambda task, res: progress_line(task.id, res))
     if as_json:
         print(json.dumps({"results": [r.model_dump(mode="json") for r in outcome.results],
                           "skipped": outcome.skipped}))
@@ -140,9 +138,8 @@ def tasks_show(
     _, overrides = split_overrides(args or [])
     config = _config(overrides, config_file, config_profile, size)
     task = catalog.resolve(task_id, config)
-    from kbtool.evaluator import Evaluator
-
-    info = Evaluator(config.model_copy(update={"device": "cpu"})).inspect(task)
+    with Evaluator(config.model_copy(update={"device": "cpu"})) as evaluator:
+        info = evaluator.inspect(task)
     data = {"id": task.id, "source": task.source, "kind": task.kind, "name": task.name,
             "level": task.level, "number": task.number, "path": str(task.path), **info}
     if as_json:

@@ -21,7 +21,7 @@ def _speedup(result: EvalResult) -> str:
 
 
 def print_result(result: EvalResult) -> None:
-    console = Console()
+    console = Console(soft_wrap=True)
     style = _STYLE.get(result.status, "red")
     console.print(f"[bold]{result.task}[/bold]  {result.solution}")
     console.print(f"status: [{style}]{result.status.value}[/{style}]  device: {result.device} "

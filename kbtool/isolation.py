@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-OUTPUT_FILE_LIMIT = 16 * 1024 * 1024  # bytes of stdout+stderr a child may write
 _POLL_S = 0.02
 
 
@@ -93,29 +92,26 @@ def scratch_env(scratch: Path) -> dict[str, str]:
     }
 
 
-def _child(fn: Callable[[Reporter], Any], write_fd: int, scratch: Path, env: dict[str, str],
-           limits: Limits) -> None:
+def _child(fn: Callable[[Reporter], Any], write_fd: int, output_fd: int, scratch: Path,
+           env: dict[str, str], limits: Limits) -> None:
     code = 1
     reporter = Reporter(write_fd)
     try:
         os.setsid()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over-long output fails a write instead
         env = {**scratch_env(scratch), **env}
         for value in scratch_env(scratch).values():
             Path(value).mkdir(parents=True, exist_ok=True)
         os.environ.update(env)
         tempfile.tempdir = None
         os.chdir(scratch)
-        log = os.open(scratch / "output.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
+        os.dup2(output_fd, 1)
+        os.dup2(output_fd, 2)
+        os.close(output_fd)
         # Fresh stream objects: the parent's may hold buffered text or locks of other threads.
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-        resource.setrlimit(resource.RLIMIT_FSIZE, (OUTPUT_FILE_LIMIT, OUTPUT_FILE_LIMIT))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if limits.address_space_limit:
             extra = limits.memory_mb * 1024 * 1024
@@ -150,15 +146,17 @@ def _rss_bytes(pid: int) -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def _tail(path: Path, chars: int) -> str:
-    if chars <= 0 or not path.exists():
-        return ""
-    with open(path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        handle.seek(max(0, size - 4 * chars))
-        text = handle.read().decode("utf-8", errors="replace")
-    return text[-chars:]
+def _drain(fd: int) -> bytes:
+    """What is left in a pipe (at most 1 MiB), without waiting for writers that may never
+    close it."""
+    os.set_blocking(fd, False)
+    data = b""
+    try:
+        while len(data) < 1 << 20 and (chunk := os.read(fd, 1 << 16)):
+            data += chunk
+    except BlockingIOError:
+        pass
+    return data
 
 
 def _kill_group(pid: int) -> None:
@@ -171,19 +169,26 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
     """Fork, run ``fn(reporter)`` in the child, and collect what happened."""
     scratch = Path(tempfile.mkdtemp(prefix="kbtool-", dir=scratch_root))
     read_fd, write_fd = os.pipe()
+    out_read, out_write = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child never returns
         os.close(read_fd)
-        _child(fn, write_fd, scratch, env or {}, limits)
+        os.close(out_read)
+        _child(fn, write_fd, out_write, scratch, env or {}, limits)
     os.close(write_fd)
+    os.close(out_write)
     outcome = Outcome()
     stage_start: dict[str, float] = {}
     buffer = b""
+    # Only the tail of the output is kept: a candidate that prints without end costs CPU
+    # time until its timeout, never memory or disk.
+    tail = bytearray()
+    keep = max(4 * limits.output_tail_chars, 1)
     status = None
-    eof = False
+    open_fds = {read_fd, out_read}
     deadline = start + limits.timeout_s
     memory_cap = limits.memory_mb * 1024 * 1024
 
@@ -202,15 +207,20 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
 
     try:
         while status is None:
-            if not eof:
-                ready, _, _ = select.select([read_fd], [], [], _POLL_S)
-                if ready:
-                    chunk = os.read(read_fd, 1 << 16)
-                    eof = not chunk
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
-                        handle(line)
+            if open_fds:
+                ready, _, _ = select.select(list(open_fds), [], [], _POLL_S)
+                for fd in ready:
+                    chunk = os.read(fd, 1 << 16)
+                    if not chunk:
+                        open_fds.discard(fd)
+                    elif fd == out_read:
+                        tail += chunk
+                        del tail[:-keep]
+                    else:
+                        buffer += chunk
+                        *lines, buffer = buffer.split(b"\n")
+                        for line in lines:
+                            handle(line)
             else:
                 time.sleep(_POLL_S / 4)
             done, raw = os.waitpid(pid, os.WNOHANG)
@@ -226,17 +236,14 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
                 _, status = os.waitpid(pid, 0)
         end = time.monotonic()
         _kill_group(pid)  # anything the candidate left running in its session
-        os.set_blocking(read_fd, False)
-        try:
-            while chunk := os.read(read_fd, 1 << 16):
-                buffer += chunk
-        except BlockingIOError:
-            pass
+        buffer += _drain(read_fd)
+        tail += _drain(out_read)
         for line in buffer.split(b"\n"):
             if line.strip():
                 handle(line)
     finally:
         os.close(read_fd)
+        os.close(out_read)
     outcome.wall_s = end - start
     if os.WIFSIGNALED(status):
         outcome.signal = os.WTERMSIG(status)
@@ -246,6 +253,7 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
     for (name, t0), (_, t1) in zip(ordered, [*ordered[1:], ("end", None)], strict=False):
         outcome.stage_s[name] = round(((t1 if t1 is not None else start + outcome.wall_s)
                                        - t0), 6)
-    outcome.output = _tail(scratch / "output.log", limits.output_tail_chars)
+    chars = limits.output_tail_chars
+    outcome.output = tail.decode("utf-8", errors="replace")[-chars:] if chars else ""
     shutil.rmtree(scratch, ignore_errors=True)
     return outcome

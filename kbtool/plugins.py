@@ -40,6 +40,7 @@ pm = pluggy.PluginManager("kbtool")
 pm.add_hookspecs(hookspecs)
 _infos: dict[str, PluginInfo] = {}
 _loaded = False
+_warned: set[str] = set()
 
 
 def _env_list(name: str) -> set[str] | None:
@@ -50,7 +51,9 @@ def _env_list(name: str) -> set[str] | None:
 
 
 def _warn(message: str) -> None:
-    print(f"kbtool: warning: {message}", file=sys.stderr)
+    if message not in _warned:  # registries are collected several times per command
+        _warned.add(message)
+        print(f"kbtool: warning: {message}", file=sys.stderr)
 
 
 def _register(module: Any, name: str, version: str, builtin: bool) -> None:
@@ -75,12 +78,19 @@ def load_plugins() -> pluggy.PluginManager:
         short = module_name.rsplit(".", 1)[-1]
         if short in blocked or module_name in blocked:
             continue
-        _register(importlib.import_module(module_name), short, __version__, builtin=True)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            _warn(f"built-in plugin {short!r} failed to load ({type(exc).__name__}: {exc})")
+            continue
+        _register(module, short, __version__, builtin=True)
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in blocked or (allowed is not None and ep.name not in allowed):
             continue
-        if pm.get_plugin(ep.name) is not None:
-            continue  # the same distribution installed twice on sys.path
+        if ep.name in _infos:
+            if ep.dist is None or _infos[ep.name].version != ep.dist.version:
+                _warn(f"plugin name {ep.name!r} is taken; the entry point {ep.value} is skipped")
+            continue  # else: the same distribution found twice on sys.path
         try:
             module = ep.load()
         except Exception as exc:
@@ -99,18 +109,25 @@ def plugin_infos() -> list[PluginInfo]:
 def collect(hook_name: str) -> dict[str, Any]:
     """Call a ``register_*(register)`` hook and return ``{name: thing}``.
 
-    Third-party plugins are called before built-ins (pluggy calls the last registered
+    Third-party plugins are called before built-ins (pluggy's order: the last registered
     first), so a third-party plugin may replace a built-in of the same name; the first
-    registration of a name wins and a second one is reported.
+    registration of a name wins and a second one is reported.  A plugin whose hook raises
+    is reported and skipped; the others still register.
     """
     load_plugins()
     found: dict[str, Any] = {}
+    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        owner = impl.plugin_name
 
-    def register(name: str, thing: Any) -> None:
-        if name in found:
-            _warn(f"{hook_name}: {name!r} registered twice; keeping the first")
-            return
-        found[name] = thing
+        def register(name: str, thing: Any, owner: str = owner) -> None:
+            if name in found:
+                _warn(f"{hook_name}: {name!r} from plugin {owner!r} is registered already; "
+                      "keeping the first")
+                return
+            found[name] = thing
 
-    getattr(pm.hook, hook_name)(register=register)
+        try:
+            impl.function(register=register)
+        except Exception as exc:
+            _warn(f"plugin {owner!r} failed in {hook_name} ({type(exc).__name__}: {exc})")
     return found

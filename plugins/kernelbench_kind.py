@@ -6,6 +6,7 @@ Every function here runs inside an isolated child (see ``kbtool.isolation``).
 from __future__ import annotations
 
 import os
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -162,7 +163,7 @@ class KernelBenchKind:
                         "error": f"{solution.name} defines no class ModelNew"}
             new = self._build(task, config, "ModelNew", candidate, ref_module)
         except BaseException:
-            return {"status": "compile_error", "error": traceback.format_exc()}
+            return {"status": "compile_error", "error": candidate_trace(solution)}
 
         report.stage("correctness")
         worst: list[float | None] = []
@@ -179,7 +180,8 @@ class KernelBenchKind:
                                 "correctness_trials": trial + 1,
                                 "error": f"trial {trial + 1}: {problem}"}
         except BaseException:
-            return {"status": "runtime_error", "error": traceback.format_exc(), "max_abs_diff": worst}
+            return {"status": "runtime_error", "error": candidate_trace(solution),
+                    "max_abs_diff": worst}
 
         report.stage("timing")
         try:
@@ -188,10 +190,26 @@ class KernelBenchKind:
             with torch.no_grad():
                 stats = timer.measure(lambda: new(*inputs), TimingSettings.from_config(config))
         except BaseException:
-            return {"status": "runtime_error", "error": traceback.format_exc(), "max_abs_diff": worst,
-                    "correctness_trials": config.correctness_trials}
+            return {"status": "runtime_error", "error": candidate_trace(solution),
+                    "max_abs_diff": worst, "correctness_trials": config.correctness_trials}
         return {"status": "ok", "correct": True, "max_abs_diff": worst,
                 "correctness_trials": config.correctness_trials, "timing": stats.model_dump()}
+
+
+def candidate_trace(solution: Path) -> str:
+    """The current exception's traceback from the candidate's first frame on (kbtool's own
+    frames above it only add noise); the whole traceback when no frame is the candidate's."""
+    exc = sys.exc_info()[1]
+    assert exc is not None
+    frames = traceback.extract_tb(exc.__traceback__)
+    first = next((i for i, f in enumerate(frames) if f.filename == str(solution)), None)
+    if isinstance(exc, SyntaxError):
+        return "".join(traceback.format_exception_only(type(exc), exc))
+    if first is None:
+        return traceback.format_exc()
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames[first:]),
+             *traceback.format_exception_only(type(exc), exc)]
+    return "".join(lines)
 
 
 def _merge_worst(worst: list[float | None], diffs: list[float | None]) -> list[float | None]:
