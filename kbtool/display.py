@@ -55,15 +55,20 @@ def progress_line(task_id: str, outcome: EvalResult | str) -> None:
 
 
 def print_batch_table(results: list[EvalResult], skipped: dict[str, str]) -> None:
+    """A rich table on a terminal; plain whitespace-separated columns when piped."""
+    columns = ("task", "status", "runtime_ms", "baseline_ms", "speedup", "trials")
+    rows = [(r.task, r.status.value, _ms(r.runtime_ms), _ms(r.baseline_ms), _speedup(r),
+             str(r.timing.trials) if r.timing else "-") for r in results]
+    rows += [(task_id, "skipped", "-", "-", "-", "-") for task_id in skipped]
+    if not sys.stdout.isatty():
+        widths = [max(len(str(row[i])) for row in [columns, *rows]) for i in range(len(columns))]
+        for row in [columns, *rows]:
+            print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+        return
     table = Table(title="kbtool eval")
-    for column in ("task", "status", "runtime ms", "baseline ms", "speedup", "trials"):
+    for column in columns:
         table.add_column(column, justify="left" if column in ("task", "status") else "right")
-    for r in results:
-        style = _STYLE.get(r.status, "red")
-        table.add_row(r.task, f"[{style}]{r.status.value}[/{style}]", _ms(r.runtime_ms),
-                      _ms(r.baseline_ms), _speedup(r),
-                      str(r.timing.trials) if r.timing else "-")
-    for task_id, why in skipped.items():
-        table.add_row(task_id, "[dim]skipped[/dim]", "-", "-", "-", "-")
-        del why  # the reason was printed when it happened
+    for row in rows:
+        style = "dim" if row[1] == "skipped" else _STYLE.get(Status(row[1]), "red")
+        table.add_row(row[0], f"[{style}]{row[1]}[/{style}]", *row[2:])
     Console().print(table)
