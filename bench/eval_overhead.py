@@ -99,6 +99,17 @@ def med(values: list[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
+def _json_safe(obj: Any) -> Any:
+    """NaN (a figure that could not be measured) as null, so the file is strict JSON."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def fmt(value: float, spec: str = ".3f") -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) \
         else format(value, spec)
@@ -270,8 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.stamps:  # before kbtool loads its plugins, here or in its warm process
         install_stamp_plugin(work / "plugin")
         os.environ[STAMP_ENV] = str(stamp_path)
+    from kbtool.errors import KbtoolError
+
     try:
         return run(args, work, stamp_path, t_bench)
+    except KbtoolError as exc:
+        print(f"eval_overhead: error: {exc}", file=sys.stderr)
+        return 2
     finally:
         tmp.cleanup()
 
@@ -382,7 +398,7 @@ def measure(args: argparse.Namespace, evaluator: Any, tasks: list[Any],
     print(f"\nbenchmark wall time: {time.perf_counter() - t_bench:.1f} s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2, default=str))
+        args.json.write_text(json.dumps(_json_safe(figures), indent=2, default=str))
         print(f"figures written to {args.json}")
     return 1 if failures else 0
 

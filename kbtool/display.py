@@ -63,7 +63,7 @@ def print_batch_table(results: list[EvalResult], skipped: dict[str, str]) -> Non
     if not sys.stdout.isatty():
         widths = [max(len(str(row[i])) for row in [columns, *rows]) for i in range(len(columns))]
         for row in [columns, *rows]:
-            print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+            print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         return
     table = Table(title="kbtool eval")
     for column in columns:

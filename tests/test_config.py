@@ -81,3 +81,11 @@ def test_config_show_cli(tmp_path: Path) -> None:
     assert bad.stderr.strip() == "kbtool: error: unknown config key 'levle' (did you mean 'level'?)"
     missing = run_kbtool("config", "show", "--config", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_every_key_is_documented() -> None:
+    from kbtool.config import Config
+
+    doc = (Path(__file__).parent.parent / "docs" / "config.md").read_text()
+    missing = [key for key in Config.model_fields if f"| `{key}` |" not in doc]
+    assert not missing
