@@ -109,6 +109,13 @@ def _child(fn: Callable[[Reporter], Any], write_fd: int, output_fd: int, scratch
         os.dup2(output_fd, 1)
         os.dup2(output_fd, 2)
         os.close(output_fd)
+        # Nothing else of the parent's stays open: not its request pipe (stdin), not its
+        # reply pipe, not other children's pipes.
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        os.closerange(3, write_fd)
+        os.closerange(write_fd + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         # Fresh stream objects: the parent's may hold buffered text or locks of other threads.
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
@@ -117,7 +124,7 @@ def _child(fn: Callable[[Reporter], Any], write_fd: int, output_fd: int, scratch
             extra = limits.memory_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (_vm_size() + extra, _vm_size() + extra))
         value = fn(reporter)
-        reporter.send({"result": value})
+        reporter.send({"result": value, "t": time.monotonic()})
         code = 0
     except BaseException:
         with contextlib.suppress(BaseException):
@@ -144,6 +151,13 @@ def _rss_bytes(pid: int) -> int:
     except (OSError, ValueError, IndexError):
         return 0
     return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3: poll instead
+        return None
 
 
 def _drain(fd: int) -> bytes:
@@ -189,6 +203,8 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
     keep = max(4 * limits.output_tail_chars, 1)
     status = None
     open_fds = {read_fd, out_read}
+    pidfd = _pidfd(pid)  # readable when the child exits: no polling delay at the end
+    finished_at: list[float] = []
     deadline = start + limits.timeout_s
     memory_cap = limits.memory_mb * 1024 * 1024
 
@@ -202,14 +218,18 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
             stage_start[message["stage"]] = message.get("t", time.monotonic())
         elif "result" in message:
             outcome.value = message["result"]
+            finished_at.append(message.get("t", time.monotonic()))
         elif "error" in message:
             outcome.error = message["error"]
 
     try:
         while status is None:
-            if open_fds:
-                ready, _, _ = select.select(list(open_fds), [], [], _POLL_S)
+            watched = [*open_fds, *([pidfd] if pidfd is not None else [])]
+            if watched:
+                ready, _, _ = select.select(watched, [], [], _POLL_S)
                 for fd in ready:
+                    if fd == pidfd:
+                        continue  # reaped below
                     chunk = os.read(fd, 1 << 16)
                     if not chunk:
                         open_fds.discard(fd)
@@ -242,17 +262,20 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
             if line.strip():
                 handle(line)
     finally:
-        os.close(read_fd)
-        os.close(out_read)
+        for fd in (read_fd, out_read, pidfd):
+            if fd is not None:
+                os.close(fd)
     outcome.wall_s = end - start
     if os.WIFSIGNALED(status):
         outcome.signal = os.WTERMSIG(status)
     else:
         outcome.exit_code = os.WEXITSTATUS(status)
+    # A stage lasts until the next one starts; the last one until the result was sent
+    # (process teardown is harness overhead, not the candidate's time).
     ordered = sorted(stage_start.items(), key=lambda kv: kv[1])
-    for (name, t0), (_, t1) in zip(ordered, [*ordered[1:], ("end", None)], strict=False):
-        outcome.stage_s[name] = round(((t1 if t1 is not None else start + outcome.wall_s)
-                                       - t0), 6)
+    ends = [t for _, t in ordered[1:]] + [finished_at[0] if finished_at else end]
+    for (name, t0), t1 in zip(ordered, ends[:len(ordered)], strict=True):
+        outcome.stage_s[name] = round(t1 - t0, 6)
     chars = limits.output_tail_chars
     outcome.output = tail.decode("utf-8", errors="replace")[-chars:] if chars else ""
     shutil.rmtree(scratch, ignore_errors=True)

@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import threading
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -148,6 +149,9 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
                 reply = run_isolated(_child_function(request), request.limits)
         except KbtoolError as exc:
             reply = exc
+        except Exception as exc:  # a bug here must not take every later evaluation down
+            traceback.print_exc()
+            reply = KbtoolError(f"internal error in the evaluation process: {exc!r}")
         _send(replies, reply)
 
 
