@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,6 +67,9 @@ class Config(BaseModel):
     timeout_s: float = Field(300.0, gt=0, description="wall-time limit per candidate")
     memory_limit_mb: int = Field(8192, gt=0, description="memory limit per candidate process")
     output_tail_chars: int = Field(10000, ge=0, description="candidate output kept in error texts")
+    sandbox: Literal["auto", "required", "off"] = Field(
+        "auto", description="namespaces: no network, read-only files but scratch")
+    max_processes: int = Field(256, ge=1, description="processes and threads per candidate")
 
     # Timing (adaptive: stop when the 95% CI is tight, or at a cap)
     warmup_trials: int = Field(3, ge=0)
@@ -91,10 +95,26 @@ def user_config_path() -> Path:
     return Path(base) / "kbtool" / "config.yaml"
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML with 1.2 booleans: only true/false, so ``sandbox=off`` stays the word "off"."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool",
+                              re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+
+
 def parse_value(text: str) -> Any:
     """A command-line value: YAML scalars and lists (``16``, ``true``, ``[1, 2]``), else text."""
     try:
-        return yaml.safe_load(text)
+        return _yaml(text)
     except yaml.YAMLError:
         return text
 
@@ -139,7 +159,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise KbtoolError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise KbtoolError(f"config file {path} is not valid YAML: {exc}".splitlines()[0]) from None
     if not isinstance(data, dict):

@@ -6,6 +6,7 @@ a child forked from a warm zygote process (``kbtool.zygote``) that imported torc
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from kbtool.errors import KbtoolError
 from kbtool.isolation import Limits, Outcome
 from kbtool.problem import apply_sizes
 from kbtool.result import EvalResult, Status, TimingStats
+from kbtool.sandbox import SandboxPolicy
 from kbtool.task import Task
 from kbtool.timing import Timer
 from kbtool.zygote import Request, Zygote
@@ -45,7 +47,8 @@ class Evaluator:
         # CUDA reserves vast virtual ranges: there the RSS watch is the only memory limit.
         self.limits = Limits(timeout_s=config.timeout_s, memory_mb=config.memory_limit_mb,
                              output_tail_chars=config.output_tail_chars,
-                             address_space_limit=device == "cpu")
+                             address_space_limit=device == "cpu",
+                             sandbox=SandboxPolicy(config.sandbox, config.max_processes))
         self.config = config.model_copy(update={"device": device})
         self.timer = pick_timer(config.timer, device)
         self.kinds = plugins.collect("register_task_kinds")
@@ -55,7 +58,11 @@ class Evaluator:
         if outcome.value is None:
             raise KbtoolError(f"could not start an evaluation process on {device}: "
                               f"{failure_text(outcome)}")
-        self.env: dict[str, Any] = {**outcome.value, "timer": self.timer.name}
+        self.env: dict[str, Any] = {**outcome.value, "timer": self.timer.name,
+                                    "sandbox": outcome.sandbox}
+        if any("incomplete" in item for item in outcome.sandbox):
+            print(f"kbtool: warning: candidates run without full isolation: {outcome.sandbox}",
+                  file=sys.stderr)
 
     def close(self) -> None:
         self.zygote.close()
@@ -127,7 +134,8 @@ class Evaluator:
         result = EvalResult(
             task=task.id, solution=str(solution), device=config.device, mode=config.mode,
             timer=self.timer.name, baseline=base, baseline_ms=base.median_ms,
-            stage_s=outcome.stage_s, sizes=info.get("sizes", {}), env=self.env, **fields)
+            stage_s=outcome.stage_s, sizes=info.get("sizes", {}), env=self.env,
+            sandbox=outcome.sandbox, **fields)
         if result.timing is not None:
             result.runtime_ms = result.timing.median_ms
         if result.status == Status.ok and result.runtime_ms:

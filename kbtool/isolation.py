@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kbtool import sandbox
+from kbtool.sandbox import SandboxPolicy
+
 _POLL_S = 0.02
 
 
@@ -38,6 +41,7 @@ class Limits:
     # RLIMIT_AS stops one huge allocation at once, but CUDA reserves vast virtual ranges:
     # on GPUs the parent's RSS watch is the only memory limit.
     address_space_limit: bool = True
+    sandbox: SandboxPolicy = field(default_factory=SandboxPolicy)
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Outcome:
     memory_exceeded: bool = False
     output: str = ""
     wall_s: float = 0.0
+    sandbox: list[str] = field(default_factory=list)  # what confinement applied
 
     @property
     def crashed(self) -> bool:
@@ -93,7 +98,7 @@ def scratch_env(scratch: Path) -> dict[str, str]:
 
 
 def _child(fn: Callable[[Reporter], Any], write_fd: int, output_fd: int, scratch: Path,
-           env: dict[str, str], limits: Limits) -> None:
+           env: dict[str, str], limits: Limits, cgroup: Path | None) -> None:
     code = 1
     reporter = Reporter(write_fd)
     try:
@@ -123,6 +128,9 @@ def _child(fn: Callable[[Reporter], Any], write_fd: int, output_fd: int, scratch
         if limits.address_space_limit:
             extra = limits.memory_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (_vm_size() + extra, _vm_size() + extra))
+        applied = sandbox.enter(scratch, limits.sandbox, cgroup,
+                                lambda pid: reporter.send({"pid": pid}))
+        reporter.send({"sandbox": applied})
         value = fn(reporter)
         reporter.send({"result": value, "t": time.monotonic()})
         code = 0
@@ -184,6 +192,8 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
     scratch = Path(tempfile.mkdtemp(prefix="kbtool-", dir=scratch_root))
     read_fd, write_fd = os.pipe()
     out_read, out_write = os.pipe()
+    cgroup = (sandbox.make_pids_cgroup(limits.sandbox.max_processes)
+              if limits.sandbox.mode != "off" else None)
     sys.stdout.flush()
     sys.stderr.flush()
     start = time.monotonic()
@@ -191,7 +201,7 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
     if pid == 0:  # pragma: no cover - the child never returns
         os.close(read_fd)
         os.close(out_read)
-        _child(fn, write_fd, out_write, scratch, env or {}, limits)
+        _child(fn, write_fd, out_write, scratch, env or {}, limits, cgroup)
     os.close(write_fd)
     os.close(out_write)
     outcome = Outcome()
@@ -205,6 +215,7 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
     open_fds = {read_fd, out_read}
     pidfd = _pidfd(pid)  # readable when the child exits: no polling delay at the end
     finished_at: list[float] = []
+    watched_pid = [pid]
     deadline = start + limits.timeout_s
     memory_cap = limits.memory_mb * 1024 * 1024
 
@@ -221,6 +232,10 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
             finished_at.append(message.get("t", time.monotonic()))
         elif "error" in message:
             outcome.error = message["error"]
+        elif "sandbox" in message:
+            outcome.sandbox = list(message["sandbox"])
+        elif "pid" in message:
+            watched_pid[0] = int(message["pid"])  # the candidate's process in its namespace
 
     try:
         while status is None:
@@ -249,7 +264,7 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
                 break
             if time.monotonic() > deadline:
                 outcome.timed_out = True
-            elif _rss_bytes(pid) > memory_cap:
+            elif _rss_bytes(watched_pid[0]) > memory_cap:
                 outcome.memory_exceeded = True
             if outcome.timed_out or outcome.memory_exceeded:
                 _kill_group(pid)
@@ -276,6 +291,7 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
     ends = [t for _, t in ordered[1:]] + [finished_at[0] if finished_at else end]
     for (name, t0), t1 in zip(ordered, ends[:len(ordered)], strict=True):
         outcome.stage_s[name] = round(t1 - t0, 6)
+    sandbox.remove_cgroup(cgroup)
     chars = limits.output_tail_chars
     outcome.output = tail.decode("utf-8", errors="replace")[-chars:] if chars else ""
     shutil.rmtree(scratch, ignore_errors=True)

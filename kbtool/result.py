@@ -54,4 +54,5 @@ class EvalResult(BaseModel):
     correctness_trials: int = 0
     stage_s: dict[str, float] = Field(default_factory=dict, description="wall seconds per stage")
     sizes: dict[str, Any] = Field(default_factory=dict)
+    sandbox: list[str] = Field(default_factory=list, description="confinement that applied")
     env: dict[str, Any] = Field(default_factory=dict)

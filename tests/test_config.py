@@ -18,6 +18,12 @@ def test_defaults_and_overrides() -> None:
     assert config.correctness_trials == 5 and config.mode == "eager"
 
 
+def test_yaml_words_stay_words() -> None:
+    _, overrides = split_overrides(["sandbox=off", "baseline_cache=false", "compile_mode=no"])
+    assert overrides == {"sandbox": "off", "baseline_cache": False, "compile_mode": "no"}
+    assert load_config(overrides).sandbox == "off"
+
+
 def test_split_overrides_keeps_tasks_and_paths() -> None:
     words, overrides = split_overrides(["builtin/1/2", "level=1", "a/b=c.py", "sizes.dim=8"])
     assert words == ["builtin/1/2", "a/b=c.py"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,8 @@ def hostile_evaluator(tmp_path_factory: pytest.TempPathFactory):
     ("exits_at_import", Status.compile_error, "SystemExit"),
     ("output_flood", Status.runtime_error, ""),
     ("stdin_thief", Status.ok, None),
+    ("fork_bomb", Status.runtime_error, "Resource temporarily unavailable"),
+    ("writes_home", Status.runtime_error, "Read-only file system"),
 ])
 def test_hostile_candidates_are_contained(hostile_evaluator: Evaluator, name: str,
                                           status: Status, needle: str | None) -> None:
@@ -184,3 +187,61 @@ def test_cli_eval_exit_codes(tmp_path: Path) -> None:
         proc = run_kbtool(*args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr and proc.stderr.startswith("kbtool: error:")
+
+
+def test_candidates_cannot_reach_the_network(hostile_evaluator: Evaluator, tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    accepted: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            accepted.append(conn.recv(100))
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    candidate = tmp_path / "connects.py"
+    candidate.write_text(
+        "import socket\nimport torch.nn as nn\n\nclass ModelNew(nn.Module):\n"
+        "    def forward(self, x):\n"
+        f"        socket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'leak')\n"
+        "        return x.relu()\n")
+    try:
+        # The same connection works from the test process: the server is really there.
+        socket.create_connection(("127.0.0.1", port), timeout=2).sendall(b"probe")
+        result = evaluate(hostile_evaluator, RELU, candidate)
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        server.close()
+    assert result.status == Status.runtime_error
+    assert "Network is unreachable" in (result.error or "")
+    assert accepted == [b"probe"]
+    assert "no network" in result.sandbox
+
+
+def test_nothing_outlives_a_candidate(hostile_evaluator: Evaluator) -> None:
+    result = evaluate(hostile_evaluator, RELU, HOSTILE / "daemon.py")
+    assert result.status == Status.ok
+    time.sleep(0.5)
+    leftovers = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            ppid = int((proc / "status").read_text().split("PPid:")[1].split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+        if b"kbtool.zygote" in cmdline and ppid == 1:
+            leftovers.append(proc.name)
+    assert not leftovers
+    assert not (Path.home() / "kbtool-hostile-was-here.txt").exists()

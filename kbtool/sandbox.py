@@ -1,0 +1,175 @@
+"""Confine an evaluation child with what Linux offers without root: namespaces and limits.
+
+Applied in the forked child before any candidate code runs:
+- a user namespace (so the rest needs no privileges), a network namespace with no
+  interfaces up (no network, loopback included), a mount namespace in which every mount is
+  read-only except the candidate's scratch dir, and a PID namespace whose init is the
+  candidate's process (when it dies, the kernel kills everything it started);
+- a cap on the number of processes: a pids cgroup where one can be made (as root), else
+  RLIMIT_NPROC (which the kernel does not enforce for uid 0).
+
+Where namespaces are unavailable (old kernels, containers that forbid them), ``mode=auto``
+runs without them and says so; ``mode=required`` fails the evaluation instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWPID = 0x20000000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MOUNT_ATTR_RDONLY = 0x1
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+SYS_MOUNT_SETATTR = 442  # the same number on every architecture (new syscall table)
+PIDS_CGROUP_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
+
+
+class SandboxError(Exception):
+    """The sandbox could not be set up."""
+
+
+@dataclass(frozen=True)
+class SandboxPolicy:
+    mode: str = "auto"          # "auto", "required" or "off"
+    max_processes: int = 256    # processes and threads the candidate may have at once
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise SandboxError(f"{what}: {os.strerror(err)}")
+
+
+def _mount_setattr(libc: ctypes.CDLL, path: str, set_: int, clear: int) -> None:
+    attr = _MountAttr(set_, clear, 0, 0)
+    _check(libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), AT_RECURSIVE,
+                        ctypes.byref(attr), ctypes.sizeof(attr)), f"read-only mounts ({path})")
+
+
+def make_pids_cgroup(max_processes: int) -> Path | None:
+    """A fresh pids cgroup with ``pids.max`` set, or None where we may not make one."""
+    for root in PIDS_CGROUP_ROOTS:
+        if not (root / "cgroup.procs").exists() or not os.access(root, os.W_OK):
+            continue
+        if root == Path("/sys/fs/cgroup") and "pids" not in _read(root / "cgroup.controllers"):
+            continue
+        group = root / f"kbtool-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            group.mkdir()
+            (group / "pids.max").write_text(str(max_processes))
+        except OSError:
+            remove_cgroup(group)
+            continue
+        return group
+    return None
+
+
+def remove_cgroup(group: Path | None) -> None:
+    """Remove a cgroup once the kernel has finished killing what was in it (up to ~1 s)."""
+    for _ in range(50) if group is not None else ():
+        try:
+            group.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _limit_processes(policy: SandboxPolicy, cgroup: Path | None) -> str:
+    if cgroup is not None:
+        (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+        return f"processes<={policy.max_processes} (cgroup)"
+    if os.getuid() == 0:
+        return "processes unlimited (root without a pids cgroup)"
+    # RLIMIT_NPROC counts all of the user's processes, so leave room for the existing ones.
+    mine = sum(1 for p in Path("/proc").iterdir() if p.name.isdigit() and _owner(p) == os.getuid())
+    limit = mine + policy.max_processes
+    resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
+    return f"processes<={policy.max_processes} (rlimit)"
+
+
+def _owner(path: Path) -> int:
+    try:
+        return path.stat().st_uid
+    except OSError:
+        return -1
+
+
+def _namespaces(scratch: Path) -> None:
+    libc = _libc()
+    uid, gid = os.getuid(), os.getgid()
+    _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID), "unshare")
+    Path("/proc/self/setgroups").write_text("deny")
+    Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
+    Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
+    _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "private mounts")
+    target = str(scratch).encode()
+    _check(libc.mount(target, target, None, MS_BIND | MS_REC, None), "scratch bind mount")
+    _mount_setattr(libc, "/", MOUNT_ATTR_RDONLY, 0)
+    _mount_setattr(libc, str(scratch), 0, MOUNT_ATTR_RDONLY)
+
+
+def _become_pid_namespace_init(report_pid) -> None:
+    """Fork into the new PID namespace.  The caller's process stays behind as a relay that
+    waits and exits the way the candidate's process did; only the new process returns."""
+    child = os.fork()
+    if child == 0:
+        return
+    report_pid(child)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    _, status = os.waitpid(child, 0)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+
+
+def enter(scratch: Path, policy: SandboxPolicy, cgroup: Path | None, report_pid) -> list[str]:
+    """Confine the calling (single-threaded, freshly forked) process; return what applied.
+
+    ``report_pid(pid)`` is called with the pid of the process that goes on to run the
+    candidate when it differs from the caller's (the PID namespace needs a fork).
+    """
+    if policy.mode == "off":
+        return ["sandbox off"]
+    applied = [_limit_processes(policy, cgroup)]
+    try:
+        _namespaces(scratch)
+    except (SandboxError, OSError) as exc:
+        if policy.mode == "required":
+            raise SandboxError(f"sandbox required but unavailable: {exc}") from None
+        return [*applied, f"namespaces incomplete ({exc})"]
+    _become_pid_namespace_init(report_pid)
+    return [*applied, "no network", "read-only filesystem except scratch", "pid namespace"]
