@@ -79,6 +79,9 @@ class Config(BaseModel):
         0.01, gt=0, description="stop when the median's 95% CI half-width / median is below this")
     max_timing_s: float = Field(2.0, gt=0, description="time cap of one timing measurement")
 
+    speedup_flag_threshold: float = Field(
+        10.0, gt=1, description="speedups above this are flagged and re-measured side by side")
+
     cache_dir: Path = Field(default_factory=lambda: _default_cache_dir())
     baseline_cache: bool = Field(True, description="reuse measured baselines")
 

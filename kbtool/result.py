@@ -48,7 +48,10 @@ class EvalResult(BaseModel):
     baseline_ms: float | None = Field(None, description="median of the reference under `mode`")
     speedup: float | None = Field(None, description="baseline_ms / runtime_ms; null unless correct")
     error: str | None = None
-    flags: list[str] = Field(default_factory=list)
+    flags: list[str] = Field(default_factory=list, description="soft integrity signs")
+    findings: list[str] = Field(default_factory=list, description="what each flag is about")
+    remeasured: dict[str, float] | None = Field(
+        None, description="side-by-side re-measurement after a large speedup")
     timing: TimingStats | None = None
     baseline: TimingStats | None = None
     correctness_trials: int = 0

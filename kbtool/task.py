@@ -58,6 +58,12 @@ class TaskKind(Protocol):
         """Load, check and time a candidate; return fields of ``EvalResult``."""
         ...
 
+    def side_by_side(self, task: Task, solution: Path, config: Config, timer: Timer,
+                     report: Reporter) -> dict[str, Any]:
+        """Time reference and candidate alternately in one process; return ``baseline_ms``
+        and ``runtime_ms`` (used to re-check a suspiciously large speedup)."""
+        ...
+
 
 class TaskRefused(Exception):
     """The task cannot run here (too large for this machine, bad size override)."""

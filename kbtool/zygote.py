@@ -26,7 +26,7 @@ from kbtool.isolation import Limits, Outcome, Reporter, run_isolated
 
 @dataclass(frozen=True)
 class Request:
-    op: str                       # "device", "env", "inspect", "baseline" or "check"
+    op: str  # "device", "env", "inspect", "baseline", "check" or "side_by_side"
     limits: Limits
     kwargs: dict[str, Any]
 
@@ -112,9 +112,9 @@ def _child_function(request: Request) -> Any:
     timer = plugins.collect("register_timers")[kw["timer"]]
     if request.op == "baseline":
         return lambda report: kind.baseline(kw["task"], kw["config"], kw["mode"], timer, report)
-    if request.op == "check":
-        return lambda report: kind.check(kw["task"], Path(kw["solution"]), kw["config"], timer,
-                                         report)
+    if request.op in ("check", "side_by_side"):
+        method = getattr(kind, request.op)
+        return lambda report: method(kw["task"], Path(kw["solution"]), kw["config"], timer, report)
     raise ValueError(f"unknown zygote request {request.op!r}")
 
 
@@ -133,6 +133,8 @@ def resolve_device(device: str) -> str:
 def serve(requests: BinaryIO, replies: BinaryIO) -> None:
     sys.path[:] = _receive(requests)
     import torch  # noqa: F401  (the point of this process: pay the import once)
+    import torch._dynamo  # noqa: F401  (lazily imported later, it replaces torch functions,
+    # which the integrity guards would take for a candidate's patching)
 
     from kbtool import plugins
 
