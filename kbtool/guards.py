@@ -36,16 +36,21 @@ class IdentitySnapshot:
     """Identities of timer, torch and harness functions; compare before and after."""
 
     def __init__(self) -> None:
-        self._ids = {(space, key): id(value) for space, attrs in _namespaces().items()
+        self._ids = {(space, key): _identity(value) for space, attrs in _namespaces().items()
                      for key, value in attrs.items() if callable(value)}
 
     def changed(self) -> list[str]:
         now = _namespaces()
         changed = []
         for (space, key), ident in self._ids.items():
-            if id(now.get(space, {}).get(key)) != ident:
+            if _identity(now.get(space, {}).get(key)) != ident:
                 changed.append(f"{space}.{key}")
         return sorted(changed)
+
+
+def _identity(value: Any) -> tuple[int, int]:
+    # A function keeps its identity when its __code__ is swapped: watch both.
+    return id(value), id(getattr(value, "__code__", None))
 
 
 def new_threads(before: set[threading.Thread]) -> list[str]:

@@ -47,6 +47,7 @@ def run(ev: Evaluator, task: str, solution: Path) -> EvalResult:
     ("patch_timer_hidden", Status.rejected, "time.perf_counter_ns"),
     ("patch_torch", Status.rejected, "torch"),
     ("patch_harness", Status.rejected, "kbtool"),
+    ("patch_code", Status.rejected, "kbtool.compare.compare_outputs"),
     ("frame_walk", Status.rejected, "inspect.stack"),
 ])
 def test_exploits_are_caught(strict: Evaluator, name: str, status: Status, needle: str) -> None:
