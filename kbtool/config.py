@@ -82,6 +82,38 @@ class Config(BaseModel):
     speedup_flag_threshold: float = Field(
         10.0, gt=1, description="speedups above this are flagged and re-measured side by side")
 
+    # Agent: LLM, search, run (names as in the KernelBench agent framework)
+    model_name: str = Field("replay/builtin", description="provider/model")
+    server_type: str | None = Field(None, description="provider for a model_name without one")
+    strategy: str = Field("tree", description="search strategy (plugins add more)")
+    num_samples: int = Field(4, ge=1, description="candidates per phase and task")
+    num_phases: int = Field(3, ge=1, description="phases of the tree search")
+    max_fix_attempts: int = Field(2, ge=0, description="fix prompts after a failed candidate")
+    num_branches: int = Field(4, ge=1, description="seeds carried into the next phase")
+    query_budget: int = Field(300, ge=1, description="LLM calls per task (strategy=budget)")
+    num_workers: int = Field(1, ge=1, description="concurrent LLM calls")
+    api_query_interval: float = Field(0.0, ge=0, description="minimum seconds between calls")
+    temperature: float = Field(0.8, ge=0)
+    max_tokens: int = Field(30000, ge=1, description="completion tokens per call")
+    llm_timeout_s: float = Field(600.0, gt=0, description="time limit of one LLM call")
+    max_retries: int = Field(5, ge=0, description="retries of a failed call (429, 5xx, ...)")
+    retry_base_s: float = Field(1.0, ge=0, description="first retry delay; doubles each time")
+    max_calls: int | None = Field(None, ge=1, description="budget: LLM calls in the run")
+    max_total_tokens: int | None = Field(None, ge=1, description="budget: tokens in the run")
+    max_cost_usd: float | None = Field(None, gt=0, description="budget: dollars in the run")
+    prices: dict[str, list[float]] = Field(
+        default_factory=dict, description="USD per million tokens [in, out] by model prefix")
+    eval_workers: int = Field(1, ge=1, description="evaluations at once (one per CPU/GPU)")
+    baselines: list[Literal["eager", "compile"]] = Field(
+        default_factory=lambda: ["eager", "compile"], description="baselines in the summary")
+    templates_dir: Path | None = Field(None, description="prompt templates overriding ours")
+    replay_path: Path | None = Field(None, description="transcript or run dir for replay/")
+    data_dir: Path = Field(Path("."), description="run_dir defaults to data_dir/runs/<time>")
+    run_dir: Path | None = None
+    dry_run: bool = Field(False, description="render prompts and plan; spend nothing")
+    worker_input_dir: Path | None = Field(None, description="shared-directory eval queue (in)")
+    worker_output_dir: Path | None = Field(None, description="shared-directory eval queue (out)")
+
     cache_dir: Path = Field(default_factory=lambda: _default_cache_dir())
     baseline_cache: bool = Field(True, description="reuse measured baselines")
 

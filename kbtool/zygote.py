@@ -132,9 +132,9 @@ def resolve_device(device: str) -> str:
 
 def serve(requests: BinaryIO, replies: BinaryIO) -> None:
     sys.path[:] = _receive(requests)
-    import torch  # noqa: F401  (the point of this process: pay the import once)
-    import torch._dynamo  # noqa: F401  (lazily imported later, it replaces torch functions,
-    # which the integrity guards would take for a candidate's patching)
+    # The point of this process: pay the torch import once.  torch._dynamo too: imported
+    # lazily later, it replaces torch functions, which the guards would take for patching.
+    import torch._dynamo  # noqa: F401
 
     from kbtool import plugins
 
