@@ -10,10 +10,10 @@ from typing import Annotated, Any
 
 import typer
 
-from kbtool import __version__, catalog, plugins
+from kbtool import __version__, catalog, plugins, run
 from kbtool.batch import run_batch
 from kbtool.config import Config, config_as_yaml, load_config, split_overrides
-from kbtool.display import print_batch_table, print_result, progress_line
+from kbtool.display import print_batch_table, print_result, print_run_summary, progress_line
 from kbtool.errors import KbtoolError
 from kbtool.evaluator import Evaluator
 
@@ -108,6 +108,37 @@ def _eval_batch(config: Config, tasks: list, solutions: str, output: Path | None
     else:
         print_batch_table(outcome.results, outcome.skipped)
         print(f"results: {out_path}", file=sys.stderr)
+
+
+@app.command("run")
+def run_command(
+    args: Annotated[list[str] | None, typer.Argument(
+        help="TASK ids or problem files, and key=value settings (level=1 num_samples=10 ...).")]
+        = None,
+    resume_dir: Annotated[Path | None, typer.Option(
+        "--resume", help="Continue the run in RUN_DIR; nothing completed is repeated.")] = None,
+    size: Sizes = None,
+    config_file: ConfigFile = None,
+    config_profile: ConfigProfile = None,
+) -> None:
+    """Search for faster kernels with an LLM over many tasks (parallel tree search).
+
+    kbtool run [TASK ...] [level=1 task_start=1 task_end=5] model_name=openai/gpt-4o num_samples=10
+    kbtool run --resume RUN_DIR
+    """
+    words, overrides = split_overrides(args or [])
+    if resume_dir is not None:
+        if words:
+            raise KbtoolError("--resume takes the run's own tasks; do not name tasks")
+        summary = run.resume(resume_dir, overrides)
+    else:
+        config = _config(overrides, config_file, config_profile, size)
+        summary = run.start(config, words)
+    if summary.get("dry_run"):
+        print(f"dry run: {len(summary['tasks'])} tasks, at most {summary['max_llm_calls']} LLM "
+              f"calls; prompts and plan written, nothing spent")
+        return
+    print_run_summary(summary)
 
 
 @tasks_app.command("list")

@@ -72,3 +72,79 @@ def print_batch_table(results: list[EvalResult], skipped: dict[str, str]) -> Non
         style = "dim" if row[1] == "skipped" else _STYLE.get(Status(row[1]), "red")
         table.add_row(row[0], f"[{style}]{row[1]}[/{style}]", *row[2:])
     Console().print(table)
+
+
+class RunDisplay:
+    """Progress of ``kbtool run``: a live rich bar on a terminal, plain log lines otherwise."""
+
+    def __init__(self, tasks: int, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.counts = {"tasks": 0, "calls": 0, "evals": 0, "ok": 0}
+        self._progress = None
+        if self.tty:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("[bold]kbtool run"), BarColumn(),
+                                      TextColumn("{task.completed}/{task.total} tasks"),
+                                      TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+                                      console=Console(stderr=True), transient=False)
+            self._bar = self._progress.add_task("run", total=tasks, detail="")
+            self._progress.start()
+
+    def event(self, event: dict) -> None:
+        if not self.enabled:
+            return
+        kind = event.get("type")
+        if kind == "llm_call":
+            self.counts["calls"] += 1
+        elif kind == "eval":
+            self.counts["evals"] += 1
+            self.counts["ok"] += event.get("status") == "ok"
+        elif kind in ("task_done", "task_skipped", "task_failed"):
+            self.counts["tasks"] += 1
+        line = self._line(event)
+        if self._progress is not None:
+            c = self.counts
+            self._progress.update(self._bar, completed=c["tasks"],
+                                  detail=f"{c['calls']} calls, {c['evals']} evals, "
+                                         f"{c['ok']} correct")
+            if line and kind != "eval":
+                self._progress.console.print(line, markup=False, highlight=False)
+        elif line:
+            print(line, file=sys.stderr, flush=True)
+
+    @staticmethod
+    def _line(event: dict) -> str | None:
+        kind = event.get("type")
+        if kind == "eval":
+            speed = f" speedup {event['speedup']:.2f}x" if event.get("speedup") else ""
+            return f"eval {event['step']}: {event['status']}{speed}"
+        if kind == "task_done":
+            best = event.get("speedup") or {}
+            shown = ", ".join(f"{k} {v:.2f}x" for k, v in best.items() if v)
+            return f"task {event['task']}: done, " + (f"best {shown}" if shown else "no correct")
+        if kind in ("task_skipped", "task_failed"):
+            return f"task {event['task']}: {kind[5:]}: {event.get('reason') or event.get('error')}"
+        if kind in ("budget_exhausted", "llm_failed"):
+            return f"{kind}: {event.get('reason') or event.get('error')}"
+        if kind == "run_finished":
+            return f"run {event['status']}"
+        return None
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def print_run_summary(summary: dict) -> None:
+    """One line per task and the totals, on stdout."""
+    for task_id, info in summary["tasks"].items():
+        speed = ", ".join(f"{mode} {x:.2f}x" for mode, x in info["speedup"].items() if x)
+        best = f"best {info['best_runtime_ms']:.4g} ms ({speed})" if info["correct"] else \
+            "no correct solution"
+        print(f"{task_id}: {best}; {info['correct_candidates']}/{info['candidates']} correct")
+    t = summary["totals"]
+    print(f"run {summary['status']}: {t['calls']} LLM calls ({t['paid_calls']} paid, "
+          f"{t['cached_calls']} cached), {t['prompt_tokens'] + t['completion_tokens']} tokens, "
+          f"${t['cost_usd']:.4f}, {t['evaluations']} evaluations")

@@ -60,7 +60,9 @@ class LLMClient:
         self.provider = provider
         self.config = config
         self.record_dir = record_dir              # this run's answers (resume)
-        self.cache_dir = config.cache_dir / "llm"  # every run's answers (re-runs)
+        # Every run's answers, for re-runs; not for providers whose answers cost nothing.
+        self.cache_dir = config.cache_dir / "llm" if getattr(provider, "cacheable", True) \
+            else None
         self.usage = Usage()
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(config.num_workers)

@@ -25,6 +25,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "kbtool_plugins.task_sources",
     "kbtool_plugins.kernelbench_kind",
     "kbtool_plugins.timers",
+    "kbtool_plugins.strategies",
+    "kbtool_plugins.provider_replay",
 )
 
 

@@ -268,7 +268,8 @@ class KernelBenchKind:
             return self._verdict(check, exc)
         except BaseException:
             return {"status": "runtime_error", "error": candidate_trace(solution),
-                    "max_abs_diff": check.worst, "flags": check.flags}
+                    "max_abs_diff": check.worst, "flags": check.flags,
+                    "findings": check.findings}
 
         report.stage("timing")
         try:
@@ -286,7 +287,8 @@ class KernelBenchKind:
             return self._verdict(check, exc)
         except BaseException:
             return {"status": "runtime_error", "error": candidate_trace(solution),
-                    "max_abs_diff": check.worst, "flags": check.flags}
+                    "max_abs_diff": check.worst, "flags": check.flags,
+                    "findings": check.findings}
         return {"status": "ok", "correct": True, "max_abs_diff": check.worst,
                 "correctness_trials": check.trials, "timing": stats.model_dump(),
                 "flags": check.flags, "findings": check.findings}
