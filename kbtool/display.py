@@ -145,6 +145,6 @@ def print_run_summary(summary: dict) -> None:
             "no correct solution"
         print(f"{task_id}: {best}; {info['correct_candidates']}/{info['candidates']} correct")
     t = summary["totals"]
-    print(f"run {summary['status']}: {t['calls']} LLM calls ({t['paid_calls']} paid, "
-          f"{t['cached_calls']} cached), {t['prompt_tokens'] + t['completion_tokens']} tokens, "
+    print(f"run {summary['status']}: {t['calls']} LLM calls ({t['paid_calls']} to the "
+          f"provider, {t['cached_calls']} reused), {t['prompt_tokens'] + t['completion_tokens']} tokens, "
           f"${t['cost_usd']:.4f}, {t['evaluations']} evaluations")

@@ -110,7 +110,9 @@ class Evaluator:
             raise KbtoolError(f"the reference of {task.id} failed under mode={mode}: "
                               f"{failure_text(outcome)}")
         stats = TimingStats.model_validate(outcome.value["timing"])
-        if key is not None and self.cache is not None:
+        # Only a measurement that converged is worth reusing: one taken while the machine
+        # was busy would inflate every later speedup.
+        if key is not None and self.cache is not None and stats.stop_reason == "converged":
             self.cache.put(key, stats)
         return stats
 

@@ -27,6 +27,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "kbtool_plugins.timers",
     "kbtool_plugins.strategies",
     "kbtool_plugins.provider_replay",
+    "kbtool_plugins.provider_openai",
+    "kbtool_plugins.provider_litellm",
 )
 
 
