@@ -70,6 +70,7 @@ class LLMClient:
         self._last_call = 0.0
         self._on_event = on_event or (lambda event: None)
         self._exhausted: str | None = None
+        self._in_flight = 0
 
     # -- records ---------------------------------------------------------------------------
     def _lookup(self, key: str) -> dict[str, Any] | None:
@@ -94,10 +95,12 @@ class LLMClient:
     def exhausted(self) -> str | None:
         return self._exhausted
 
-    def _check_budget(self) -> None:
+    def _check_budget(self, in_flight: int = 0) -> None:
+        """Tokens and dollars are known only when a call returns, so calls in flight may
+        pass those two caps; never ``max_calls``."""
         c, u = self.config, self.usage
         reason = None
-        if c.max_calls is not None and u.calls >= c.max_calls:
+        if c.max_calls is not None and u.calls + in_flight >= c.max_calls:
             reason = f"max_calls={c.max_calls} reached"
         elif c.max_total_tokens is not None and \
                 u.prompt_tokens + u.completion_tokens >= c.max_total_tokens:
@@ -121,7 +124,9 @@ class LLMClient:
         if response.cost_usd is not None:
             return response.cost_usd
         prices = {**DEFAULT_PRICES, **{k: tuple(v) for k, v in self.config.prices.items()}}
-        match = max((name for name in prices if model.startswith(name)), key=len, default=None)
+        names = {model, model.rsplit("/", 1)[-1], response.model}  # gemini/gemini-2.5-pro too
+        match = max((name for name in prices for m in names if m.startswith(name)), key=len,
+                    default=None)
         if match is None:
             return None
         p_in, p_out = prices[match]
@@ -143,9 +148,14 @@ class LLMClient:
             self._on_event(self._event(request, response))
             return response
         with self._lock:
-            self._check_budget()
-        with self._slots:
-            response = self._call_with_retries(request)
+            self._check_budget(in_flight=self._in_flight)
+            self._in_flight += 1  # counted now, so concurrent calls cannot pass max_calls
+        try:
+            with self._slots:
+                response = self._call_with_retries(request)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
         response.cost_usd = self.price(request.model, response)
         with self._lock:
             self._account(response)

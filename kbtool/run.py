@@ -13,6 +13,7 @@ from kbtool import catalog, plugins
 from kbtool.config import Config, load_config
 from kbtool.display import RunDisplay
 from kbtool.errors import KbtoolError
+from kbtool.llm import ProviderError
 from kbtool.llm_client import LLMClient
 from kbtool.runstore import SUMMARY, RunStore, write_atomic
 from kbtool.search import EvaluatorPool, SearchContext, make_provider, task_summary
@@ -166,6 +167,12 @@ def _dry_run(ctx: SearchContext, tasks: list[Task]) -> dict[str, Any]:
                             "strategy": ctx.config.strategy, "tasks": {},
                             "max_llm_calls": plan_calls(ctx.config, tasks),
                             "evaluator": ctx.pool.all[0].env}
+    check = getattr(ctx.llm.provider, "check", None)
+    if check is not None:
+        try:
+            check()  # credentials and endpoint, without a call
+        except ProviderError as exc:
+            raise KbtoolError(f"provider {ctx.provider}: {exc}") from None
     for task in tasks:
         with ctx.pool.get() as evaluator:
             info = evaluator.inspect(task)  # the task loads and fits here

@@ -72,7 +72,8 @@ def plugins_json(proc: subprocess.CompletedProcess[str]) -> dict[str, dict]:
     return {info["name"]: info for info in json.loads(proc.stdout)}
 
 
-BUILTINS = {"task_sources", "kernelbench_kind", "timers"}
+BUILTINS = {"task_sources", "kernelbench_kind", "timers", "strategies", "provider_replay",
+            "provider_openai", "provider_litellm"}
 
 
 def test_plugins_lists_demo_and_warns_about_broken(plugin_site: Path, cache_home: Path) -> None:
