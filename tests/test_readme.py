@@ -15,7 +15,7 @@ def readme_commands() -> list[str]:
 def test_readme_starts_with_two_commands() -> None:
     commands = readme_commands()[:2]
     assert len(commands) == 2
-    assert "kbtool eval" in commands[0] and "torch==2.13.0" in commands[0]
+    assert "kbtool run" in commands[0] and "torch==2.13.0" in commands[0]
     assert "pytest" in commands[1] and "torch==2.13.0" in commands[1]
 
 
