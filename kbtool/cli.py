@@ -16,6 +16,9 @@ from kbtool.config import Config, config_as_yaml, load_config, split_overrides
 from kbtool.display import print_batch_table, print_result, print_run_summary, progress_line
 from kbtool.errors import KbtoolError
 from kbtool.evaluator import Evaluator
+from kbtool.queue import Queue
+from kbtool.remote import evaluate_remote, queue_for
+from kbtool.worker import Worker, status
 
 app = typer.Typer(
     name="kbtool",
@@ -28,6 +31,9 @@ tasks_app = typer.Typer(help="List and inspect tasks.", no_args_is_help=True)
 config_app = typer.Typer(help="Show the resolved configuration.", no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(config_app, name="config")
+worker_app = typer.Typer(help="Serve and watch the shared-directory evaluation queue.",
+                         no_args_is_help=True)
+app.add_typer(worker_app, name="worker")
 
 ConfigFile = Annotated[Path | None, typer.Option(
     "--config", help="YAML config file (layered over ~/.config/kbtool/config.yaml, ./kbtool.yaml).")]
@@ -88,8 +94,11 @@ def eval_command(
     if not solution.is_file():
         raise KbtoolError(f"solution file not found: {solution}")
     task = catalog.resolve(words[0], config)
-    with Evaluator(config) as evaluator:
-        result = evaluator.evaluate(task, solution)
+    if config.worker_input_dir or config.worker_output_dir:
+        result = evaluate_remote(queue_for(config), task, solution, config)
+    else:
+        with Evaluator(config) as evaluator:
+            result = evaluator.evaluate(task, solution)
     if as_json:
         print(result.model_dump_json())
     else:
@@ -139,6 +148,74 @@ def run_command(
               f"calls; prompts and plan written, nothing spent")
         return
     print_run_summary(summary)
+
+
+@worker_app.command("serve")
+def worker_serve(
+    args: Annotated[list[str] | None, typer.Argument(
+        help="worker_input_dir=IN worker_output_dir=OUT and other key=value settings.")] = None,
+    max_jobs: Annotated[int | None, typer.Option(help="Exit after this many jobs.")] = None,
+    idle_exit: Annotated[float | None, typer.Option(
+        help="Exit after this many seconds without a job.")] = None,
+    config_file: ConfigFile = None,
+    config_profile: ConfigProfile = None,
+) -> None:
+    """Evaluate jobs from a shared-directory queue until stopped (SIGTERM drains)."""
+    words, overrides = split_overrides(args or [])
+    if words:
+        raise KbtoolError(f"worker serve takes key=value settings, not {words[0]!r}")
+    config = _config(overrides, config_file, config_profile)
+    worker = Worker(config, queue_for(config))
+    print(f"kbtool worker {worker.id}: serving {config.worker_input_dir}", file=sys.stderr)
+    done = worker.serve(max_jobs=max_jobs, idle_exit_s=idle_exit)
+    print(f"kbtool worker {worker.id}: stopped after {done} jobs", file=sys.stderr)
+
+
+@worker_app.command("status")
+def worker_status(
+    input_dir: Annotated[Path, typer.Argument(help="The queue's worker_input_dir.")],
+    output_dir: Annotated[Path | None, typer.Option(
+        "--output-dir", help="The queue's worker_output_dir (default: beside it).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Workers alive, queue depth, throughput and failures of a queue."""
+    if not (input_dir / "pending").is_dir():
+        raise KbtoolError(f"{input_dir} is not a kbtool queue (no pending/ folder)")
+    info = status(Queue(input_dir, output_dir or input_dir.parent / "output"))
+    if as_json:
+        print(json.dumps(info, default=str))
+        return
+    q = info["queue"]
+    print(f"workers alive: {info['workers_alive']} (known {info['workers_known']})")
+    print(f"queue: {q['pending']} pending, {q['claimed']} running, {q['bad']} set aside")
+    print(f"jobs done: {info['jobs_done']}, not ok: {info['jobs_failed']}, "
+          f"throughput: {info['throughput_per_min']}/min")
+    for w in info["workers"]:
+        state = "stopped" if w.get("stopped") else ("busy" if w.get("busy") else "idle")
+        print(f"  {w['worker']} on {w.get('host')}: {state}, {w.get('done', 0)} done")
+
+
+@app.command("report")
+def report_command(
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="Run directories (a kbtool run's run_dir); several are reported side by side.")],
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object (see docs/report.md) instead of tables.")] = False,
+    csv_dir: Annotated[Path | None, typer.Option(
+        "--csv", help="Write tasks.csv, phases.csv, phase_summary.csv, fast_p.csv to DIR.")] = None,
+    export_dir: Annotated[Path | None, typer.Option(
+        "--export", help="Copy each task's best solution to DIR/<task id, / as _>.py.")] = None,
+    plots_dir: Annotated[Path | None, typer.Option(
+        "--plots", help="Write the figures to DIR, PNG and PDF.")] = None,
+) -> None:
+    """Report a run: fast_p, geometric-mean speedups, per-phase progress, errors and cost.
+
+    kbtool report RUN_DIR [RUN_DIR ...] [--json] [--csv DIR] [--export DIR] [--plots DIR]
+    """
+    from kbtool import report
+
+    report.main(run_dirs, as_json=as_json, csv_dir=csv_dir, export_dir=export_dir,
+                plots_dir=plots_dir)
 
 
 @tasks_app.command("list")

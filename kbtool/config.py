@@ -32,6 +32,13 @@ DEFAULT_TOLERANCES = {
     "bfloat16": Tolerance(atol=1e-2, rtol=1e-2),
 }
 
+# Settings that change an evaluation's verdict or numbers: they key the search's evaluation
+# cache and travel with every job sent to a worker.
+EVAL_KEYS = ("device", "mode", "compile_mode", "timer", "seed", "correctness_trials",
+             "tolerances", "sizes", "warmup_trials", "min_trials", "max_trials",
+             "target_rel_ci", "max_timing_s", "timeout_s", "memory_limit_mb",
+             "speedup_flag_threshold", "sandbox")
+
 BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
     # Fast, less precise numbers: smoke runs and CI.
     "quick": {"correctness_trials": 2, "min_trials": 5, "max_timing_s": 0.3},
@@ -113,6 +120,10 @@ class Config(BaseModel):
     dry_run: bool = Field(False, description="render prompts and plan; spend nothing")
     worker_input_dir: Path | None = Field(None, description="shared-directory eval queue (in)")
     worker_output_dir: Path | None = Field(None, description="shared-directory eval queue (out)")
+    lease_s: float = Field(60.0, gt=0, description="a worker's claim expires unrenewed after this")
+    max_attempts: int = Field(3, ge=1, description="claims without a result before a job fails")
+    queue_wait_s: float = Field(86400.0, gt=0, description="how long a client waits for a result")
+    worker_poll_s: float = Field(0.5, gt=0, description="polling interval where inotify is absent")
 
     cache_dir: Path = Field(default_factory=lambda: _default_cache_dir())
     baseline_cache: bool = Field(True, description="reuse measured baselines")

@@ -16,7 +16,7 @@ from kbtool.errors import KbtoolError
 from kbtool.llm import ProviderError
 from kbtool.llm_client import LLMClient
 from kbtool.runstore import SUMMARY, RunStore, write_atomic
-from kbtool.search import EvaluatorPool, SearchContext, make_provider, task_summary
+from kbtool.search import SearchContext, make_backend, make_provider, task_summary
 from kbtool.task import Task
 
 TASKS_FILE = "tasks.json"
@@ -34,13 +34,6 @@ def _strategy(config: Config) -> Any:
     return strategies[config.strategy]
 
 
-def _check_queue_settings(config: Config) -> None:
-    if config.worker_input_dir or config.worker_output_dir:
-        raise KbtoolError("worker_input_dir/worker_output_dir: evaluation through a shared-"
-                          "directory worker queue is not available in this version of kbtool; "
-                          "leave them unset to evaluate locally")
-
-
 def plan_calls(config: Config, tasks: list[Task]) -> int:
     """Most LLM calls the run can make (budgets may stop it earlier)."""
     if config.strategy == "budget":
@@ -50,7 +43,6 @@ def plan_calls(config: Config, tasks: list[Task]) -> int:
 
 def start(config: Config, words: list[str]) -> dict[str, Any]:
     """A new run over the tasks named by ``words`` (ids or files) or selected by config."""
-    _check_queue_settings(config)
     tasks = [catalog.resolve(w, config) for w in words] if words else catalog.select(config)
     if not tasks:
         raise KbtoolError("no tasks selected (check source, level, task_start, task_end)")
@@ -69,7 +61,6 @@ def resume(run_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     store = RunStore(run_dir, resume=True)
     saved = store.load_config()
     config = load_config({**saved, **overrides, "run_dir": str(run_dir)})
-    _check_queue_settings(config)
     tasks = []
     for item in json.loads((run_dir / TASKS_FILE).read_text()):
         word = item["path"] if item["id"].startswith("file/") else item["id"]
@@ -88,11 +79,12 @@ def _execute(config: Config, store: RunStore, tasks: list[Task], resumed: bool) 
         store.emit(event)
         display.event(event)
 
-    pool = EvaluatorPool(config)
+    pool = make_backend(config)
     try:
-        env = pool.all[0].env
+        env = pool.env
         device = (f"{env.get('device_name')} (a GPU)" if env.get("device") == "cuda" else
-                  f"a CPU ({env.get('device_name')}, {env.get('num_threads')} threads)")
+                  f"a CPU ({env.get('device_name')}, {env.get('num_threads')} threads)"
+                  if env else "the workers' device")
         llm = LLMClient(provider, config, store.calls_dir, on_event=emit)
         ctx = SearchContext(config, store, llm, provider_name, model, pool, device)
         if config.dry_run:
@@ -128,8 +120,7 @@ def _run_task(ctx: SearchContext, strategy: Any, task: Task, emit: Any) -> None:
     emit({"type": "task_started", "task": task.id})
     try:
         for mode in ctx.config.baselines:
-            with ctx.pool.get() as evaluator:
-                stats = evaluator.baseline(task, mode)
+            stats = ctx.pool.baseline(task, mode)
             record.baselines[mode] = stats
             emit({"type": "baseline", "task": task.id, "mode": mode, "ms": stats.median_ms})
         strategy(ctx, task)
@@ -166,7 +157,7 @@ def _dry_run(ctx: SearchContext, tasks: list[Task]) -> dict[str, Any]:
     plan: dict[str, Any] = {"dry_run": True, "model": ctx.config.model_name,
                             "strategy": ctx.config.strategy, "tasks": {},
                             "max_llm_calls": plan_calls(ctx.config, tasks),
-                            "evaluator": ctx.pool.all[0].env}
+                            "evaluator": ctx.pool.env}
     check = getattr(ctx.llm.provider, "check", None)
     if check is not None:
         try:
@@ -174,8 +165,7 @@ def _dry_run(ctx: SearchContext, tasks: list[Task]) -> dict[str, Any]:
         except ProviderError as exc:
             raise KbtoolError(f"provider {ctx.provider}: {exc}") from None
     for task in tasks:
-        with ctx.pool.get() as evaluator:
-            info = evaluator.inspect(task)  # the task loads and fits here
+        info = ctx.pool.inspect(task)  # the task loads and fits here
         ideas = ctx.render("ideas", task)
         first = ctx.render("generate", task, idea="(the first idea from the ideas step)")
         base = Path("plan") / task.id.replace("/", "_")

@@ -21,22 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from kbtool import plugins
-from kbtool.config import Config
+from kbtool.config import EVAL_KEYS, Config
 from kbtool.errors import KbtoolError
 from kbtool.evaluator import Evaluator
 from kbtool.llm import ChatRequest, split_model_name
 from kbtool.llm_client import BudgetExhausted, LLMClient
 from kbtool.prompts import Templates, extract_code
+from kbtool.remote import evaluate_remote, make_job, queue_for
 from kbtool.result import EvalResult, Status, TimingStats
 from kbtool.runstore import RunStore
 from kbtool.task import Task
 
 Strategy = Callable[["SearchContext", Task], None]
-# Settings that change an evaluation's verdict or numbers: part of the eval cache key.
-_EVAL_KEYS = ("device", "mode", "compile_mode", "timer", "seed", "correctness_trials",
-              "tolerances", "sizes", "warmup_trials", "min_trials", "max_trials",
-              "target_rel_ci", "max_timing_s", "timeout_s", "memory_limit_mb",
-              "speedup_flag_threshold", "sandbox")
 
 
 @dataclass
@@ -78,13 +74,14 @@ class TaskRecord:
 
 
 class EvaluatorPool:
-    """``eval_workers`` evaluators (one per CPU socket or GPU), handed out one at a time."""
+    """Local evaluation: ``eval_workers`` evaluators (one per device), one job each at a time."""
 
     def __init__(self, config: Config) -> None:
         self._free: queue.Queue[Evaluator] = queue.Queue()
         self.all = [Evaluator(config) for _ in range(config.eval_workers)]
         for evaluator in self.all:
             self._free.put(evaluator)
+        self.env = self.all[0].env
 
     @contextmanager
     def get(self) -> Iterator[Evaluator]:
@@ -94,9 +91,58 @@ class EvaluatorPool:
         finally:
             self._free.put(evaluator)
 
+    def inspect(self, task: Task) -> dict[str, Any]:
+        with self.get() as evaluator:
+            return evaluator.inspect(task)
+
+    def baseline(self, task: Task, mode: str) -> TimingStats:
+        with self.get() as evaluator:
+            return evaluator.baseline(task, mode)
+
+    def evaluate(self, task: Task, path: Path) -> EvalResult:
+        with self.get() as evaluator:
+            return evaluator.evaluate(task, path)
+
     def close(self) -> None:
         for evaluator in self.all:
             evaluator.close()
+
+
+class QueueBackend:
+    """Evaluation by ``kbtool worker serve`` processes through the shared-directory queue."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.queue = queue_for(config)
+        live = [w for w in self.queue.workers() if w.get("env") and not w.get("stopped")]
+        self.env: dict[str, Any] = live[0]["env"] if live else {}
+
+    def inspect(self, task: Task) -> dict[str, Any]:
+        return {}  # the worker checks the task's size when it evaluates
+
+    def baseline(self, task: Task, mode: str) -> TimingStats:
+        config = self.config.model_copy(update={"mode": mode})
+        job = make_job(task, "", config, kind="baseline")
+        self.queue.submit(job)
+        reply = self.queue.wait(job.id, self.config.queue_wait_s)
+        if reply is None or reply.result is None:
+            raise KbtoolError(f"baseline of {task.id} through the queue failed: "
+                              f"{reply.error if reply else 'no worker answered'}")
+        stats = EvalResult.model_validate(reply.result).timing
+        assert stats is not None
+        return stats
+
+    def evaluate(self, task: Task, path: Path) -> EvalResult:
+        return evaluate_remote(self.queue, task, path, self.config)
+
+    def close(self) -> None:
+        pass
+
+
+def make_backend(config: Config) -> EvaluatorPool | QueueBackend:
+    if config.worker_input_dir or config.worker_output_dir:
+        return QueueBackend(config)
+    return EvaluatorPool(config)
 
 
 def make_provider(config: Config) -> tuple[str, str, Any]:
@@ -116,7 +162,8 @@ class SearchContext:
     """What a strategy may use.  Thread-safe."""
 
     def __init__(self, config: Config, store: RunStore, llm: LLMClient, provider: str,
-                 model: str, pool: EvaluatorPool, device_description: str) -> None:
+                 model: str, pool: EvaluatorPool | QueueBackend,
+                 device_description: str) -> None:
         self.config = config
         self.store = store
         self.llm = llm
@@ -127,7 +174,7 @@ class SearchContext:
         self.records: dict[str, TaskRecord] = {}
         self._lock = threading.Lock()
         self._eval_locks: dict[str, threading.Lock] = {}
-        fingerprint = {k: config.model_dump(mode="json")[k] for k in _EVAL_KEYS}
+        fingerprint = {k: config.model_dump(mode="json")[k] for k in EVAL_KEYS}
         self._eval_fingerprint = json.dumps(fingerprint, sort_keys=True)
 
     # -- state ----------------------------------------------------------------------------
@@ -196,13 +243,12 @@ class SearchContext:
             if cached.exists():
                 result = EvalResult.model_validate_json(cached.read_text())
             else:
-                with self.pool.get() as evaluator:
-                    try:
-                        result = evaluator.evaluate(task, path)
-                    except KbtoolError as exc:  # e.g. the evaluation process died
-                        result = EvalResult(task=task.id, solution=str(path), device="?",
-                                            mode=self.config.mode, status=Status.runtime_error,
-                                            error=str(exc))
+                try:
+                    result = self.pool.evaluate(task, path)
+                except KbtoolError as exc:  # e.g. the evaluation process died
+                    result = EvalResult(task=task.id, solution=str(path), device="?",
+                                        mode=self.config.mode, status=Status.runtime_error,
+                                        error=str(exc))
                 self.store.write(Path("evals") / f"{key}.json", result.model_dump_json())
         self.store.emit({"type": "eval", "step": step, "task": task.id,
                          "status": result.status.value, "runtime_ms": result.runtime_ms,
