@@ -40,7 +40,7 @@ class Job(BaseModel):
 
     schema_version: Literal[1] = QUEUE_SCHEMA
     id: str
-    kind: Literal["eval"] = "eval"
+    kind: Literal["eval", "baseline"] = "eval"
     task_id: str
     task_source: str = Field(description="the problem file's text")
     task_kind: str = "kernelbench"

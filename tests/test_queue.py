@@ -182,3 +182,22 @@ def test_killed_workers_lose_no_job(tmp_path: Path) -> None:
     for job_id in ids:
         reply = queue.result(job_id)
         assert reply.ok and reply.result["status"] == "ok", reply
+
+
+def test_search_evaluates_through_the_queue(tmp_path: Path) -> None:
+    worker = _worker(tmp_path, "--idle-exit", "120")
+    try:
+        run_dir = tmp_path / "run"
+        proc = run_kbtool("run", "builtin/1/2", f"run_dir={run_dir}", "num_samples=2",
+                          "num_phases=1", "max_fix_attempts=1", "--config-profile", "quick",
+                          "baselines=[eager]", f"worker_input_dir={tmp_path / 'in'}",
+                          f"worker_output_dir={tmp_path / 'out'}")
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["tasks"]["builtin/1/2_ReLU"]["correct"]
+        # baseline and every candidate went through the worker
+        assert len(list((tmp_path / "out").glob("*.json"))) == \
+            1 + summary["totals"]["evaluations"]
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(60)

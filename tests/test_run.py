@@ -142,7 +142,7 @@ def test_templates_can_be_overridden(tmp_path: Path) -> None:
     (["model_name=nosuch/model"], "unknown LLM provider 'nosuch'"),
     (["model_name=gpt-4o"], "needs a provider"),
     (["strategy=greedy"], "unknown strategy 'greedy'"),
-    (["worker_input_dir=/tmp/in"], "worker_input_dir"),
+    (["worker_input_dir=/tmp/in"], "needs both worker_input_dir and worker_output_dir"),
     (["num_samples=0"], "config key 'num_samples'"),
 ])
 def test_run_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
