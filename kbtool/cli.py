@@ -198,6 +198,7 @@ def worker_status(
 @app.command("report")
 def report_command(
     run_dirs: Annotated[list[Path], typer.Argument(
+        metavar="RUN_DIR",
         help="Run directories (a kbtool run's run_dir); several are reported side by side.")],
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object (see docs/report.md) instead of tables.")] = False,
@@ -216,6 +217,24 @@ def report_command(
 
     report.main(run_dirs, as_json=as_json, csv_dir=csv_dir, export_dir=export_dir,
                 plots_dir=plots_dir)
+
+
+@app.command("monitor")
+def monitor_command(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory (a kbtool run's run_dir).")],
+    interval: Annotated[float, typer.Option(
+        help="Seconds between two reads of the event log.")] = 1.0,
+) -> None:
+    """Follow a run live in the terminal: tasks, search trees, candidates, LLM use.
+
+    kbtool monitor RUN_DIR [--interval 1.0]   (keys: arrows, Enter, Esc, / filter, f status, q)
+    """
+    if not (run_dir / "events.jsonl").is_file() and not (run_dir / "config.yaml").is_file():
+        raise KbtoolError(f"{run_dir} is not a kbtool run directory (no events.jsonl or "
+                          f"config.yaml)")
+    from kbtool.monitor import run_monitor
+
+    run_monitor(run_dir, interval=max(0.05, interval))
 
 
 @tasks_app.command("list")

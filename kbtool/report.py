@@ -427,7 +427,9 @@ class _Printer:
 
     def heading(self, text: str) -> None:
         if self.tty:
-            self.console.rule(f"[bold]{text}")
+            from rich.markup import escape
+
+            self.console.rule(f"[bold]{escape(text)}")
         else:
             print(f"== {text} ==")
 
@@ -440,13 +442,14 @@ class _Printer:
     def table(self, title: str, columns: list[str], rows: list[list[str]],
               left: tuple[int, ...] = (0,)) -> None:
         if self.tty:
+            from rich.markup import escape
             from rich.table import Table
 
-            table = Table(title=title, title_justify="left")
+            table = Table(title=escape(title), title_justify="left")
             for i, column in enumerate(columns):
-                table.add_column(column, justify="left" if i in left else "right")
+                table.add_column(escape(column), justify="left" if i in left else "right")
             for row in rows:
-                table.add_row(*row)
+                table.add_row(*(escape(str(cell)) for cell in row))
             self.console.print(table)
             return
         print(title)
@@ -518,15 +521,14 @@ def _print_run(out: _Printer, label: str, rep: dict[str, Any]) -> None:
 
 def _print_comparison(out: _Printer, reports: dict[str, dict[str, Any]]) -> None:
     out.heading(f"{len(reports)} runs side by side")
-    rows = []
-    for label, rep in reports.items():
-        for m in rep["baselines"]:
-            rows.append([label, m, *[_frac(rep["fast_p"][m][k]) for k in P_KEYS],
-                         _x(rep["geomean_speedup"][CORRECT_ONLY][m]),
-                         _x(rep["geomean_speedup"][CLAMPED][m])])
-    out.table("fast_p and geometric-mean speedup",
-              ["run", "baseline", *[f"p={k}" for k in P_KEYS], "geomean (correct)",
-               "geomean (clamped)"], rows)
+    out.table("fast_p", ["run", "baseline", *[f"p={k}" for k in P_KEYS]],
+              [[label, m, *[_frac(rep["fast_p"][m][k]) for k in P_KEYS]]
+               for label, rep in reports.items() for m in rep["baselines"]], left=(0, 1))
+    out.table("geometric-mean speedup",
+              ["run", "baseline", "over correct tasks", "over all tasks, clamped >= 1"],
+              [[label, m, _x(rep["geomean_speedup"][CORRECT_ONLY][m]),
+                _x(rep["geomean_speedup"][CLAMPED][m])]
+               for label, rep in reports.items() for m in rep["baselines"]], left=(0, 1))
     out.table("correctness and cost", ["run", "tasks correct", "candidates ok", "calls",
                                        "tokens", "cost USD"],
               [[label, f"{rep['statuses']['tasks_correct']}/{rep['n_tasks']}",
@@ -663,6 +665,9 @@ def main(run_dirs: list[Path], as_json: bool = False, csv_dir: Path | None = Non
          export_dir: Path | None = None, plots_dir: Path | None = None) -> None:
     if not run_dirs:
         raise KbtoolError("kbtool report needs at least one RUN_DIR")
+    for option, target in (("--csv", csv_dir), ("--export", export_dir), ("--plots", plots_dir)):
+        if target is not None and target.exists() and not target.is_dir():
+            raise KbtoolError(f"{option} {target}: exists and is not a directory")
     runs = dict(zip(_labels(run_dirs), (load_run(Path(d)) for d in run_dirs), strict=True))
     reports = {label: build_report(run) for label, run in runs.items()}
     if as_json:

@@ -103,7 +103,11 @@ def test_honest_candidates_raise_no_alarm(strict: Evaluator, solution: str, task
         pytest.importorskip("triton")
     result = run(strict, task, SOLUTIONS / solution)
     assert result.status == Status.ok, result.error
-    assert set(result.flags) <= allowed, result.findings
+    # A busy machine can make a first timing look like a large speedup; the side-by-side
+    # re-measurement must then clear it.
+    assert set(result.flags) <= allowed | {"remeasured"}, result.findings
+    if result.remeasured:
+        assert result.remeasured["speedup"] < strict.config.speedup_flag_threshold
 
 
 def test_static_findings() -> None:
