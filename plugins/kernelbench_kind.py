@@ -264,12 +264,8 @@ class KernelBenchKind:
                 self._correctness(check, ref_module, ref, new, snapshot)
                 self._integrity_probes(check, ref_module, ref, new, snapshot, static.custom_kernel)
                 self._second_shape(check, cand_module)
-        except (Rejected, Incorrect) as exc:
+        except BaseException as exc:
             return self._verdict(check, exc)
-        except BaseException:
-            return {"status": "runtime_error", "error": candidate_trace(solution),
-                    "max_abs_diff": check.worst, "flags": check.flags,
-                    "findings": check.findings}
 
         report.stage("timing")
         try:
@@ -283,19 +279,19 @@ class KernelBenchKind:
                     raise Rejected(f"timing: leaves threads running ({', '.join(running)})")
                 # The outputs still hold after timing, on the inputs that were timed.
                 check.trial(ref, new, inputs, snapshot, "after timing")
-        except (Rejected, Incorrect) as exc:
+        except BaseException as exc:
             return self._verdict(check, exc)
-        except BaseException:
-            return {"status": "runtime_error", "error": candidate_trace(solution),
-                    "max_abs_diff": check.worst, "flags": check.flags,
-                    "findings": check.findings}
         return {"status": "ok", "correct": True, "max_abs_diff": check.worst,
                 "correctness_trials": check.trials, "timing": stats.model_dump(),
                 "flags": check.flags, "findings": check.findings}
 
-    def _verdict(self, check: _Check, exc: Exception) -> dict[str, Any]:
-        status = "rejected" if isinstance(exc, Rejected) else "incorrect"
-        return {"status": status, "error": str(exc), "max_abs_diff": check.worst,
+    def _verdict(self, check: _Check, exc: BaseException) -> dict[str, Any]:
+        """The result of a check that stopped at ``exc`` (call from its ``except`` block)."""
+        if isinstance(exc, (Rejected, Incorrect)):
+            status, error = ("rejected" if isinstance(exc, Rejected) else "incorrect"), str(exc)
+        else:  # the candidate raised
+            status, error = "runtime_error", candidate_trace(check.solution)
+        return {"status": status, "error": error, "max_abs_diff": check.worst,
                 "correctness_trials": check.trials, "flags": check.flags,
                 "findings": check.findings}
 
