@@ -11,17 +11,23 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
 from rich.syntax import Syntax
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
+from textual.geometry import Size
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane, Tree
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Footer, Input, Static, TabbedContent, TabPane, Tree
 
 from kbtool.monitor_state import TASK_STATUSES, RunFollower, RunState, Step, StepKey, TaskState
 
@@ -37,22 +43,24 @@ STATUS_SHORT = {"compile_error": "compile err", "runtime_error": "runtime err",
 STATUS_FILTERS = ("all", *TASK_STATUSES)
 MAX_FILE_CHARS = 200_000  # a step's files are shown up to this size
 
-# name, header, width (None: the task column takes what is left)
-COLUMNS = (("task", "Task", None), ("phase", "Ph", 2), ("cand", "Cand", 4), ("ok", "OK", 3),
-           ("best", "Best ms", 7), ("eager", "vs eager", 8), ("compile", "vs comp", 7),
-           ("status", "Status", 7))
-_FIXED_WIDTH = sum(w or 0 for _, _, w in COLUMNS) + 2 * len(COLUMNS) + 2  # padding, scrollbar
+# header, width (0: the task column takes what is left), right-justified
+COLUMNS = (("Task", 0, False), ("Ph", 2, True), ("Cand", 4, True), ("OK", 3, True),
+           ("Best ms", 7, True), ("vs eager", 8, True), ("vs comp", 7, True),
+           ("Status", 7, False))
+_FIXED_WIDTH = sum(w for _, w, _ in COLUMNS) + 2 * len(COLUMNS) + 2  # padding, scrollbar
+Cell = tuple[str, str]  # text, style
 
 
 def fmt_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-def fmt_x(value: float | None) -> Text:
-    if value is None:
-        return Text("-", style="dim", justify="right")
-    return Text(f"{value:.2f}x", style="green" if value > 1 else "yellow" if value >= 0.95
-                else "red", justify="right")
+def speed_style(value: float) -> str:
+    return "green" if value > 1 else "yellow" if value >= 0.95 else "red"
+
+
+def fmt_x(value: float | None) -> Cell:
+    return ("-", "dim") if value is None else (f"{value:.2f}x", speed_style(value))
 
 
 def fmt_duration(seconds: float) -> str:
@@ -89,12 +97,150 @@ class Polled(Message):
 
 
 # -- the task table -------------------------------------------------------------------------
-class TaskTable(DataTable):
-    BINDINGS = [Binding("enter", "select_cursor", "Open")]
+class TaskList(ScrollView, can_focus=True):
+    """A table of tasks drawn line by line from cached strips: a poll that changes a few
+    rows re-renders those rows only (a DataTable re-renders every visible cell on any
+    change, which costs tens of ms a frame with hundreds of tasks)."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"tasklist--header", "tasklist--cursor",
+                                             "tasklist--even"}
+    DEFAULT_CSS = """
+    TaskList { background: $surface; color: $foreground; }
+    TaskList > .tasklist--header { text-style: bold; background: $panel; }
+    TaskList > .tasklist--even { background: $surface-lighten-1 50%; }
+    TaskList > .tasklist--cursor { background: $block-cursor-blurred-background;
+        color: $block-cursor-blurred-foreground; text-style: $block-cursor-blurred-text-style; }
+    TaskList:focus > .tasklist--cursor { background: $block-cursor-background;
+        color: $block-cursor-foreground; text-style: $block-cursor-text-style; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open", "Open"),
+        Binding("up", "move(-1)", show=False), Binding("down", "move(1)", show=False),
+        Binding("pageup", "page(-1)", show=False), Binding("pagedown", "page(1)", show=False),
+        Binding("home", "move(-1_000_000)", show=False),
+        Binding("end", "move(1_000_000)", show=False),
+    ]
+
+    class Opened(Message):
+        def __init__(self, task_id: str) -> None:
+            super().__init__()
+            self.task_id = task_id
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rows: list[str] = []
+        self.cells: dict[str, tuple[Cell, ...]] = {}
+        self.widths = [w for _, w, _ in COLUMNS]
+        self.cursor = 0
+        self._strips: dict[tuple, Strip] = {}
+
+    @property
+    def cursor_key(self) -> str | None:
+        return self.rows[self.cursor] if 0 <= self.cursor < len(self.rows) else None
+
+    def set_rows(self, rows: list[str], cells: dict[str, tuple[Cell, ...]],
+                 name_width: int) -> None:
+        key = self.cursor_key
+        self.rows, self.cells = rows, cells
+        self.widths[0] = name_width
+        self._strips.clear()
+        self.cursor = rows.index(key) if key in rows else min(self.cursor, max(0, len(rows) - 1))
+        self.virtual_size = Size(self.size.width, len(rows) + 1)
+        self._scroll_to_cursor()
+        self.refresh()
+
+    def update_row(self, key: str, cells: tuple[Cell, ...]) -> None:
+        if self.cells.get(key) != cells:
+            self.cells[key] = cells
+            self.refresh_line(self.rows.index(key) + 1)
+
+    # -- drawing ------------------------------------------------------------------------------
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if y == 0:
+            return self._strip(("header",), width, [(label, "") for label, _, _ in COLUMNS],
+                               self.get_component_rich_style("tasklist--header"))
+        index = self.scroll_offset.y + y - 1
+        if index >= len(self.rows):
+            return Strip.blank(width, self.rich_style)
+        key = self.rows[index]
+        cursor = index == self.cursor
+        style = self.rich_style
+        if cursor:
+            style += self.get_component_rich_style("tasklist--cursor")
+        elif index % 2:
+            style += self.get_component_rich_style("tasklist--even")
+        return self._strip((key, self.cells[key], cursor, index % 2, self.has_focus), width,
+                           self.cells[key], style)
+
+    def _strip(self, cache_key: tuple, width: int, cells: Any, style: Style) -> Strip:
+        cache_key = (*cache_key, width, tuple(self.widths))
+        strip = self._strips.get(cache_key)
+        if strip is None:
+            segments = []
+            for (text, cell_style), w, (_, _, right) in zip(cells, self.widths, COLUMNS,
+                                                            strict=True):
+                if cell_len(text) > w:
+                    text = set_cell_size(text, w - 1) + "…"
+                text = " " * (w - cell_len(text)) + text if right else set_cell_size(text, w)
+                segments.append(Segment(f" {text} ", style + Style.parse(cell_style)
+                                        if cell_style else style))
+            strip = Strip(segments).adjust_cell_length(width, style)
+            if len(self._strips) > 4096:
+                self._strips.clear()
+            self._strips[cache_key] = strip
+        return strip
+
+    def on_resize(self, event: Any) -> None:
+        self.virtual_size = Size(event.size.width, len(self.rows) + 1)
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    # -- moving -------------------------------------------------------------------------------
+    def _scroll_to_cursor(self) -> None:
+        visible = max(1, self.size.height - 1)
+        top = self.scroll_offset.y
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False)
+        elif self.cursor >= top + visible:
+            self.scroll_to(y=self.cursor - visible + 1, animate=False)
+
+    def move_cursor(self, index: int) -> None:
+        if not self.rows:
+            return
+        old, self.cursor = self.cursor, max(0, min(len(self.rows) - 1, index))
+        if old != self.cursor:
+            self.refresh_line(old + 1)
+            self.refresh_line(self.cursor + 1)
+            self._scroll_to_cursor()
+
+    def action_move(self, delta: int) -> None:
+        self.move_cursor(self.cursor + delta)
+
+    def action_page(self, direction: int) -> None:
+        self.move_cursor(self.cursor + direction * max(1, self.size.height - 2))
+
+    def action_open(self) -> None:
+        if self.cursor_key is not None:
+            self.post_message(self.Opened(self.cursor_key))
+
+    def on_click(self, event: Any) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None or offset.y < 1:
+            return
+        index = self.scroll_offset.y + offset.y - 1
+        if index < len(self.rows):
+            if index == self.cursor:
+                self.action_open()
+            self.move_cursor(index)
 
 
 class TasksScreen(Screen):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter"),
         Binding("f", "cycle_status", "Status"),
         Binding("escape", "clear_filters", "Clear", show=False),
@@ -106,12 +252,10 @@ class TasksScreen(Screen):
         self.status_filter = "all"
         self.prefix = ""
         self.name_width = 24
-        self._shown: list[str] = []              # task ids in the table, in order
-        self._cells: dict[str, tuple] = {}       # the cells last written per task
 
     def compose(self) -> ComposeResult:
         yield Static(id="topbar")
-        yield TaskTable(id="tasks", cursor_type="row", zebra_stripes=True)
+        yield TaskList(id="tasks")
         yield Input(id="filter", placeholder="/ filter tasks (Enter: keep, Esc: clear)")
         with Horizontal(id="panels"):
             yield Static(id="evals", classes="panel")
@@ -123,7 +267,8 @@ class TasksScreen(Screen):
         self.query_one("#llm").border_title = "LLM"
         self.query_one("#filter").display = False
         self.name_width = self._name_width(self.app.size.width)
-        self.refresh_from(self.app.state, {"*"})
+        with self.app.follower.lock:
+            self.refresh_from(self.app.state, {"*"})
 
     def _name_width(self, width: int) -> int:
         return max(10, width - _FIXED_WIDTH)
@@ -132,7 +277,7 @@ class TasksScreen(Screen):
         width = self._name_width(event.size.width)
         if width != self.name_width:
             self.name_width = width
-            self.refresh_from(self.app.state, {"*"})
+            self._update_table({"*"})
 
     # -- updates (one batch per poll) ---------------------------------------------------------
     def refresh_from(self, state: RunState, dirty: set[str]) -> None:
@@ -142,30 +287,28 @@ class TasksScreen(Screen):
         self.query_one("#evals", Static).update(evals_panel(state, now))
         self.query_one("#llm", Static).update(llm_panel(state))
         if dirty:
-            self._update_table(state, dirty)
+            self._update_table(dirty)
 
     def _visible(self, task: TaskState) -> bool:
         if self.status_filter != "all" and task.status != self.status_filter:
             return False
         return self.text_filter.lower() in task.id.lower()
 
-    def _update_table(self, state: RunState, dirty: set[str]) -> None:
-        table = self.query_one("#tasks", DataTable)
-        shown = [t for t in state.tasks if self._visible(state.tasks[t])]
-        prefix = common_prefix(list(state.tasks))
-        if "*" in dirty or shown != self._shown or prefix != self.prefix:
-            self.prefix = prefix
-            self._rebuild(table, state, shown)
-        else:
-            for task_id in dirty:
-                if task_id in self._cells:
-                    cells = self._row(state, state.tasks[task_id])
-                    old = self._cells[task_id]
-                    for (key, _, _), new, before in zip(COLUMNS, cells, old, strict=True):
-                        if new != before:
-                            table.update_cell(task_id, key, new)
-                    self._cells[task_id] = cells
-        counts = state.counts()
+    def _update_table(self, dirty: set[str]) -> None:
+        state = self.app.state
+        with self.app.follower.lock:
+            table = self.query_one(TaskList)
+            shown = [t for t in state.tasks if self._visible(state.tasks[t])]
+            prefix = common_prefix(list(state.tasks))
+            if "*" in dirty or shown != table.rows or prefix != self.prefix:
+                self.prefix = prefix
+                table.set_rows(shown, {t: self._row(state, state.tasks[t]) for t in shown},
+                               self.name_width)
+            else:
+                for task_id in dirty:
+                    if task_id in table.cells:
+                        table.update_row(task_id, self._row(state, state.tasks[task_id]))
+            counts = state.counts()
         title = f"Tasks ({self.prefix.rstrip('/')})" if self.prefix else "Tasks"
         title += f"  {counts['done']}/{len(state.tasks)} done"
         for status in ("running", "skipped", "failed"):
@@ -174,47 +317,22 @@ class TasksScreen(Screen):
         if self.text_filter or self.status_filter != "all":
             title += f"  [showing {len(shown)}: {self.status_filter}"
             title += f", '{self.text_filter}']" if self.text_filter else "]"
-        table.border_title = Text(title)
+        if str(table.border_title) != title:
+            table.border_title = Text(title)
 
-    def _rebuild(self, table: DataTable, state: RunState, shown: list[str]) -> None:
-        cursor = self._shown[table.cursor_row] if 0 <= table.cursor_row < len(self._shown) \
-            else None
-        table.clear(columns=True)
-        for key, label, width in COLUMNS:
-            justify = "left" if key in ("task", "status") else "right"
-            table.add_column(Text(label, justify=justify), key=key,
-                             width=width or self.name_width)
-        self._cells = {}
-        for task_id in shown:
-            cells = self._row(state, state.tasks[task_id])
-            table.add_row(*cells, key=task_id)
-            self._cells[task_id] = cells
-        self._shown = shown
-        if cursor in shown:
-            table.move_cursor(row=shown.index(cursor), animate=False)
-
-    def _row(self, state: RunState, task: TaskState) -> tuple:
+    def _row(self, state: RunState, task: TaskState) -> tuple[Cell, ...]:
         name = task.id[len(self.prefix):] if task.id.startswith(self.prefix) else task.id
-        if len(name) > self.name_width:
-            name = name[:self.name_width - 1] + "…"
-        right = {"justify": "right"}
-        return (Text(name), Text("-" if task.phase is None else str(task.phase), **right),
-                Text(str(task.candidates), **right),
-                Text(str(task.correct), style="green" if task.correct else "", **right),
-                Text(fmt_ms(task.best_runtime_ms), **right),
+        return ((name, ""), ("-" if task.phase is None else str(task.phase), ""),
+                (str(task.candidates), ""), (str(task.correct), "green" if task.correct else ""),
+                (fmt_ms(task.best_runtime_ms), ""),
                 fmt_x(task.speedup("eager", state.eval_mode)),
-                fmt_x(task.speedup("compile", state.eval_mode)), styled(task.status))
+                fmt_x(task.speedup("compile", state.eval_mode)),
+                (STATUS_SHORT.get(task.status, task.status), STATUS_STYLE.get(task.status, "")))
 
     # -- actions ----------------------------------------------------------------------------
-    def action_open(self) -> None:
-        table = self.query_one("#tasks", DataTable)
-        if 0 <= table.cursor_row < len(self._shown):
-            self.app.push_screen(DetailScreen(self._shown[table.cursor_row]))
-
-    @on(DataTable.RowSelected)
-    def _selected(self, event: DataTable.RowSelected) -> None:
-        event.stop()
-        self.action_open()
+    @on(TaskList.Opened)
+    def _opened(self, event: TaskList.Opened) -> None:
+        self.app.push_screen(DetailScreen(event.task_id))
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -224,20 +342,20 @@ class TasksScreen(Screen):
     def action_cycle_status(self) -> None:
         index = STATUS_FILTERS.index(self.status_filter)
         self.status_filter = STATUS_FILTERS[(index + 1) % len(STATUS_FILTERS)]
-        self._update_table(self.app.state, {"*"})
+        self._update_table({"*"})
 
     def action_clear_filters(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = False
         box.value = ""
         self.text_filter, self.status_filter = "", "all"
-        self._update_table(self.app.state, {"*"})
+        self._update_table({"*"})
         self.query_one("#tasks").focus()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.text_filter = event.value.strip()
-        self._update_table(self.app.state, {"*"})
+        self._update_table({"*"})
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
@@ -308,8 +426,31 @@ def _lines(lines: list[Text]) -> Text:
 
 
 # -- one task: its tree and the selected step ------------------------------------------------
+class StepTree(Tree):
+    """A Tree where left folds (or goes to the parent) and right unfolds (or goes down)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("left", "fold", "Fold", show=False),
+        Binding("right", "unfold", "Unfold", show=False),
+    ]
+
+    def action_fold(self) -> None:
+        node = self.cursor_node
+        if node is not None and node.allow_expand and node.is_expanded:
+            node.collapse()
+        else:
+            self.action_cursor_parent()
+
+    def action_unfold(self) -> None:
+        node = self.cursor_node
+        if node is not None and node.allow_expand and not node.is_expanded:
+            node.expand()
+        else:
+            self.action_cursor_down()
+
+
 class DetailScreen(Screen):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
         Binding("backspace", "back", "Back", show=False),
         Binding("1", "tab('code')", "Code"),
@@ -321,14 +462,14 @@ class DetailScreen(Screen):
     def __init__(self, task_id: str) -> None:
         super().__init__()
         self.task_id = task_id
-        self._shape: tuple = ()
-        self._labels: dict[Any, Text] = {}
+        self._tree_nodes: dict[tuple, Any] = {}   # node data -> tree node
+        self._sigs: dict[tuple, tuple] = {}       # node data -> the figures of its label
         self._shown: Any = None   # the node data whose files are shown
 
     def compose(self) -> ComposeResult:
         yield Static(id="taskbar")
         with Horizontal(id="body"):
-            tree: Tree = Tree(self.task_id, id="steps")
+            tree = StepTree(self.task_id, id="steps")
             tree.show_root = False
             tree.guide_depth = 2
             yield tree
@@ -344,105 +485,80 @@ class DetailScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.refresh_from(self.app.state, {self.task_id})
         tree = self.query_one(Tree)
-        task = self.app.state.tasks.get(self.task_id)
-        target = task.best.key if task and task.best else None
+        with self.app.follower.lock:
+            self.refresh_from(self.app.state, {self.task_id})
+            task = self.app.state.tasks.get(self.task_id)
+            target = task.best.key if task and task.best else None
         self._move_to(tree, ("step", target) if target else None)
+        self._set("#code-text", Text("(no step selected: pick one in the tree)", "dim"))
         tree.focus()
 
     def refresh_from(self, state: RunState, dirty: set[str]) -> None:
         if self.task_id not in dirty and "*" not in dirty:
             return
         task = state.tasks.get(self.task_id)
+        tree = self.query_one(Tree)
+        if "*" in dirty:  # the log was replaced: start the tree over
+            tree.clear()
+            self._tree_nodes, self._sigs = {}, {}
         if task is None:
             return
         self.query_one("#taskbar", Static).update(taskbar(task, state.eval_mode))
-        tree = self.query_one(Tree)
-        shape = (task.ideas, tuple(sorted(task.steps)))
-        if shape != self._shape:
-            self._build(tree, task)
-            self._shape = shape
-        else:
-            for node in _walk(tree.root):
-                label = self._label(task, node.data)
-                if label != self._labels.get(node.data):
-                    node.set_label(label)
-                    self._labels[node.data] = label
-                    if node.data == self._shown:
-                        self.show(node.data)
+        self._sync_tree(tree, task)
 
-    def _build(self, tree: Tree, task: TaskState) -> None:
-        cursor = tree.cursor_node.data if tree.cursor_node else None
-        collapsed = {n.data for n in _walk(tree.root) if n.allow_expand and not n.is_expanded}
-        tree.clear()
-        self._labels = {}
-        expand_all = len(task.steps) <= 300
-        if task.ideas:
-            self._add(tree.root, task, ("ideas",), leaf=True)
-        phases: dict[int, dict[int, list[Step]]] = {}
+    def _sync_tree(self, tree: Tree, task: TaskState) -> None:
+        """Add the nodes of new steps in place (phases, agents and steps in order) and
+        relabel the nodes whose figures changed: no rebuild, so the cursor and what is
+        expanded stay, and a poll costs little more than the steps it brought."""
+        groups: dict[int, dict[int, list[Step]]] = {}
         for key in sorted(task.steps):
-            phases.setdefault(key[0], {}).setdefault(key[1], []).append(task.steps[key])
-        for phase, agents in phases.items():
-            pnode = self._add(tree.root, task, ("phase", phase))
-            for agent, steps in agents.items():
-                anode = self._add(pnode, task, ("agent", phase, agent))
-                for step in steps:
-                    self._add(anode, task, ("step", step.key), leaf=True)
-                if expand_all and ("agent", phase, agent) not in collapsed:
-                    anode.expand()
-            if ("phase", phase) not in collapsed:
-                pnode.expand()
-        if cursor is not None:
-            self._move_to(tree, cursor)
+            groups.setdefault(key[0], {}).setdefault(key[1], []).append(task.steps[key])
+        if task.ideas and ("ideas",) not in self._tree_nodes:
+            self._node(tree.root, ("ideas",), (), lambda: Text("ideas", style="italic"),
+                       leaf=True)
+        expand = len(task.steps) <= 300
+        for phase, agents in groups.items():
+            steps = [s for chain in agents.values() for s in chain]
+            pnode = self._node(tree.root, ("phase", phase), _group_sig(steps),
+                               lambda n=phase, s=steps: group_label(f"phase {n}", s, True),
+                               expand=True)
+            for agent, chain in agents.items():
+                anode = self._node(pnode, ("agent", phase, agent), _group_sig(chain),
+                                   lambda n=agent, s=chain: group_label(f"agent {n}", s, False),
+                                   expand=expand)
+                for step in chain:
+                    self._node(anode, ("step", step.key), (step.status, step.speedup),
+                               lambda s=step: step_label(s), leaf=True)
 
-    def _add(self, parent: Any, task: TaskState, data: tuple, leaf: bool = False) -> Any:
-        label = self._label(task, data)
-        self._labels[data] = label
-        return parent.add_leaf(label, data=data) if leaf else parent.add(label, data=data)
+    def _node(self, parent: Any, data: tuple, sig: tuple, label: Callable[[], Text],
+              leaf: bool = False, expand: bool = False) -> Any:
+        """The node for ``data``: added among ``parent``'s children in order, or relabelled
+        when its figures (``sig``) changed."""
+        node = self._tree_nodes.get(data)
+        if node is None:
+            index = sum(1 for child in parent.children if child.data < data)
+            before = index if index < len(parent.children) else None
+            node = parent.add_leaf(label(), data=data, before=before) if leaf else \
+                parent.add(label(), data=data, before=before, expand=expand)
+            self._tree_nodes[data] = node
+        elif self._sigs.get(data) != sig:
+            node.set_label(label())
+            if data == self._shown:
+                self.show(data)
+        self._sigs[data] = sig
+        return node
 
     def _move_to(self, tree: Tree, data: Any) -> None:
-        for node in _walk(tree.root):
-            if node.data == data:
-                parent = node.parent
-                while parent is not None:
-                    parent.expand()
-                    parent = parent.parent
-                self.call_after_refresh(tree.move_cursor, node, animate=False)
-                return
-        self.call_after_refresh(lambda: tree.move_cursor_to_line(0) if tree.last_line >= 0
-                                else None)
-
-    def _label(self, task: TaskState, data: Any) -> Text:
-        if data is None:
-            return Text(task.id)
-        kind = data[0]
-        if kind == "ideas":
-            return Text("ideas", style="italic")
-        if kind == "step":
-            step = task.steps[data[1]]
-            label = Text(f"step {step.step} ")
-            label.append_text(styled(step.status))
-            if step.speedup is not None:
-                label.append(f" {step.speedup:.2f}x")
-            return label
-        steps = [s for k, s in task.steps.items() if k[0] == data[1] and
-                 (kind == "phase" or k[1] == data[2])]
-        ok = [s for s in steps if s.status == "ok" and s.runtime_ms is not None]
-        best = min(ok, key=lambda s: s.runtime_ms) if ok else None
-        if kind == "phase":
-            label = Text(f"phase {data[1]} ")
-            label.append(f"{len(ok)}/{len(steps)} ok", style="green" if ok else "yellow")
-            if best is not None:
-                label.append(f" {fmt_ms(best.runtime_ms)} ms")
-            return label
-        label = Text(f"agent {data[2]} ")
-        last = max(steps, key=lambda s: s.step)
-        if best is not None and best.speedup is not None:
-            label.append(f"ok {best.speedup:.2f}x", style="green")
-        else:
-            label.append_text(styled(last.status))
-        return label
+        node = self._tree_nodes.get(data)
+        if node is not None:
+            parent = node.parent
+            while parent is not None:
+                parent.expand()
+                parent = parent.parent
+            self.call_after_refresh(tree.move_cursor, node, animate=False)
+        elif tree.root.children:
+            self.call_after_refresh(tree.move_cursor_to_line, 0)
 
     @on(Tree.NodeHighlighted)
     def _highlighted(self, event: Tree.NodeHighlighted) -> None:
@@ -468,7 +584,8 @@ class DetailScreen(Screen):
                   if code else Text("(no candidate: the reply had no code block, or it "
                                     "has not arrived yet)", "dim"))
         with app.follower.lock:
-            step = app.state.tasks[self.task_id].steps.get(key)
+            task = app.state.tasks.get(self.task_id)
+            step = task.steps.get(key) if task else None
         self._set("#eval-text", eval_view(folder / "eval.json", step))
         prompt = read_text(folder / "prompt.md")
         reply = read_text(folder / "response.md")
@@ -485,13 +602,31 @@ class DetailScreen(Screen):
         self.query_one(TabbedContent).active = tab
 
 
-def _walk(node: Any) -> list[Any]:
-    out, stack = [], list(reversed(node.children))
-    while stack:
-        item = stack.pop()
-        out.append(item)
-        stack.extend(reversed(item.children))
-    return out
+def _group_sig(steps: list[Step]) -> tuple:
+    return tuple((s.status, s.runtime_ms, s.speedup) for s in steps)
+
+
+def group_label(name: str, steps: list[Step], phase: bool) -> Text:
+    ok = [s for s in steps if s.status == "ok" and s.runtime_ms is not None]
+    best = min(ok, key=lambda s: s.runtime_ms) if ok else None
+    label = Text(f"{name} ")
+    if phase:
+        label.append(f"{len(ok)}/{len(steps)} ok", style="green" if ok else "yellow")
+        if best is not None:
+            label.append(f" {fmt_ms(best.runtime_ms)} ms")
+    elif best is not None and best.speedup is not None:
+        label.append(f"ok {best.speedup:.2f}x", style="green")
+    else:
+        label.append_text(styled(steps[-1].status))
+    return label
+
+
+def step_label(step: Step) -> Text:
+    label = Text(f"step {step.step} ")
+    label.append_text(styled(step.status))
+    if step.speedup is not None:
+        label.append(f" {step.speedup:.2f}x")
+    return label
 
 
 def taskbar(task: TaskState, eval_mode: str) -> Text:
@@ -510,12 +645,12 @@ def taskbar(task: TaskState, eval_mode: str) -> Text:
             x = task.speedup(mode, eval_mode)
             if x is not None:
                 text.append(f"  {x:.2f}x {mode}",
-                            style="green" if x > 1 else "yellow" if x >= 0.95 else "red")
+                            style=speed_style(x))
     else:
         text.append("-", style="dim")
     if task.baselines:
-        text.append("   baselines " + ", ".join(f"{m} {fmt_ms(ms)} ms"
-                                                for m, ms in task.baselines.items()),
+        text.append("\nbaselines " + ", ".join(f"{m} {fmt_ms(ms)} ms"
+                                               for m, ms in task.baselines.items()),
                     style="dim")
     return text
 
@@ -577,7 +712,7 @@ class MonitorApp(App):
     TabPane { padding: 0; }
     .content { width: 1fr; padding: 0 1; }
     """
-    BINDINGS = [Binding("q", "quit", "Quit")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "quit", "Quit")]
 
     def __init__(self, run_dir: Path, interval: float = 1.0,
                  clock: Callable[[], float] = time.time) -> None:
@@ -587,7 +722,9 @@ class MonitorApp(App):
         self.interval = interval
         self.clock = clock
         self.polls = 0             # polls applied to the screens
+        self.last_apply_s = 0.0    # how long applying the last poll to the screens took
         self._polling = False
+        self._applied: tuple[int, int] | None = None  # the state (and version) last applied
 
     @property
     def state(self) -> RunState:
@@ -616,11 +753,17 @@ class MonitorApp(App):
             self.post_message(Polled())
 
     def on_polled(self, message: Polled) -> None:
+        start = time.perf_counter()
         with self.follower.lock:
+            applied = (id(self.state), self.state.version)
+            if applied == self._applied and not self.state.running:
+                return  # nothing new, and nothing that changes with the clock
+            self._applied = applied
             dirty = self.state.take_dirty()
             for screen in self.screen_stack:
                 if isinstance(screen, (TasksScreen, DetailScreen)) and screen.is_mounted:
                     screen.refresh_from(self.state, dirty)
+        self.last_apply_s = time.perf_counter() - start
         self.polls += 1
 
 

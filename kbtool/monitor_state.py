@@ -14,7 +14,6 @@ from __future__ import annotations
 import bisect
 import json
 import os
-import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,9 +24,6 @@ import yaml
 
 from kbtool.runstore import CONFIG, EVENTS, safe_name
 
-# "builtin/1/2_ReLU/p0/a1/s2": a task id may itself contain slashes.
-_STEP = re.compile(r"^(?P<task>.+)/p(?P<phase>\d+)/a(?P<agent>\d+)/s(?P<step>\d+)$")
-_PHASE = re.compile(r"^(?P<task>.+)/p(?P<phase>\d+)$")
 TASK_STATUSES = ("pending", "running", "done", "skipped", "failed")
 RECENT_S = 300.0  # the window of the "recent" evaluation rate
 
@@ -35,11 +31,17 @@ StepKey = tuple[int, int, int]
 
 
 def parse_sample(sample: str) -> tuple[str, StepKey | None]:
-    """``task/pP/aA/sS`` -> (task, (P, A, S)); ``task/ideas`` -> (task, None)."""
-    match = _STEP.match(sample)
-    if match:
-        return match["task"], (int(match["phase"]), int(match["agent"]), int(match["step"]))
-    return sample.rsplit("/", 1)[0], None
+    """``task/pP/aA/sS`` -> (task, (P, A, S)); ``task/ideas`` -> (task, None).  A task id
+    may itself contain slashes (``builtin/1/2_ReLU/p0/a1/s2``).  No regex: this runs for
+    most events, and splitting is several times faster."""
+    head, _, s = sample.rpartition("/")
+    if s[:1] == "s" and s[1:].isdigit():
+        rest, _, a = head.rpartition("/")
+        if a[:1] == "a" and a[1:].isdigit():
+            task, _, p = rest.rpartition("/")
+            if task and p[:1] == "p" and p[1:].isdigit():
+                return task, (int(p[1:]), int(a[1:]), int(s[1:]))
+    return head, None
 
 
 class EventTail:
@@ -137,6 +139,7 @@ class TaskState:
     correct: int = 0
     best: Step | None = None
     calls: int = 0
+    evaluating: int = 0          # steps with a reply whose evaluation has not come back
     ideas: bool = False
     statuses: Counter = field(default_factory=Counter)
     started_t: float | None = None
@@ -192,6 +195,7 @@ class RunState:
         self.llm = LLMStats()
         self.eval_statuses: Counter = Counter()
         self.eval_times: list[float] = []
+        self._samples: dict[str, tuple[TaskState, Step]] = {}  # a step's llm_call, for its eval
         self.dirty: set[str] = set()   # tasks changed since the last take_dirty()
         self.version = 0               # bumped by every fold that changed something
         self._handlers = {
@@ -212,7 +216,7 @@ class RunState:
         for event in events:
             handler = handlers.get(event.get("type"))  # unknown types are counted only
             if handler is not None:
-                try:
+                try:  # noqa: SIM105 - the hot loop: suppress() costs more
                     handler(event)
                 except (KeyError, TypeError, ValueError, AttributeError):
                     pass  # a malformed event must not stop the monitor
@@ -274,15 +278,18 @@ class RunState:
         llm.completion_tokens += e.get("completion_tokens") or 0
         llm.cost_usd += e.get("cost_usd") or 0.0
         llm.latency_s += e.get("latency_s") or 0.0
-        task_id, key = parse_sample(e.get("sample") or "")
+        sample = e.get("sample") or ""
+        task_id, key = parse_sample(sample)
         task = self.task(task_id)
         task.calls += 1
         if key is None:
             task.ideas = True
         else:
             step = self._step(task, key)
+            self._samples[sample] = (task, step)
             if step.status in ("waiting", "llm_failed"):
                 step.status = "evaluating"
+                task.evaluating += 1
         self.dirty.add(task.id)
 
     def _llm_error(self, e: dict[str, Any]) -> None:
@@ -293,7 +300,7 @@ class RunState:
         task_id, key = parse_sample(e.get("sample") or "")
         if key is not None:
             task = self.task(task_id)
-            self._step(task, key).status = "llm_failed"
+            self._settle(task, self._step(task, key), "llm_failed")
             self.dirty.add(task.id)
 
     def _format_error(self, e: dict[str, Any]) -> None:
@@ -301,33 +308,50 @@ class RunState:
         task_id, key = parse_sample(e.get("step") or "")
         if key is not None:
             task = self.task(e.get("task") or task_id)
-            self._step(task, key).status = "format_error"
+            self._settle(task, self._step(task, key), "format_error")
             self.dirty.add(task.id)
 
     def _eval(self, e: dict[str, Any]) -> None:
-        task_id, key = parse_sample(e["step"])
-        if key is None:
-            return
-        task = self.task(e.get("task") or task_id)
-        step = self._step(task, key)
-        if step.evaluated:  # the same step twice (never logged so; be safe)
+        found = self._samples.get(e["step"])
+        if found is not None:
+            task, step = found
+        else:  # no llm_call logged for it (e.g. a log that starts mid-run)
+            task_id, key = parse_sample(e["step"])
+            if key is None:
+                return
+            task = self.task(e.get("task") or task_id)
+            step = self._step(task, key)
+        again = step.evaluated  # the same step twice (never logged so; be safe)
+        if again:
             task.statuses[step.status] -= 1
+            self.eval_statuses[step.status] -= 1
             task.candidates -= 1
             task.correct -= step.status == "ok"
         status = e.get("status") or "?"
-        step.status, step.runtime_ms = status, e.get("runtime_ms")
+        runtime = e.get("runtime_ms")
+        self._settle(task, step, status)
+        step.runtime_ms = runtime
         step.baseline_ms, step.speedup = e.get("baseline_ms"), e.get("speedup")
         step.flags, step.path, step.t = e.get("flags") or [], e.get("path"), e.get("t")
         task.candidates += 1
-        task.statuses[status] += 1
-        self.eval_statuses[status] += 1
-        if isinstance(step.t, (int, float)):
+        task.statuses[status] = task.statuses.get(status, 0) + 1
+        self.eval_statuses[status] = self.eval_statuses.get(status, 0) + 1
+        if step.t is not None:
             self.eval_times.append(step.t)
-        if status == "ok" and step.runtime_ms is not None:
+        if status == "ok" and runtime is not None:
             task.correct += 1
-            if task.best is None or step.runtime_ms < task.best.runtime_ms:
+            if task.best is None or runtime < task.best.runtime_ms:
                 task.best = step
+        if again:
+            ok = [s for s in task.steps.values() if s.status == "ok" and s.runtime_ms is not None]
+            task.best = min(ok, key=lambda s: s.runtime_ms) if ok else None
         self.dirty.add(task.id)
+
+    @staticmethod
+    def _settle(task: TaskState, step: Step, status: str) -> None:
+        if step.status == "evaluating":
+            task.evaluating -= 1
+        step.status = status
 
     def _phase_done(self, e: dict[str, Any]) -> None:
         task = self.task(e["task"])
@@ -376,8 +400,7 @@ class RunState:
         """Replies whose candidate is being (or waiting to be) evaluated."""
         if not self.running:
             return 0
-        return sum(1 for task in self.tasks.values() if task.status == "running"
-                   for step in task.steps.values() if step.status == "evaluating")
+        return sum(task.evaluating for task in self.tasks.values() if task.status == "running")
 
     def counts(self) -> Counter:
         return Counter(task.status for task in self.tasks.values())

@@ -1,0 +1,239 @@
+"""How fast ``kbtool monitor`` opens a large run and follows it.
+
+Run:  python bench/monitor_load.py [--events 100000] [--tasks 250] [--size 120x40] [--json PATH]
+
+A synthetic run directory is written to a temp dir: ``events.jsonl`` with ``--events``
+events from ``--tasks`` tasks searched at once (tree strategy, 10 chains a phase, up to 4
+tries a chain; LLM calls, evaluations with a realistic mix of statuses, format errors,
+retried LLM errors, phase and task ends, the tasks' events interleaved as in a real run),
+cut off mid-run, plus ``config.yaml`` and ``tasks.json``.  Then it measures:
+
+  (a) reading and folding the whole log into the state model (``RunFollower.poll``);
+  (b) opening the app headless (``App.run_test``) until the task table shows the whole
+      log (first render of the loaded state);
+  (c) one refresh: 100 more events appended to the log, polled, folded and applied to the
+      table (and to an open drill-down screen, as a second figure).
+
+Targets: (b) under 2 s, (c) under 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from kbtool.monitor import DetailScreen, MonitorApp
+from kbtool.monitor_state import RunFollower
+
+OPEN_TARGET_S = 2.0
+REFRESH_TARGET_S = 0.100
+STATUSES = (("incorrect", 0.30), ("compile_error", 0.25), ("runtime_error", 0.25),
+            ("timeout", 0.05), ("rejected", 0.15))
+
+
+def _task_stream(task: str, rng: random.Random, phases: int, samples: int,
+                 tries: int) -> list[dict[str, Any]]:
+    """One task's events in order, without seq and t."""
+    base = {"eager": rng.uniform(0.05, 50.0)}
+    base["compile"] = base["eager"] * rng.uniform(0.4, 1.3)
+    out: list[dict[str, Any]] = [{"type": "task_started", "task": task}]
+    out += [{"type": "baseline", "task": task, "mode": m, "ms": ms} for m, ms in base.items()]
+    out.append({"type": "llm_call", "sample": f"{task}/ideas", "key": "0" * 40,
+                "model": "openai/gpt-4o", "cached": False, "prompt_tokens": 900,
+                "completion_tokens": 400, "cost_usd": 0.0062, "latency_s": 7.5})
+    for phase in range(phases):
+        correct = 0
+        best = None
+        for agent in range(samples):
+            for step in range(tries):
+                sample = f"{task}/p{phase}/a{agent}/s{step}"
+                if rng.random() < 0.02:
+                    out.append({"type": "llm_error", "sample": sample, "error": "rate limited",
+                                "status": 429, "attempt": 1, "retryable": True})
+                out.append({"type": "llm_call", "sample": sample, "key": "0" * 40,
+                            "model": "openai/gpt-4o", "cached": rng.random() < 0.05,
+                            "prompt_tokens": rng.randint(1500, 6000),
+                            "completion_tokens": rng.randint(300, 3000),
+                            "cost_usd": round(rng.uniform(0.005, 0.04), 6),
+                            "latency_s": round(rng.uniform(3, 40), 3)})
+                if rng.random() < 0.04:
+                    out.append({"type": "format_error", "step": sample, "task": task})
+                    continue
+                ok = rng.random() < 0.3 + 0.15 * step
+                if ok:
+                    runtime = base["eager"] / rng.lognormvariate(0.0, 0.5)
+                    status, speedup = "ok", base["eager"] / runtime
+                    correct += 1
+                    best = runtime if best is None else min(best, runtime)
+                else:
+                    status = rng.choices([s for s, _ in STATUSES], [w for _, w in STATUSES])[0]
+                    runtime = speedup = None
+                path = (f"tasks/{task.replace('/', '_')}/phase{phase}/agent{agent}/"
+                        f"step{step}/candidate.py")
+                out.append({"type": "eval", "step": sample, "task": task, "status": status,
+                            "runtime_ms": runtime, "baseline_ms": base["eager"],
+                            "speedup": speedup, "flags": [] if ok else ["no_custom_kernel"],
+                            "path": path})
+                if ok:
+                    break
+        out.append({"type": "phase_done", "step": f"{task}/p{phase}", "task": task,
+                    "phase": phase, "correct": correct, "best_runtime_ms": best})
+    out.append({"type": "task_done", "task": task, "correct": True, "best_runtime_ms": None,
+                "speedup": {}})
+    return out
+
+
+def synthesize(run_dir: Path, events: int, tasks: int, seed: int = 0) -> list[str]:
+    """Write the run directory; returns the 200 lines that come after the log's end, for (c)."""
+    rng = random.Random(seed)
+    ids = [f"kernelbench/{1 + i % 3}/{i + 1}_Conv3d_GroupNorm_Mish_Task{i}" for i in range(tasks)]
+    per_task = events / tasks
+    phases = max(1, round(per_task / 45) + 1)  # ~45 events a phase; some spare
+    streams = [_task_stream(t, rng, phases, 10, 4) for t in ids]
+    env = {"device": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "timer": "cuda_event",
+           "sandbox": ["processes<=256 (cgroup)", "no network", "pid namespace"]}
+    lines = [{"type": "run_started", "tasks": ids, "resumed": False,
+              "model": "openai/gpt-4o", "strategy": "tree", "env": env}]
+    positions = [0] * tasks
+    live = list(range(tasks))
+    while live and len(lines) < events + 200:
+        i = rng.choice(live)
+        lines.append(streams[i][positions[i]])
+        positions[i] += 1
+        if positions[i] == len(streams[i]):
+            live.remove(i)
+    t = 1.75e9
+    text = []
+    for seq, event in enumerate(lines, 1):
+        t += rng.expovariate(1 / 0.05)
+        text.append(json.dumps({"seq": seq, "t": round(t, 3), **event}))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text("mode: eager\nstrategy: tree\n")
+    (run_dir / "tasks.json").write_text(json.dumps([{"id": i, "path": ""} for i in ids]))
+    (run_dir / "events.jsonl").write_text("\n".join(text[:events]) + "\n")
+    return text[events:events + 200]
+
+
+async def _frame(pilot: Any) -> None:
+    """Until the screen has handled every pending message and drawn a frame.  This uses
+    Textual internals (Pilot.pause() would also do, but it waits for the process to look
+    idle, in steps of tens of ms, which would swamp the figure); falls back to pause()."""
+    wait = getattr(pilot, "_wait_for_screen", None)
+    draw = getattr(pilot.app.screen, "_on_timer_update", None)
+    if wait is None or draw is None:
+        await pilot.pause()
+        return
+    await wait()
+    draw()
+
+
+async def _app_figures(run_dir: Path, more: list[str], size: tuple[int, int]) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    app = MonitorApp(run_dir, interval=3600.0)  # polls are triggered by hand below
+    start = time.perf_counter()
+    async with app.run_test(size=size) as pilot:
+        while app.polls < 1:
+            await asyncio.sleep(0.001)
+        await _frame(pilot)
+        figures["open_s"] = time.perf_counter() - start
+        table = app.screen.query_one("#tasks")
+        figures["rows"] = len(table.rows)
+
+        async def refresh(lines: list[str]) -> float:
+            with open(run_dir / "events.jsonl", "a") as handle:
+                handle.write("\n".join(lines) + "\n")
+            polls = app.polls
+            begin = time.perf_counter()
+            app.poll_now()
+            while app.polls == polls:
+                await asyncio.sleep(0.0005)
+            await _frame(pilot)
+            return time.perf_counter() - begin
+
+        figures["refresh_s"] = await refresh(more[:100])
+        figures["apply_s"] = app.last_apply_s
+        # a drill-down open on the task that the next 100 events touch most
+        nxt = [json.loads(line) for line in more[100:200]]
+        touched = [e.get("task") or (e.get("sample") or "").split("/p")[0] for e in nxt]
+        target = max(set(touched) & set(app.state.tasks), key=touched.count)
+        app.push_screen(DetailScreen(target))
+        await pilot.pause()
+        figures["refresh_detail_s"] = await refresh(more[100:200])
+        # worst case: 100 new steps (100 new chains) all in the open task's tree
+        app.pop_screen()
+        busiest = max(app.state.tasks.values(), key=lambda t: len(t.steps)).id
+        app.push_screen(DetailScreen(busiest))
+        await pilot.pause()
+        figures["detail_steps"] = len(app.state.tasks[busiest].steps)
+        extra = [json.dumps({"seq": 10**9 + i, "t": 1.8e9 + i, "type": "llm_call",
+                             "sample": f"{busiest}/p99/a{i}/s0", "cached": False})
+                 for i in range(100)]
+        figures["refresh_worst_s"] = await refresh(extra)
+        await pilot.press("q")
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--tasks", type=int, default=250)
+    parser.add_argument("--size", default="120x40", help="terminal WIDTHxHEIGHT")
+    parser.add_argument("--repeats", type=int, default=3, help="fold timings to take")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    with tempfile.TemporaryDirectory(prefix="kbtool-monitor-bench-") as tmp:
+        run_dir = Path(tmp) / "run"
+        more = synthesize(run_dir, args.events, args.tasks)
+        size_mb = (run_dir / "events.jsonl").stat().st_size / 1e6
+        folds = []
+        for _ in range(args.repeats):
+            follower = RunFollower(run_dir)
+            begin = time.perf_counter()
+            count = follower.poll()
+            folds.append(time.perf_counter() - begin)
+        parse = []
+        for _ in range(args.repeats):
+            follower = RunFollower(run_dir)
+            begin = time.perf_counter()
+            follower.tail.read()
+            parse.append(time.perf_counter() - begin)
+        state = follower.state
+        figures = asyncio.run(_app_figures(run_dir, more, (width, height)))
+    result = {
+        "events": count, "tasks": len(state.tasks),
+        "log_mb": round(size_mb, 1), "read_parse_s": min(parse), "fold_total_s": min(folds),
+        "open_s": figures["open_s"], "refresh_s": figures["refresh_s"],
+        "refresh_apply_s": figures["apply_s"], "refresh_detail_s": figures["refresh_detail_s"],
+        "refresh_worst_s": figures["refresh_worst_s"],
+        "table_rows": figures["rows"], "terminal": args.size,
+    }
+    print(f"synthetic log: {count} events, {len(state.tasks)} tasks, {size_mb:.1f} MB")
+    print(f"(a) read + parse:                {min(parse) * 1e3:8.1f} ms")
+    print(f"(a) read + parse + fold (state): {min(folds) * 1e3:8.1f} ms "
+          f"(median of {args.repeats}: {statistics.median(folds) * 1e3:.1f} ms)")
+    print(f"(b) open app to first render:    {figures['open_s'] * 1e3:8.1f} ms "
+          f"({figures['rows']} table rows, {args.size})")
+    print(f"(c) refresh after 100 events:    {figures['refresh_s'] * 1e3:8.1f} ms "
+          f"(of which applying to the table {figures['apply_s'] * 1e3:.1f} ms)")
+    print(f"    same, drill-down open:       {figures['refresh_detail_s'] * 1e3:8.1f} ms")
+    print(f"    worst case, 100 new steps in the open tree ({figures['detail_steps']} steps): "
+          f"{figures['refresh_worst_s'] * 1e3:.1f} ms")
+    open_ok = figures["open_s"] < OPEN_TARGET_S
+    refresh_ok = max(figures["refresh_s"], figures["refresh_detail_s"]) < REFRESH_TARGET_S
+    print(f"target open < {OPEN_TARGET_S:g} s: {'met' if open_ok else 'NOT met'}; "
+          f"target refresh < {REFRESH_TARGET_S * 1e3:g} ms: {'met' if refresh_ok else 'NOT met'}")
+    result.update(open_target_met=open_ok, refresh_target_met=refresh_ok)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
