@@ -15,6 +15,7 @@ import json
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +79,9 @@ class EvaluatorPool:
 
     def __init__(self, config: Config) -> None:
         self._free: queue.Queue[Evaluator] = queue.Queue()
-        self.all = [Evaluator(config) for _ in range(config.eval_workers)]
+        # Started side by side: each start-up is a Python + torch import.
+        with ThreadPoolExecutor(config.eval_workers) as starter:
+            self.all = list(starter.map(lambda _: Evaluator(config), range(config.eval_workers)))
         for evaluator in self.all:
             self._free.put(evaluator)
         self.env = self.all[0].env
@@ -104,8 +107,8 @@ class EvaluatorPool:
             return evaluator.evaluate(task, path)
 
     def close(self) -> None:
-        for evaluator in self.all:
-            evaluator.close()
+        with ThreadPoolExecutor(len(self.all)) as closer:
+            list(closer.map(Evaluator.close, self.all))
 
 
 class QueueBackend:
