@@ -39,7 +39,7 @@ class Job(BaseModel):
     """An evaluation request."""
 
     schema_version: Literal[1] = QUEUE_SCHEMA
-    id: str
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="also a file name: no dots")
     kind: Literal["eval", "baseline"] = "eval"
     task_id: str
     task_source: str = Field(description="the problem file's text")
@@ -154,6 +154,8 @@ class Queue:
             fd, tmp = tempfile.mkstemp(dir=self.output_dir, prefix=".", suffix=".tmp")
             with os.fdopen(fd, "w") as handle:
                 handle.write(result.model_dump_json())
+                handle.flush()
+                os.fsync(handle.fileno())  # never an empty result after a power loss
             try:
                 os.link(tmp, target)  # fails if a result appeared meanwhile: first one wins
                 fresh = True
@@ -195,7 +197,7 @@ class Queue:
                 continue
             if age < self.lease_s:
                 continue
-            job_id, _, dead = name.rpartition(".")
+            job_id, _, dead = name.partition(".")  # job ids have no dot; host names may
             try:
                 os.unlink(path)  # one worker wins the right to recover it
             except FileNotFoundError:

@@ -13,7 +13,6 @@ from pathlib import Path
 IN_CLOEXEC = 0o2000000
 IN_NONBLOCK = 0o4000
 IN_MOVED_TO = 0x00000080
-IN_CLOSE_WRITE = 0x00000008
 
 
 class FolderWatch:
@@ -22,8 +21,8 @@ class FolderWatch:
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
-            if fd >= 0 and libc.inotify_add_watch(fd, str(folder).encode(),
-                                                  IN_MOVED_TO | IN_CLOSE_WRITE) >= 0:
+            # Jobs arrive by rename; a temporary file closed in the folder is not one yet.
+            if fd >= 0 and libc.inotify_add_watch(fd, str(folder).encode(), IN_MOVED_TO) >= 0:
                 self.fd = fd
             elif fd >= 0:
                 os.close(fd)

@@ -201,3 +201,11 @@ def test_search_evaluates_through_the_queue(tmp_path: Path) -> None:
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(60)
+
+
+def test_workers_with_dotted_names_are_recovered(queue: Queue) -> None:
+    job_id = queue.submit(job())
+    assert queue.claim("node1.cluster.local-123").id == job_id
+    time.sleep(0.6)
+    assert queue.recover_expired("janitor") == 1
+    assert queue.claim("w").id == job_id
