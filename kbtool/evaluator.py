@@ -7,6 +7,7 @@ a child forked from a warm zygote process (``kbtool.zygote``) that imported torc
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ class Evaluator:
         if any("incomplete" in item for item in outcome.sandbox):
             print(f"kbtool: warning: candidates run without full isolation: {outcome.sandbox}",
                   file=sys.stderr)
+            policy = replace(self.limits.sandbox, namespaces=False)
+            self.limits = replace(self.limits, sandbox=policy)
 
     def close(self) -> None:
         self.zygote.close()

@@ -29,6 +29,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "kbtool_plugins.provider_replay",
     "kbtool_plugins.provider_openai",
     "kbtool_plugins.provider_litellm",
+    "kbtool_plugins.engines",
 )
 
 

@@ -45,6 +45,9 @@ class SandboxError(Exception):
 class SandboxPolicy:
     mode: str = "auto"          # "auto", "required" or "off"
     max_processes: int = 256    # processes and threads the candidate may have at once
+    # False once a probe found namespaces unusable here: a failed set-up can leave a process
+    # half inside them (no thread can start there), so later children do not try.
+    namespaces: bool = True
 
 
 class _MountAttr(ctypes.Structure):
@@ -165,6 +168,8 @@ def enter(scratch: Path, policy: SandboxPolicy, cgroup: Path | None, report_pid)
     if policy.mode == "off":
         return ["sandbox off"]
     applied = [_limit_processes(policy, cgroup)]
+    if not policy.namespaces:
+        return [*applied, "namespaces incomplete (unusable here, see the evaluator's warning)"]
     try:
         _namespaces(scratch)
     except (SandboxError, OSError) as exc:
