@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_common import fmt, json_safe, percentile
+
 TARGET_MEDIAN_S = 0.25
 TARGET_RATIO = 5.0
 
@@ -72,14 +74,6 @@ with open(spec["out"], "w") as handle:
 """
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolation percentile (q in 0..100), as numpy's default."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def med(values: list[float]) -> float:
@@ -93,19 +87,8 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
             "max": max(vals) if vals else math.nan}
 
 
-def fmt(value: float, spec: str = ".3f") -> str:
-    return "-" if value is None or math.isnan(value) else format(value, spec)
 
 
-def json_safe(obj: Any) -> Any:
-    """NaN (a figure that could not be measured) as null, so the file is strict JSON."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def eval_kbtool(evaluator: Any, task: Any, solution: Path) -> dict[str, Any]:

@@ -63,10 +63,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench_common import fmt as _fmt
+from bench_common import json_safe, percentile
+
 from kbtool.config import Config
 from kbtool.queue import Job, JobResult, Queue, new_job_id
 from kbtool.result import EvalResult, Status
 from kbtool.worker import Worker
+
+
+def fmt(value: float | None, spec: str = ".1f") -> str:
+    return _fmt(value, spec)
 
 TARGET_P50_MS = 20.0
 TARGET_P99_MS = 200.0
@@ -74,28 +81,10 @@ TARGET_FLAT_RATIO = 2.0  # claim cost at the largest depth / at the smallest
 
 
 # -- helpers --------------------------------------------------------------------------------
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolation percentile (q in 0..100), as numpy's default."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def fmt(value: float | None, spec: str = ".1f") -> str:
-    return "-" if value is None or math.isnan(value) else format(value, spec)
 
 
-def json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def rank_correlation(xs: list[float], ys: list[float]) -> float:

@@ -73,7 +73,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench_common import fmt as _fmt
+from bench_common import json_safe
+
 from kbtool.hookspecs import hookimpl
+
+
+def fmt(value: float | None, spec: str = ".1f") -> str:
+    return _fmt(value, spec)
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # tests.llm_server
@@ -540,19 +547,8 @@ def run_schedule(name: str, args: argparse.Namespace, work: Path, tasks_dir: Pat
     return figures
 
 
-def fmt(value: float, spec: str = ".1f") -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) \
-        else format(value, spec)
 
 
-def json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -36,6 +36,11 @@ class IdentitySnapshot:
     """Identities of timer, torch and harness functions; compare before and after."""
 
     def __init__(self) -> None:
+        # Imported lazily, torch._dynamo replaces torch functions (torch.manual_seed, ...):
+        # import it first, or that would look like a candidate's patching.  The zygote has
+        # it already; any other caller pays the import here.
+        import torch._dynamo  # noqa: F401
+
         self._ids = {(space, key): _identity(value) for space, attrs in _namespaces().items()
                      for key, value in attrs.items() if callable(value)}
 

@@ -20,6 +20,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -291,7 +292,8 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
     ends = [t for _, t in ordered[1:]] + [finished_at[0] if finished_at else end]
     for (name, t0), t1 in zip(ordered, ends[:len(ordered)], strict=True):
         outcome.stage_s[name] = round(t1 - t0, 6)
-    sandbox.remove_cgroup(cgroup)
+    if cgroup is not None:  # the kernel may still be killing its processes: do not wait
+        threading.Thread(target=sandbox.remove_cgroup, args=(cgroup,), daemon=True).start()
     chars = limits.output_tail_chars
     outcome.output = tail.decode("utf-8", errors="replace")[-chars:] if chars else ""
     shutil.rmtree(scratch, ignore_errors=True)

@@ -78,6 +78,7 @@ def make_pids_cgroup(max_processes: int) -> Path | None:
             continue
         if root == Path("/sys/fs/cgroup") and "pids" not in _read(root / "cgroup.controllers"):
             continue
+        _sweep(root)
         group = root / f"kbtool-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             group.mkdir()
@@ -87,6 +88,19 @@ def make_pids_cgroup(max_processes: int) -> Path | None:
             continue
         return group
     return None
+
+
+def _sweep(root: Path, older_s: float = 600.0) -> None:
+    """Remove kbtool cgroups left behind by killed evaluators (empty ones only: the kernel
+    refuses to remove a cgroup that still has processes; old ones only: a new one may be
+    waiting for its child)."""
+    now = time.time()
+    for group in root.glob("kbtool-*"):
+        try:
+            if now - group.stat().st_mtime > older_s:
+                group.rmdir()
+        except OSError:
+            continue
 
 
 def remove_cgroup(group: Path | None) -> None:
