@@ -26,7 +26,10 @@ def test_honest_torch_candidate_is_ok(evaluator: Evaluator) -> None:
     assert result.status == Status.ok, result.error
     assert result.correct and result.max_abs_diff == [0.0]
     assert result.timing is not None and result.timing.trials >= 5
-    assert result.runtime_ms == result.timing.median_ms > 0
+    # The median of the timed trials, unless a first speedup above the threshold (a busy
+    # machine can fake one) was re-timed side by side.
+    expected = result.remeasured["runtime_ms"] if result.remeasured else result.timing.median_ms
+    assert result.runtime_ms == expected > 0
     assert result.speedup == pytest.approx(result.baseline_ms / result.runtime_ms)
     assert result.correctness_trials == 2  # the quick profile
     assert result.env["torch_version"] and result.env["device"] == "cpu"
