@@ -63,7 +63,7 @@ def test_loop_respects_the_time_cap() -> None:
                                TimingSettings(warmup_trials=0, target_rel_ci=1e-9,
                                               max_timing_s=0.1))
     assert stats.stop_reason == "time_cap"
-    assert 5 <= stats.trials <= 12
+    assert 2 <= stats.trials <= 12  # ~10 at 10 ms each; fewer when the machine is busy
 
 
 def test_cpu_timer_measures_real_time() -> None:
