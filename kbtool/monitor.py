@@ -284,7 +284,7 @@ class TasksScreen(Screen):
         app: MonitorApp = self.app  # type: ignore[assignment]
         now = app.clock()
         self.query_one("#topbar", Static).update(topbar(app.run_dir, state, now))
-        self.query_one("#evals", Static).update(evals_panel(state, now))
+        self.query_one("#evals", Static).update(evals_panel(state, now, app.follower.queue))
         self.query_one("#llm", Static).update(llm_panel(state))
         if dirty:
             self._update_table(dirty)
@@ -380,7 +380,17 @@ def topbar(run_dir: Path, state: RunState, now: float) -> Text:
     return text
 
 
-def evals_panel(state: RunState, now: float) -> Text:
+def queue_line(queue: dict | None) -> Text | None:
+    """Workers and depth of the run's shared-directory queue, when it uses one."""
+    if queue is None:
+        return None
+    q = queue["queue"]
+    return Text(f"queue: {q['pending']} pending, {q['claimed']} running, {q['bad']} bad; "
+                f"workers {queue['workers_alive']} alive, {queue['throughput_per_min']}/min, "
+                f"{queue['jobs_failed']} not ok")
+
+
+def evals_panel(state: RunState, now: float, queue: dict | None = None) -> Text:
     overall, recent = state.eval_rate(now)
     done = state.evaluations
     ok = state.eval_statuses.get("ok", 0)
@@ -398,7 +408,8 @@ def evals_panel(state: RunState, now: float) -> Text:
         Text(f"timer {env.get('timer', '?')}  sandbox: "
              f"{', '.join(env.get('sandbox') or []) or 'none'}"),
     ]
-    return _lines(lines)
+    line = queue_line(queue)
+    return _lines([line, *lines] if line is not None else lines)
 
 
 def llm_panel(state: RunState) -> Text:

@@ -414,6 +414,17 @@ def _eval_mode(run_dir: Path) -> str:
     return str(config.get("mode") or "eager") if isinstance(config, dict) else "eager"
 
 
+def _queue_dirs(run_dir: Path) -> tuple[Path, Path] | None:
+    """The run's worker queue, when it evaluates through one."""
+    try:
+        config = yaml.safe_load((run_dir / CONFIG).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(config, dict) or not config.get("worker_input_dir"):
+        return None
+    return Path(config["worker_input_dir"]), Path(config.get("worker_output_dir") or ".")
+
+
 def _listed_tasks(run_dir: Path) -> list[str]:
     try:
         return [item["id"] for item in json.loads((run_dir / "tasks.json").read_text())]
@@ -429,6 +440,8 @@ class RunFollower:
         self.lock = threading.RLock()  # the UI may re-enter while refreshing
         self.tail = EventTail(run_dir / EVENTS)
         self.state = self._new_state()
+        self.queue_dirs = _queue_dirs(run_dir)
+        self.queue: dict[str, Any] | None = None  # workers and depth of the run's queue
 
     def _new_state(self) -> RunState:
         return RunState(_eval_mode(self.run_dir), _listed_tasks(self.run_dir))
@@ -442,6 +455,13 @@ class RunFollower:
                 self.state = self._new_state()
                 self.state.dirty.add("*")
             self.state.fold(events)
+        if self.queue_dirs is not None and (self.queue_dirs[0] / "pending").is_dir():
+            from kbtool.queue import Queue
+            from kbtool.worker import status
+
+            found = status(Queue(*self.queue_dirs))
+            with self.lock:
+                self.queue = found
         return len(events)
 
     def step_dir(self, task_id: str, key: StepKey) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -373,3 +374,22 @@ def test_monitor_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"kbtool: error: {tmp_path} is not a kbtool run directory (no events.jsonl or "
         f"config.yaml)"]
+
+
+def test_queue_panel_shows_the_runs_workers(tmp_path: Path) -> None:
+    from kbtool.monitor import queue_line
+    from kbtool.monitor_state import RunFollower
+    from kbtool.queue import Job, Queue, new_job_id
+
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURE, run)
+    queue = Queue(tmp_path / "in", tmp_path / "out")
+    queue.submit(Job(id=new_job_id(), task_id="t", task_source="", solution=""))
+    queue.heartbeat("w1", {"started": time.time(), "done": 3, "failed": 1})
+    config = run / "config.yaml"
+    config.write_text(config.read_text() + f"worker_input_dir: {tmp_path / 'in'}\n"
+                      f"worker_output_dir: {tmp_path / 'out'}\n")
+    follower = RunFollower(run)
+    follower.poll()
+    line = str(queue_line(follower.queue))
+    assert "1 pending" in line and "workers 1 alive" in line and "1 not ok" in line
