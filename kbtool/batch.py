@@ -10,7 +10,7 @@ from kbtool.config import Config
 from kbtool.errors import KbtoolError
 from kbtool.evaluator import Evaluator
 from kbtool.problem import size_constants
-from kbtool.result import EvalResult, Status
+from kbtool.result import EvalResult
 from kbtool.task import Task
 
 
@@ -68,11 +68,7 @@ def run_batch(evaluator: Evaluator, tasks: list[Task], solutions: str, out_path:
 
 def _one(evaluator: Evaluator, task: Task, folder: Path | None, config: Config) -> EvalResult:
     if folder is None:
-        stats = evaluator.baseline(task, config.mode, config)
-        return EvalResult(task=task.id, solution="baseline", device=config.device,
-                          mode=config.mode, timer=evaluator.timer.name, status=Status.ok,
-                          correct=True, runtime_ms=stats.median_ms, baseline_ms=stats.median_ms,
-                          speedup=1.0, timing=stats, baseline=stats, env=evaluator.env)
+        return evaluator.baseline_result(task, config.mode, config)
     solution = solution_for(task, folder)
     if solution is None:
         raise KbtoolError(f"no solution file for {task.id} in {folder}")

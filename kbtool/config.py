@@ -110,7 +110,9 @@ class Config(BaseModel):
     max_cost_usd: float | None = Field(None, gt=0, description="budget: dollars in the run")
     prices: dict[str, list[float]] = Field(
         default_factory=dict, description="USD per million tokens [in, out] by model prefix")
-    eval_workers: int = Field(1, ge=1, description="evaluations at once (one per CPU/GPU)")
+    eval_workers: int = Field(1, ge=1, description="evaluations at once; they compile side by "
+                              "side and take turns on the device")
+    device_lock: bool = Field(True, description="one evaluation at a time measures per device")
     baselines: list[Literal["eager", "compile"]] = Field(
         default_factory=lambda: ["eager", "compile"], description="baselines in the summary")
     templates_dir: Path | None = Field(None, description="prompt templates overriding ours")

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from kbtool import plugins
+from kbtool import devicelock, plugins
 from kbtool.baselines import BaselineCache, baseline_key
 from kbtool.config import Config
 from kbtool.errors import KbtoolError
@@ -51,6 +51,7 @@ class Evaluator:
                              address_space_limit=device == "cpu",
                              sandbox=SandboxPolicy(config.sandbox, config.max_processes))
         self.config = config.model_copy(update={"device": device})
+        devicelock.prepare(self.config)
         self.timer = pick_timer(config.timer, device)
         self.kinds = plugins.collect("register_task_kinds")
         self.cache = BaselineCache(config.cache_dir / "baselines") if config.baseline_cache else None
@@ -118,6 +119,15 @@ class Evaluator:
         if key is not None and self.cache is not None and stats.stop_reason == "converged":
             self.cache.put(key, stats)
         return stats
+
+    def baseline_result(self, task: Task, mode: str, config: Config | None = None) -> EvalResult:
+        """The reference timed as if it were a candidate (batch ``--solutions baseline``)."""
+        config = config or self.config
+        stats = self.baseline(task, mode, config)
+        return EvalResult(task=task.id, solution="baseline", device=config.device, mode=mode,
+                          timer=self.timer.name, status=Status.ok, correct=True,
+                          runtime_ms=stats.median_ms, baseline_ms=stats.median_ms, speedup=1.0,
+                          timing=stats, baseline=stats, env=self.env)
 
     def evaluate(self, task: Task, solution: Path, config: Config | None = None) -> EvalResult:
         config = config or self.config

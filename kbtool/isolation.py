@@ -32,6 +32,7 @@ from kbtool import sandbox
 from kbtool.sandbox import SandboxPolicy
 
 _POLL_S = 0.02
+WAIT_STAGE = "device_wait"  # a stage that does not count against the time limit
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,7 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
     pidfd = _pidfd(pid)  # readable when the child exits: no polling delay at the end
     finished_at: list[float] = []
     watched_pid = [pid]
+    waited = [0.0]  # seconds spent in WAIT_STAGE: they extend the deadline
     deadline = start + limits.timeout_s
     memory_cap = limits.memory_mb * 1024 * 1024
 
@@ -226,8 +228,11 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
         except ValueError:
             return  # something wrote garbage into our pipe; the result decides
         if "stage" in message:
+            now = message.get("t", time.monotonic())
+            if outcome.stage == WAIT_STAGE:  # waiting for the device is not the candidate's time
+                waited[0] += now - stage_start[WAIT_STAGE]
             outcome.stage = message["stage"]
-            stage_start[message["stage"]] = message.get("t", time.monotonic())
+            stage_start[message["stage"]] = now
         elif "result" in message:
             outcome.value = message["result"]
             finished_at.append(message.get("t", time.monotonic()))
@@ -263,7 +268,8 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
             if done:
                 status = raw
                 break
-            if time.monotonic() > deadline:
+            waiting = outcome.stage == WAIT_STAGE
+            if not waiting and time.monotonic() > deadline + waited[0]:
                 outcome.timed_out = True
             elif _rss_bytes(watched_pid[0]) > memory_cap:
                 outcome.memory_exceeded = True

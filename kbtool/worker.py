@@ -1,9 +1,10 @@
 """``kbtool worker serve``: evaluate jobs from the shared-directory queue.
 
-One worker owns one device (a GPU, or the CPU): evaluations run one at a time, because a
-timing measured next to another evaluation is not worth publishing.  Compilation happens in
-the candidate's own process inside the evaluation.  The claim's lease is renewed by a
-thread while the job runs; SIGTERM lets the current job finish, then the worker exits.
+One worker owns one device (a GPU, or the CPU) and runs ``eval_workers`` jobs at once: they
+load and compile side by side, and take turns for correctness and timing (a device lock),
+because a timing measured next to another evaluation is not worth publishing.  Each claim's
+lease is renewed by a thread while its job runs; SIGTERM lets the current jobs finish, then
+the worker exits.
 """
 
 from __future__ import annotations
@@ -31,64 +32,92 @@ HEARTBEAT_S = 5.0
 
 
 class Worker:
+    """Serves a queue with ``eval_workers`` job slots: slots load and compile side by side and
+    take turns on the device for correctness and timing (``kbtool.devicelock``)."""
+
     def __init__(self, config: Config, queue: Queue, worker_id: str | None = None) -> None:
         self.config = config
         self.queue = queue
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.stopping = threading.Event()
         self.stats: dict[str, Any] = {"started": time.time(), "done": 0, "failed": 0,
-                                      "busy": False, "current": None}
-        self._evaluator: Evaluator | None = None
+                                      "busy": 0, "slots": config.eval_workers}
+        self._lock = threading.Lock()
         self._scratch = Path(config.cache_dir) / "worker" / self.id
 
-    @property
-    def evaluator(self) -> Evaluator:
-        if self._evaluator is None:
-            self._evaluator = Evaluator(self.config)
-        return self._evaluator
-
     def drain(self, *_: Any) -> None:
-        """Finish the current job, claim no other."""
+        """Finish the current jobs, claim no other."""
         self.stopping.set()
+
+    def _beat(self) -> None:
+        with self._lock:
+            stats = dict(self.stats)
+        self.queue.heartbeat(self.id, stats)
 
     def serve(self, max_jobs: int | None = None, idle_exit_s: float | None = None) -> int:
         signal.signal(signal.SIGTERM, self.drain)
-        self.stats["env"] = self.evaluator.env  # start the evaluator before the first job
-        watch = FolderWatch(self.queue.input_dir / "pending")
-        last_beat = last_recover = 0.0
-        idle_since = time.monotonic()
-        done = 0
+        evaluators = [Evaluator(self.config) for _ in range(self.config.eval_workers)]
+        self.stats["env"] = evaluators[0].env
+        budget = {"left": max_jobs, "idle_since": time.monotonic()}
+        slots = [threading.Thread(target=self._slot, args=(ev, budget, idle_exit_s), daemon=True)
+                 for ev in evaluators]
         try:
-            while not self.stopping.is_set():
-                now = time.monotonic()
-                if now - last_beat >= HEARTBEAT_S:
-                    self.queue.heartbeat(self.id, self.stats)
-                    last_beat = now
-                if now - last_recover >= min(self.config.lease_s / 3, 10.0):
+            for slot in slots:
+                slot.start()
+            last_recover = 0.0
+            while any(slot.is_alive() for slot in slots):
+                if time.monotonic() - last_recover >= min(self.config.lease_s / 3, 10.0):
                     self.queue.recover_expired(self.id)
-                    last_recover = now
+                    last_recover = time.monotonic()
+                self._beat()
+                for slot in slots:
+                    slot.join(timeout=HEARTBEAT_S / len(slots))
+        finally:
+            self.stopping.set()
+            for slot in slots:
+                slot.join()
+            for evaluator in evaluators:
+                evaluator.close()
+            with self._lock:
+                self.stats["stopped"] = time.time()
+            self._beat()
+        return self.stats["done"]
+
+    def _take(self, budget: dict[str, Any]) -> bool:
+        """Whether this slot may claim another job (``max_jobs`` over all slots)."""
+        with self._lock:
+            if budget["left"] is None:
+                return True
+            if budget["left"] <= 0:
+                return False
+            budget["left"] -= 1
+            return True
+
+    def _slot(self, evaluator: Evaluator, budget: dict[str, Any],
+              idle_exit_s: float | None) -> None:
+        watch = FolderWatch(self.queue.input_dir / "pending")
+        try:
+            while not self.stopping.is_set() and self._take(budget):
                 job = self.queue.claim(self.id)
-                if job is None:
-                    if idle_exit_s is not None and now - idle_since >= idle_exit_s:
-                        break
+                while job is None and not self.stopping.is_set():
+                    if idle_exit_s is not None and \
+                            time.monotonic() - budget["idle_since"] >= idle_exit_s:
+                        self.stopping.set()
+                        return
                     watch.wait(min(self.config.worker_poll_s, self.config.lease_s / 3))
-                    continue
-                self.run_job(job)
-                done += 1
-                idle_since = time.monotonic()
-                if max_jobs is not None and done >= max_jobs:
-                    break
+                    job = self.queue.claim(self.id)
+                if job is None:
+                    return
+                self.run_job(job, evaluator)
+                budget["idle_since"] = time.monotonic()
+            if budget["left"] is not None and budget["left"] <= 0:
+                self.stopping.set()
         finally:
             watch.close()
-            self.stats["busy"] = False
-            self.stats["stopped"] = time.time()
-            self.queue.heartbeat(self.id, self.stats)
-            if self._evaluator is not None:
-                self._evaluator.close()
-        return done
 
-    def run_job(self, job: Job) -> None:
-        self.stats.update(busy=True, current=job.id)
+    def run_job(self, job: Job, evaluator: Evaluator) -> None:
+        with self._lock:
+            self.stats["busy"] += 1
         renewing = threading.Event()
 
         def renew() -> None:
@@ -99,7 +128,7 @@ class Worker:
         renewer.start()
         try:
             result = JobResult(id=job.id, worker=self.id, ok=True,
-                               result=self.evaluate(job).model_dump(mode="json"))
+                               result=self.evaluate(job, evaluator).model_dump(mode="json"))
         except KbtoolError as exc:
             result = JobResult(id=job.id, worker=self.id, ok=False, error=str(exc))
         finally:
@@ -107,12 +136,14 @@ class Worker:
             renewer.join()
         self.queue.finish(job.id, result)
         failed = not result.ok or (result.result or {}).get("status") != Status.ok.value
-        self.stats["done"] += 1
-        self.stats["failed"] += failed
-        self.stats.update(busy=False, current=None, last_finished=time.time())
-        self.queue.heartbeat(self.id, self.stats)
+        with self._lock:
+            self.stats["done"] += 1
+            self.stats["failed"] += failed
+            self.stats["busy"] -= 1
+            self.stats["last_finished"] = time.time()
+        self._beat()
 
-    def evaluate(self, job: Job) -> EvalResult:
+    def evaluate(self, job: Job, evaluator: Evaluator) -> EvalResult:
         folder = self._scratch / job.id
         folder.mkdir(parents=True, exist_ok=True)
         problem = folder / "problem.py"
@@ -123,19 +154,14 @@ class Worker:
                     kind=job.task_kind, path=problem)
         settings = {k: v for k, v in job.config.items() if k in EVAL_KEYS and k != "device"}
         try:
-            config = Config.model_validate({**self.evaluator.config.model_dump(), **settings})
+            config = Config.model_validate({**evaluator.config.model_dump(), **settings})
         except ValidationError as exc:
             raise KbtoolError(f"job {job.id} has bad settings: {exc.errors()[0]['msg']}") \
                 from None
         try:
             if job.kind == "baseline":
-                stats = self.evaluator.baseline(task, config.mode, config)
-                return EvalResult(task=task.id, solution="baseline", device=config.device,
-                                  mode=config.mode, timer=self.evaluator.timer.name,
-                                  status=Status.ok, correct=True, runtime_ms=stats.median_ms,
-                                  baseline_ms=stats.median_ms, speedup=1.0, timing=stats,
-                                  baseline=stats, env=self.evaluator.env)
-            return self.evaluator.evaluate(task, solution, config)
+                return evaluator.baseline_result(task, config.mode, config)
+            return evaluator.evaluate(task, solution, config)
         finally:
             for path in (problem, solution):
                 path.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kbtool import guards
+from kbtool import devicelock, guards
 from kbtool.compare import compare_outputs, merge_worst
 from kbtool.config import Config
 from kbtool.hookspecs import hookimpl
@@ -216,6 +216,8 @@ class KernelBenchKind:
         inputs = make_inputs(module, config.seed + TIMING_SEED, config.device)
         with torch.no_grad():
             model(*inputs)  # compiles under mode=compile; never timed
+            report.stage("device_wait")
+            devicelock.acquire(config)
             report.stage("timing")
             timer.setup(config.device)
             stats = timer.measure(lambda: model(*inputs), TimingSettings.from_config(config))
@@ -258,6 +260,8 @@ class KernelBenchKind:
         if changed:
             return {"status": "rejected", "error": f"loading replaced {', '.join(changed[:5])}"}
 
+        report.stage("device_wait")  # compiled: now take turns on the device
+        devicelock.acquire(config)
         report.stage("correctness")
         try:
             with torch.no_grad():
@@ -372,6 +376,8 @@ class KernelBenchKind:
         _, new = self._load_candidate(check, ref_module)
         inputs = make_inputs(ref_module, config.seed + TIMING_SEED + 1, check.device)
         settings = TimingSettings.from_config(config)
+        report.stage("device_wait")
+        devicelock.acquire(config)
         timer.setup(check.device)
         report.stage("timing")
         ref_ms, new_ms = [], []

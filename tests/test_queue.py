@@ -209,3 +209,48 @@ def test_workers_with_dotted_names_are_recovered(queue: Queue) -> None:
     time.sleep(0.6)
     assert queue.recover_expired("janitor") == 1
     assert queue.claim("w").id == job_id
+
+
+def test_job_slots_compile_side_by_side_and_take_turns_on_the_device(tmp_path: Path) -> None:
+    """Two slots: the 2 s 'compilations' (module-level sleeps) overlap, while correctness
+    and timing wait for the device lock."""
+    queue = Queue(tmp_path / "in", tmp_path / "out", lease_s=1.5)
+    ids = [queue.submit(job(SLOW_OK.format(delay=2.0))) for _ in range(2)]
+    worker = _worker(tmp_path, "eval_workers=2", "--max-jobs", "2")
+    try:
+        assert worker.wait(180) == 0, worker.stderr.read()
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    results = [queue.result(j).result for j in ids]
+    assert all(r["status"] == "ok" for r in results), results
+    loads = [r["stage_s"]["load"] for r in results]
+    assert all(load >= 2.0 for load in loads)
+    finished = sorted(queue.result(j).finished for j in ids)
+    started = min(queue.result(j).finished - sum(r["stage_s"].values())
+                  for j, r in zip(ids, results, strict=True))
+    serial = sum(sum(r["stage_s"].values()) - r["stage_s"]["device_wait"] for r in results)
+    assert finished[-1] - started < serial - 1.0  # one after the other would take `serial`
+    assert all("device_wait" in r["stage_s"] for r in results)
+
+
+def test_device_lock_is_exclusive_and_dies_with_its_holder(tmp_path: Path) -> None:
+    from kbtool import devicelock
+    from kbtool.config import load_config
+
+    config = load_config({"cache_dir": str(tmp_path), "device": "cpu"})
+    devicelock.prepare(config)
+    script = ("import sys, time\nfrom kbtool import devicelock\nfrom kbtool.config import "
+              f"load_config\nc = load_config({{'cache_dir': {str(tmp_path)!r}, 'device': 'cpu'}})\n"
+              "devicelock.acquire(c)\nprint('held', flush=True)\ntime.sleep(float(sys.argv[1]))\n")
+    holder = subprocess.Popen([sys.executable, "-c", script, "30"], stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout.readline().strip() == "held"
+    waiter = subprocess.Popen([sys.executable, "-c", script, "0"], stdout=subprocess.PIPE,
+                              text=True)
+    time.sleep(1.5)
+    assert waiter.poll() is None  # blocked behind the holder
+    holder.kill()  # however the holder ends, the kernel releases the lock
+    holder.wait()
+    assert waiter.stdout.readline().strip() == "held"
+    assert waiter.wait(30) == 0
