@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,14 @@ app.add_typer(config_app, name="config")
 worker_app = typer.Typer(help="Serve and watch the shared-directory evaluation queue.",
                          no_args_is_help=True)
 app.add_typer(worker_app, name="worker")
+submit_app = typer.Typer(help="Submit worker pools and runs to a batch scheduler (Slurm).",
+                         no_args_is_help=True)
+jobs_app = typer.Typer(help="Status of the submitted kbtool jobs; cancel them.")
+profiles_app = typer.Typer(help="HPC site profiles (hpc/*.yaml, plugins, your own).",
+                           no_args_is_help=True)
+app.add_typer(submit_app, name="submit")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(profiles_app, name="profiles")
 
 ConfigFile = Annotated[Path | None, typer.Option(
     "--config", help="YAML config file (layered over ~/.config/kbtool/config.yaml, ./kbtool.yaml).")]
@@ -312,6 +321,168 @@ def image_build(
                                   dry_run=dry_run)
     if code:
         raise typer.Exit(code)
+
+
+SiteProfileOpt = Annotated[str, typer.Option(
+    "--profile", help="Site profile: a name (kbtool profiles list) or a YAML file.")]
+
+
+def _submit(profile_name: str, kind: str, args: list[str], dry_run: bool) -> None:
+    from kbtool_plugins import slurm
+
+    from kbtool import scheduler
+
+    profile = scheduler.load_profile(profile_name)
+    words, options, settings = scheduler.split_options(args)
+    if kind == "workers":
+        if words:
+            raise KbtoolError(f"submit workers takes key=value options, not {words[0]!r}")
+        script, meta = scheduler.render_workers(profile, options, settings)
+    else:
+        script, meta = scheduler.render_run(profile, options, words, settings)
+    if dry_run:
+        print(script, end="")
+        return
+    log_dir = Path(meta["log_dir"])
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / f"{meta['name']}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.sh"
+    path.write_text(script)
+    if profile.scheduler != "slurm":
+        print(f"profile {profile.name!r} has no scheduler; run the job yourself: bash {path}")
+        return
+    if profile.scheduler not in plugins.collect("register_schedulers"):
+        raise KbtoolError(f"no scheduler plugin {profile.scheduler!r} is loaded")
+    job_id = slurm.Slurm().submit(path)
+    slurm.save_record({"id": job_id, **meta, "script": str(path), "submitted": time.time()})
+    print(job_id)
+    print(f"submitted {meta['name']} as job {job_id}; logs: "
+          f"{slurm.log_path(meta['log'], meta['name'], job_id, None)}", file=sys.stderr)
+
+
+@submit_app.command("workers")
+def submit_workers(
+    profile: SiteProfileOpt,
+    args: Annotated[list[str] | None, typer.Argument(
+        help="worker_input_dir=IN worker_output_dir=OUT and options: account= qos= partition= "
+             "constraint= time= gpus= cpus_per_task= array=N idle_exit= max_jobs= log_dir= ...")]
+        = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the job script; submit nothing.")]
+        = False,
+) -> None:
+    """Submit a pool of eval workers as a job array (one node per task, one worker per GPU).
+
+    kbtool submit workers --profile NAME|FILE [--dry-run] worker_input_dir=IN worker_output_dir=OUT
+        [account=A qos=Q time=HH:MM:SS array=N gpus=G ...]
+    """
+    _submit(profile, "workers", args or [], dry_run)
+
+
+@submit_app.command("run")
+def submit_run(
+    profile: SiteProfileOpt,
+    args: Annotated[list[str] | None, typer.Argument(
+        help="kbtool run's TASKs and key=value settings, and scheduler options.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the job script; submit nothing.")]
+        = False,
+) -> None:
+    """Submit the agent itself (`kbtool run ...`) as a CPU job."""
+    _submit(profile, "run", args or [], dry_run)
+
+
+def _print_jobs(rows: list[dict[str, Any]], source: str) -> None:
+    if not rows:
+        print("no kbtool jobs recorded")
+        return
+    for row in rows:
+        print(f"{row['id']}  {row['name']}  {row['state']}")
+        for t in row["tasks"]:
+            if t["task"] or len(row["tasks"]) > 1:
+                print(f"    task {t['task']}: {t['state']} exit={t['exit']}  log: {t['log']}")
+            elif t["state"] in ("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "CANCELLED"):
+                print(f"    exit={t['exit']}  log: {t['log']}")
+        if not row["tasks"] or all(not t["task"] for t in row["tasks"]):
+            print(f"    log: {row['log']}")
+    print(f"(status from {source})", file=sys.stderr)
+
+
+@jobs_app.callback(invoke_without_command=True)
+def jobs_command(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Poll until every job has ended (back-off 5 s to 60 s).")] = False,
+    all_jobs: Annotated[bool, typer.Option("--all", help="Include jobs that have ended.")] = True,
+) -> None:
+    """Status of the kbtool jobs you submitted: one batched query per tick; log paths.
+
+    kbtool jobs [--json] [--watch];  kbtool jobs cancel [JOBID ...]
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from kbtool_plugins import slurm
+
+    sched = slurm.Slurm()
+    delay, last = 5.0, None
+    while True:
+        rows, source = slurm.job_table(sched, slurm.load_records())
+        if not all_jobs:
+            rows = [r for r in rows if not r["done"]]
+        snapshot = [(r["id"], r["state"]) for r in rows]
+        if as_json:
+            print(json.dumps({"source": source, "jobs": rows}))
+        elif snapshot != last:
+            _print_jobs(rows, source)
+        if not watch or all(r["done"] for r in rows):
+            return
+        delay = 5.0 if snapshot != last else min(delay * 2, 60.0)
+        last = snapshot
+        time.sleep(delay)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job_ids: Annotated[list[str] | None, typer.Argument(
+        help="Job ids (default: every recorded kbtool job still queued or running).")] = None,
+) -> None:
+    """Cancel kbtool jobs (scancel; workers drain on SIGTERM)."""
+    from kbtool_plugins import slurm
+
+    sched = slurm.Slurm()
+    if not job_ids:
+        rows, _ = slurm.job_table(sched, slurm.load_records())
+        job_ids = [r["id"] for r in rows if not r["done"]]
+    if not job_ids:
+        print("no kbtool job to cancel")
+        return
+    sched.cancel(job_ids)
+    print(f"cancelled: {' '.join(job_ids)}")
+
+
+@profiles_app.command("list")
+def profiles_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The site profiles kbtool knows (plugins, hpc/, ~/.config/kbtool/profiles/)."""
+    from kbtool import scheduler
+
+    found = scheduler.available_profiles()
+    profiles = [scheduler.load_profile(name) for name in sorted(found)]
+    if as_json:
+        print(json.dumps([p.model_dump(mode="json") for p in profiles]))
+        return
+    for p in profiles:
+        print(f"{p.name}: {p.scheduler}, {p.engine}, {p.arch}  {p.description}  ({p.source})")
+
+
+@profiles_app.command("show")
+def profiles_show(
+    name: Annotated[str, typer.Argument(help="A profile name or a YAML file.")],
+) -> None:
+    """Print a validated site profile as YAML."""
+    import yaml
+
+    from kbtool import scheduler
+
+    print(yaml.safe_dump(scheduler.load_profile(name).model_dump(mode="json"), sort_keys=False),
+          end="")
 
 
 @tasks_app.command("list")

@@ -30,6 +30,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "kbtool_plugins.provider_openai",
     "kbtool_plugins.provider_litellm",
     "kbtool_plugins.engines",
+    "kbtool_plugins.slurm",
 )
 
 

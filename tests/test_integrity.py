@@ -3,6 +3,7 @@ candidates pass without a false alarm (docs/integrity.md)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,9 @@ def run(ev: Evaluator, task: str, solution: Path) -> EvalResult:
 
 
 @pytest.mark.parametrize(("name", "status", "needle"), [
-    ("cached_result", Status.rejected, "cached from an earlier call"),
+    # A pointer-keyed cache is caught by the cache probe, or earlier when the allocator
+    # hands a trial's fresh copy the address of an older one (stale values: incorrect).
+    ("cached_result", (Status.rejected, Status.incorrect), "cached from an earlier call|differ"),
     ("freed_memory", Status.incorrect, "differ"),
     ("mutates_inputs", Status.rejected, "modifies its inputs in place"),
     ("background_thread", Status.rejected, "leaves threads running"),
@@ -50,10 +53,11 @@ def run(ev: Evaluator, task: str, solution: Path) -> EvalResult:
     ("patch_code", Status.rejected, "kbtool.compare.compare_outputs"),
     ("frame_walk", Status.rejected, "inspect.stack"),
 ])
-def test_exploits_are_caught(strict: Evaluator, name: str, status: Status, needle: str) -> None:
+def test_exploits_are_caught(strict: Evaluator, name: str, status: Status | tuple[Status, ...],
+                             needle: str) -> None:
     result = run(strict, RELU, REDTEAM / f"{name}.py")
-    assert result.status == status, result.error
-    assert needle in (result.error or ""), result.error
+    assert result.status in (status if isinstance(status, tuple) else (status,)), result.error
+    assert re.search(needle, result.error or ""), result.error
     assert result.speedup is None and not result.correct
 
 

@@ -73,7 +73,7 @@ def plugins_json(proc: subprocess.CompletedProcess[str]) -> dict[str, dict]:
 
 
 BUILTINS = {"task_sources", "kernelbench_kind", "timers", "strategies", "provider_replay",
-            "provider_openai", "provider_litellm", "engines"}
+            "provider_openai", "provider_litellm", "engines", "slurm"}
 
 
 def test_plugins_lists_demo_and_warns_about_broken(plugin_site: Path, cache_home: Path) -> None:
