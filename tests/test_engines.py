@@ -321,14 +321,7 @@ def test_podman_worker_serves_the_queue(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         _wait_for_heartbeat(worker, tmp_path / "in", 180)
-        proc = run_kbtool("eval", "builtin/1/2", "--solution",
-                          str(SOLUTIONS / "level1_2_ReLU_torch.py"), "--json",
-                          "--config-profile", "quick", "queue_wait_s=240", *queue)
-        assert proc.returncode == 0, proc.stderr
-        result = json.loads(proc.stdout)
-        assert result["status"] == "ok" and result["correct"], result
-        # kbtool's own sandbox of the candidate still applies inside the container
-        assert "no network" in result["sandbox"], result["sandbox"]
+        eval_through(queue)
         status = json.loads(run_kbtool("worker", "status", str(tmp_path / "in"), "--output-dir",
                                        str(tmp_path / "out"), "--json").stdout)
         assert status["jobs_done"] == 1
@@ -341,6 +334,18 @@ def test_podman_worker_serves_the_queue(tmp_path: Path) -> None:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(30)
+
+
+def eval_through(queue: list[str]) -> None:
+    """A real evaluation sent through the queue to the containerized worker is correct."""
+    proc = run_kbtool("eval", "builtin/1/2", "--solution",
+                      str(SOLUTIONS / "level1_2_ReLU_torch.py"), "--json",
+                      "--config-profile", "quick", "queue_wait_s=240", *queue)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["status"] == "ok" and result["correct"], result
+    # kbtool's own sandbox of the candidate still applies inside the container
+    assert "no network" in result["sandbox"], result["sandbox"]
 
 
 @pytest.mark.slow
@@ -362,13 +367,7 @@ def test_apptainer_worker_serves_the_queue(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         _wait_for_heartbeat(worker, tmp_path / "in", 180)
-        proc = run_kbtool("eval", "builtin/1/2", "--solution",
-                          str(SOLUTIONS / "level1_2_ReLU_torch.py"), "--json",
-                          "--config-profile", "quick", "queue_wait_s=240", *queue)
-        assert proc.returncode == 0, proc.stderr
-        result = json.loads(proc.stdout)
-        assert result["status"] == "ok" and result["correct"], result
-        assert "no network" in result["sandbox"], result["sandbox"]
+        eval_through(queue)
         assert worker.wait(120) == 0  # --max-jobs 1
     finally:
         if worker.poll() is None:
