@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 # Attribute namespaces whose identities must not change while a candidate runs.
@@ -56,6 +59,52 @@ class IdentitySnapshot:
 def _identity(value: Any) -> tuple[int, int]:
     # A function keeps its identity when its __code__ is swapped: watch both.
     return id(value), id(getattr(value, "__code__", None))
+
+
+@dataclass
+class ThreadStart:
+    name: str
+    finished: float | None = None  # perf_counter() when its function returned
+
+
+@contextmanager
+def thread_starts() -> Iterator[list[ThreadStart]]:
+    """Record every thread started inside the block and when its work ended, however briefly
+    it lived: work that goes on after a timed call returns is work the timer did not see."""
+    import _thread
+
+    started: list[ThreadStart] = []
+    hooks = [(module, name) for module, name in ((_thread, "start_new_thread"),
+                                                 (threading, "_start_new_thread"),
+                                                 (threading, "_start_joinable_thread"))
+             if hasattr(module, name)]
+    originals = [getattr(module, name) for module, name in hooks]
+
+    def recording(original: Callable[..., Any]) -> Callable[..., Any]:
+        def start(function: Any, *args: Any, **kwargs: Any) -> Any:
+            record = ThreadStart(getattr(function, "__qualname__", type(function).__name__))
+            started.append(record)
+
+            def run(*a: Any, **k: Any) -> Any:
+                try:
+                    return function(*a, **k)
+                finally:
+                    record.finished = time.perf_counter()
+            return original(run, *args, **kwargs)
+        return start
+
+    for (module, name), original in zip(hooks, originals, strict=True):
+        setattr(module, name, recording(original))
+    try:
+        yield started
+    finally:
+        for (module, name), original in zip(hooks, originals, strict=True):
+            setattr(module, name, original)
+
+
+def outlived(started: list[ThreadStart], returned: float) -> list[str]:
+    """Threads whose work was still going on when the call returned at ``returned``."""
+    return [s.name for s in started if s.finished is None or s.finished > returned]
 
 
 def new_threads(before: set[threading.Thread]) -> list[str]:

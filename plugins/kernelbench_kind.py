@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -123,6 +124,7 @@ class _Check:
         self.findings: list[str] = []
         self.worst: list[float | None] = []
         self.trials = 0
+        self.threads_before_load: set[threading.Thread] = set(threading.enumerate())
 
     def flag(self, name: str, finding: str) -> None:
         if name not in self.flags:
@@ -139,11 +141,13 @@ class _Check:
                        when: str) -> Any:
         """Run the candidate on its own copy of ``inputs`` and check what it left behind."""
         mine = _clone(inputs)
-        threads = set(threading.enumerate())
-        out = new(*mine)
+        with guards.thread_starts() as started:
+            out = new(*mine)
+            returned = time.perf_counter()
         _sync(self.device)
         problems = guards.foreign_outputs(out)
-        running = guards.new_threads(threads)
+        running = guards.outlived(started, returned) or \
+            guards.new_threads(self.threads_before_load)
         if running:
             problems.append(f"leaves threads running after it returns ({', '.join(running)})")
         changed = snapshot.changed()
@@ -250,6 +254,7 @@ class KernelBenchKind:
             guards.scrub_freed_memory(_nbytes(warm), check.device)
             del warm
         snapshot = guards.IdentitySnapshot()
+        check.threads_before_load = set(threading.enumerate())
         try:
             cand_module, new = self._load_candidate(check, ref_module)
         except LookupError as exc:
@@ -275,12 +280,14 @@ class KernelBenchKind:
         try:
             inputs = make_inputs(ref_module, config.seed + TIMING_SEED, check.device)
             timer.setup(check.device)
-            threads = set(threading.enumerate())
-            with torch.no_grad():
+            with torch.no_grad(), guards.thread_starts() as started:
                 stats = timer.measure(lambda: new(*inputs), TimingSettings.from_config(config))
-                running = guards.new_threads(threads)
-                if running:
-                    raise Rejected(f"timing: leaves threads running ({', '.join(running)})")
+                returned = time.perf_counter()
+            running = guards.outlived(started, returned) or \
+                guards.new_threads(check.threads_before_load)
+            if running:
+                raise Rejected(f"timing: leaves threads running ({', '.join(running)})")
+            with torch.no_grad():
                 # The outputs still hold after timing, on the inputs that were timed.
                 check.trial(ref, new, inputs, snapshot, "after timing")
         except BaseException as exc:
