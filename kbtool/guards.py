@@ -112,16 +112,6 @@ def new_threads(before: set[threading.Thread]) -> list[str]:
     return [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
 
 
-def tensors(obj: Any) -> list[Any]:
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, (list, tuple)):
-        return [t for item in obj for t in tensors(item)]
-    return []
-
-
 def mutated_inputs(pristine: list[Any], used: list[Any]) -> list[str]:
     """Inputs whose values differ from their pristine copies after the candidate ran."""
     import torch

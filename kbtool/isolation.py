@@ -60,10 +60,6 @@ class Outcome:
     wall_s: float = 0.0
     sandbox: list[str] = field(default_factory=list)  # what confinement applied
 
-    @property
-    def crashed(self) -> bool:
-        return self.value is None and self.error is None
-
     def describe_exit(self) -> str:
         if self.timed_out:
             return "timed out"

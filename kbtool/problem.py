@@ -71,15 +71,16 @@ def load_module(source: str, name: str, filename: str) -> types.ModuleType:
     return module
 
 
-def _tensors(obj: Any) -> list[Any]:
+def tensors(obj: Any) -> list[Any]:
+    """The tensors in an output or input structure (tensors, lists, tuples, dicts)."""
     import torch
 
     if isinstance(obj, torch.Tensor):
         return [obj]
     if isinstance(obj, (list, tuple)):
-        return [t for item in obj for t in _tensors(item)]
+        return [t for item in obj for t in tensors(item)]
     if isinstance(obj, dict):
-        return [t for item in obj.values() for t in _tensors(item)]
+        return [t for item in obj.values() for t in tensors(item)]
     return []
 
 
@@ -92,10 +93,10 @@ def estimate_bytes(module: types.ModuleType) -> dict[str, int | str | None]:
         inputs = module.get_inputs()
         model = module.Model(*init)
         try:
-            outputs = _tensors(model(*inputs))
+            outputs = tensors(model(*inputs))
         except Exception:  # some ops have no meta kernel; outputs then count as inputs
-            outputs = _tensors(inputs)
-    inp = _tensors(inputs)
+            outputs = tensors(inputs)
+    inp = tensors(inputs)
     params = list(model.parameters()) + list(model.buffers())
     floats = [t.dtype for t in inp if t.is_floating_point()]
     return {

@@ -31,6 +31,7 @@ from kbtool.problem import (
     estimate_bytes,
     load_module,
     size_constants,
+    tensors,
 )
 from kbtool.static_checks import analyse
 from kbtool.task import Task, TaskRefused
@@ -87,7 +88,7 @@ def _sync(device: str) -> None:
 
 
 def _nbytes(obj: Any) -> int:
-    return sum(t.nelement() * t.element_size() for t in guards.tensors(obj))
+    return sum(t.nelement() * t.element_size() for t in tensors(obj))
 
 
 def candidate_trace(solution: Path) -> str:
