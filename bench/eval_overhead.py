@@ -46,9 +46,9 @@ import json, sys, time
 spec = json.loads(sys.argv[1])
 from pathlib import Path
 import torch  # noqa: F401  (what every fresh worker pays)
-from kbtool import plugins
-from kbtool.config import Config
-from kbtool.task import Task
+from kbtool.plugin import manager as plugins
+from kbtool.config.settings import Config
+from kbtool.task.model import Task
 
 config = Config.model_validate(spec["config"])
 timer = plugins.collect("register_timers")[spec["timer"]]
@@ -159,10 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:  # before torch is imported here or in any child
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(args.threads)
-    from kbtool import catalog
-    from kbtool.config import load_config
+    from kbtool.config.settings import load_config
     from kbtool.errors import KbtoolError
-    from kbtool.evaluator import Evaluator
+    from kbtool.evaluation.evaluator import Evaluator
+    from kbtool.task import catalog
 
     with tempfile.TemporaryDirectory(prefix="kbtool-bench-") as tmp:
         work = Path(tmp)

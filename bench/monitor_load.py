@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kbtool.monitor import DetailScreen, MonitorApp
-from kbtool.monitor_state import RunFollower
+from kbtool.monitor.app import DetailScreen, MonitorApp
+from kbtool.monitor.state import RunFollower
 
 OPEN_TARGET_S = 2.0
 REFRESH_TARGET_S = 0.100

@@ -76,7 +76,7 @@ from typing import Any
 from bench_common import fmt as _fmt
 from bench_common import json_safe
 
-from kbtool.hookspecs import hookimpl
+from kbtool.plugin.hookspecs import hookimpl
 
 
 def fmt(value: float | None, spec: str = ".1f") -> str:
@@ -169,8 +169,8 @@ def tree_barrier(ctx: Any, task: Any) -> None:
     """``tree`` with a barrier per round: all replies of a round, then all its evaluations."""
     from kbtool_plugins.strategies import ideas, improve_prompt, pick_seeds
 
-    from kbtool.prompts import extract_code
-    from kbtool.search import Candidate, split_samples
+    from kbtool.search.engine import Candidate, split_samples
+    from kbtool.search.prompts import extract_code
 
     config = ctx.config
     idea_list = ideas(ctx, task, config.num_samples)
@@ -263,8 +263,8 @@ class Probe:
             self.rows.append(row)
 
     def install(self) -> None:
-        from kbtool.evaluator import Evaluator
-        from kbtool.search import EvaluatorPool
+        from kbtool.evaluation.evaluator import Evaluator
+        from kbtool.search.engine import EvaluatorPool
 
         probe = self
         init, baseline, evaluate = Evaluator.__init__, Evaluator.baseline, Evaluator.evaluate
@@ -317,8 +317,8 @@ class Probe:
         EvaluatorPool.get = timed_get
 
     def uninstall(self) -> None:
-        from kbtool.evaluator import Evaluator
-        from kbtool.search import EvaluatorPool
+        from kbtool.evaluation.evaluator import Evaluator
+        from kbtool.search.engine import EvaluatorPool
 
         for name, fn in self._saved.items():
             setattr(Evaluator, name, fn)
@@ -351,7 +351,7 @@ def merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 def analyse(run_dir: Path, rows: list[dict[str, Any]], server_records: list[Any], config: Any,
             wall: float, t_call: float, t_return: float) -> dict[str, Any]:
-    from kbtool.runstore import read_events
+    from kbtool.runs.store import read_events
 
     events = read_events(run_dir)
     first = {e["type"]: e["t"] for e in reversed(events)}
@@ -512,8 +512,8 @@ def idle_split(leases: list[dict[str, Any]], workers: int, t_start: float,
 # -- one run ----------------------------------------------------------------------------------
 def run_schedule(name: str, args: argparse.Namespace, work: Path, tasks_dir: Path,
                  server: Any, probe: Probe, index: int) -> dict[str, Any]:
-    from kbtool import run
-    from kbtool.config import load_config
+    from kbtool.config.settings import load_config
+    from kbtool.search import run
 
     base = work / f"{index}-{name}"
     config = load_config({
@@ -599,8 +599,9 @@ def main(argv: list[str] | None = None) -> int:
         for n in range(1, args.tasks + 1):
             (tasks_dir / f"{n}_BenchReLU.py").write_text(PROBLEM.format(n=n))
 
-        from kbtool import plugins, run
-        from kbtool.display import RunDisplay
+        from kbtool.plugin import manager as plugins
+        from kbtool.search import run
+        from kbtool.ui.display import RunDisplay
         from tests.llm_server import LLMServer
 
         plugins.load_plugins()

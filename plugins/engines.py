@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from kbtool import __version__
-from kbtool.containers import IMAGE_NAME, ContainerEngine, OciEngine, WorkerSpec
+from kbtool.cluster.containers import IMAGE_NAME, ContainerEngine, OciEngine, WorkerSpec
 from kbtool.errors import KbtoolError
-from kbtool.hookspecs import Register, hookimpl
+from kbtool.plugin.hookspecs import Register, hookimpl
 
 
 class Local(ContainerEngine):

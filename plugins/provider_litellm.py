@@ -15,9 +15,9 @@ import os
 import threading
 from typing import Any
 
-from kbtool.config import Config
-from kbtool.hookspecs import hookimpl
-from kbtool.llm import ChatRequest, ChatResponse, ProviderError
+from kbtool.config.settings import Config
+from kbtool.llm.model import ChatRequest, ChatResponse, ProviderError
+from kbtool.plugin.hookspecs import hookimpl
 
 ALIASES = ("gemini", "anthropic", "deepseek")
 _RETRYABLE = ("RateLimitError", "ServiceUnavailableError", "InternalServerError", "Timeout",

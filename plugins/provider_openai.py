@@ -4,7 +4,7 @@
 ``vllm/MODEL``    a vLLM server at VLLM_BASE_URL (else OPENAI_BASE_URL); no key needed
 ``local/MODEL``   any OpenAI-compatible server at KBTOOL_LOCAL_BASE_URL (else OPENAI_BASE_URL)
 
-The client makes no retries of its own (``max_retries=0``): ``kbtool.llm_client.LLMClient``
+The client makes no retries of its own (``max_retries=0``): ``kbtool.llm.client.LLMClient``
 retries what this module marks retryable.
 """
 
@@ -16,9 +16,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from kbtool.config import Config
-from kbtool.hookspecs import hookimpl
-from kbtool.llm import ChatRequest, ChatResponse, ProviderError
+from kbtool.config.settings import Config
+from kbtool.llm.model import ChatRequest, ChatResponse, ProviderError
+from kbtool.plugin.hookspecs import hookimpl
 
 
 @dataclass(frozen=True)

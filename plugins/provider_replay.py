@@ -22,10 +22,10 @@ from typing import Any
 
 import yaml
 
-from kbtool.config import Config
+from kbtool.config.settings import Config
 from kbtool.errors import KbtoolError
-from kbtool.hookspecs import hookimpl
-from kbtool.llm import ChatRequest, ChatResponse, ProviderError
+from kbtool.llm.model import ChatRequest, ChatResponse, ProviderError
+from kbtool.plugin.hookspecs import hookimpl
 
 _REFERENCE = re.compile(r"```python\n(.*?)```", re.DOTALL)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kbtool.errors import KbtoolError
-from kbtool.hookspecs import Register, hookimpl
+from kbtool.plugin.hookspecs import Register, hookimpl
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
             "PREEMPTED", "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"}

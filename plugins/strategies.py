@@ -8,10 +8,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from kbtool.hookspecs import hookimpl
-from kbtool.prompts import parse_ideas
-from kbtool.search import Candidate, SearchContext, split_samples
-from kbtool.task import Task
+from kbtool.plugin.hookspecs import hookimpl
+from kbtool.search.engine import Candidate, SearchContext, split_samples
+from kbtool.search.prompts import parse_ideas
+from kbtool.task.model import Task
 
 
 def ideas(ctx: SearchContext, task: Task, count: int) -> list[str]:

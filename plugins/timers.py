@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kbtool.hookspecs import hookimpl
-from kbtool.result import TimingStats
-from kbtool.stats import summarize
-from kbtool.timing import Timer, TimingSettings
+from kbtool.evaluation.result import TimingStats
+from kbtool.plugin.hookspecs import hookimpl
+from kbtool.timing.base import Timer, TimingSettings
+from kbtool.timing.stats import summarize
 
 
 class CpuTimer(Timer):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kbtool.config import load_config
-from kbtool.evaluator import Evaluator
+from kbtool.config.settings import load_config
+from kbtool.evaluation.evaluator import Evaluator
 
 TESTS = Path(__file__).parent
 SOLUTIONS = TESTS / "solutions"

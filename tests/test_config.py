@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kbtool.config import load_config, split_overrides
+from kbtool.config.settings import load_config, split_overrides
 from kbtool.errors import KbtoolError
 from tests.conftest import run_kbtool
 
@@ -90,7 +90,7 @@ def test_config_show_cli(tmp_path: Path) -> None:
 
 
 def test_every_key_is_documented() -> None:
-    from kbtool.config import Config
+    from kbtool.config.settings import Config
 
     doc = (Path(__file__).parent.parent / "docs" / "config.md").read_text()
     missing = [key for key in Config.model_fields if f"| `{key}` |" not in doc

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from kbtool import __version__
-from kbtool.containers import WorkerSpec, cuda_arch_list, engines, get_engine
+from kbtool.cluster.containers import WorkerSpec, cuda_arch_list, engines, get_engine
 from kbtool.errors import KbtoolError
 from tests.conftest import SOLUTIONS, run_kbtool
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kbtool import catalog
-from kbtool.evaluator import Evaluator
-from kbtool.result import EvalResult, Status
+from kbtool.evaluation.evaluator import Evaluator
+from kbtool.evaluation.result import EvalResult, Status
+from kbtool.task import catalog
 from tests.conftest import HOSTILE, SOLUTIONS, make_config, run_kbtool
 
 RELU = "builtin/1/2_ReLU"
@@ -246,7 +246,7 @@ def test_nothing_outlives_a_candidate(hostile_evaluator: Evaluator) -> None:
             ppid = int((proc / "status").read_text().split("PPid:")[1].split()[0])
         except (OSError, IndexError, ValueError):
             continue
-        if b"kbtool.zygote" in cmdline and ppid == 1:
+        if b"kbtool.sandbox.zygote" in cmdline and ppid == 1:
             leftovers.append(proc.name)
     assert not leftovers
     assert not (Path.home() / "kbtool-hostile-was-here.txt").exists()

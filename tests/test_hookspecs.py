@@ -1,6 +1,6 @@
-"""Every hook spec in ``kbtool.hookspecs`` has a test here, and a section in docs/plugins.md.
+"""Every hook spec in ``kbtool.plugin.hookspecs`` has a test here, and a section in docs/plugins.md.
 
-Each test registers a throwaway plugin object on ``kbtool.plugins.pm`` and checks the
+Each test registers a throwaway plugin object on ``kbtool.plugin.manager.pm`` and checks the
 hook's effect through kbtool's own API (``plugins.collect``, ``catalog``, ``pick_timer``,
 the Typer app).  A new hook spec without a test here, or without a documented section,
 fails ``test_every_hookspec_has_a_test`` / ``test_every_hookspec_is_documented``.
@@ -18,20 +18,22 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import kbtool.hookspecs
-from kbtool import catalog, cli, plugins
-from kbtool.config import Config
-from kbtool.hookspecs import hookimpl
-from kbtool.task import Task
-from kbtool.timing import Timer, TimingSettings
+import kbtool.plugin.hookspecs
+from kbtool.cli import app as cli
+from kbtool.config.settings import Config
+from kbtool.plugin import manager as plugins
+from kbtool.plugin.hookspecs import hookimpl
+from kbtool.task import catalog
+from kbtool.task.model import Task
+from kbtool.timing.base import Timer, TimingSettings
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 
 
 def hookspec_names() -> set[str]:
-    """Functions of kbtool.hookspecs marked with ``@hookspec`` (pluggy sets ``kbtool_spec``)."""
+    """Functions of kbtool.plugin.hookspecs marked with ``@hookspec`` (pluggy sets ``kbtool_spec``)."""
     marker = f"{plugins.ENTRY_POINT_GROUP}_spec"
-    return {name for name, obj in inspect.getmembers(kbtool.hookspecs)
+    return {name for name, obj in inspect.getmembers(kbtool.plugin.hookspecs)
             if inspect.isfunction(obj) and hasattr(obj, marker)}
 
 
@@ -118,7 +120,7 @@ class ProbeTimer(Timer):
 
 
 def test_register_timers(add_plugin: Callable[[object], None]) -> None:
-    from kbtool.evaluator import pick_timer
+    from kbtool.evaluation.evaluator import pick_timer
 
     timer = ProbeTimer()
     found = _check_register_hook(add_plugin, "register_timers", "probe-timer", timer)
@@ -128,7 +130,7 @@ def test_register_timers(add_plugin: Callable[[object], None]) -> None:
 
 
 def test_default_timer(add_plugin: Callable[[object], None]) -> None:
-    from kbtool.evaluator import pick_timer
+    from kbtool.evaluation.evaluator import pick_timer
 
     timer = ProbeTimer()
 
@@ -193,7 +195,7 @@ def test_register_commands(add_plugin: Callable[[object], None]) -> None:
     add_plugin(Probe())
     before = list(cli.app.registered_commands)
     try:
-        plugins.pm.hook.register_commands(cli=cli.app)  # what kbtool.cli.main does at start
+        plugins.pm.hook.register_commands(cli=cli.app)  # what kbtool.cli.app.main does at start
         result = CliRunner().invoke(cli.app, ["probe-hello", "--name", "kbtool"])
         assert result.exit_code == 0, result.output
         assert "hello kbtool from a plugin" in result.output

@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
+from kbtool_plugins.kernelbench.static_checks import analyse
 
-from kbtool import catalog
-from kbtool.evaluator import Evaluator
-from kbtool.result import EvalResult, Status
-from kbtool.static_checks import analyse
+from kbtool.evaluation.evaluator import Evaluator
+from kbtool.evaluation.result import EvalResult, Status
+from kbtool.task import catalog
 from tests.conftest import SOLUTIONS, make_config
 
 REDTEAM = Path(__file__).parent / "redteam"
@@ -50,7 +50,7 @@ def run(ev: Evaluator, task: str, solution: Path) -> EvalResult:
     ("patch_timer_hidden", Status.rejected, "time.perf_counter_ns"),
     ("patch_torch", Status.rejected, "torch"),
     ("patch_harness", Status.rejected, "kbtool"),
-    ("patch_code", Status.rejected, "kbtool.compare.compare_outputs"),
+    ("patch_code", Status.rejected, "kbtool_plugins.kernelbench.compare.compare_outputs"),
     ("frame_walk", Status.rejected, "inspect.stack"),
 ])
 def test_exploits_are_caught(strict: Evaluator, name: str, status: Status | tuple[Status, ...],
@@ -120,7 +120,7 @@ def test_static_findings() -> None:
     assert analyse("from torch import testing\ntesting.assert_close = None\n").violations
     assert analyse("import gc\nx = gc.get_objects()\n").violations
     assert analyse("import sys\nsys.modules['torch'] = None\n").violations
-    assert analyse("import kbtool.compare\n").violations
+    assert analyse("import kbtool_plugins.kernelbench.compare\n").violations
     honest = analyse("import torch\nfrom torch.utils.cpp_extension import load_inline\n"
                      "m = load_inline(name='x', cpp_sources='')\n"
                      "class ModelNew(torch.nn.Module):\n    def forward(self, x):\n"

@@ -15,8 +15,8 @@ from rich.syntax import Syntax
 from textual.pilot import Pilot
 from textual.widgets import TabbedContent, Tree
 
-from kbtool.monitor import DetailScreen, MonitorApp, TaskList, TasksScreen
-from kbtool.monitor_state import EventTail, RunFollower, RunState, parse_sample
+from kbtool.monitor.app import DetailScreen, MonitorApp, TaskList, TasksScreen
+from kbtool.monitor.state import EventTail, RunFollower, RunState, parse_sample
 
 from .conftest import run_kbtool
 
@@ -377,9 +377,9 @@ def test_monitor_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
 
 
 def test_queue_panel_shows_the_runs_workers(tmp_path: Path) -> None:
-    from kbtool.monitor import queue_line
-    from kbtool.monitor_state import RunFollower
-    from kbtool.queue import Job, Queue, new_job_id
+    from kbtool.monitor.app import queue_line
+    from kbtool.monitor.state import RunFollower
+    from kbtool.workers.jobqueue import Job, Queue, new_job_id
 
     run = tmp_path / "run"
     shutil.copytree(FIXTURE, run)

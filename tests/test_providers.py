@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from kbtool_plugins import provider_litellm, provider_openai
 
-from kbtool.config import load_config
-from kbtool.llm import ChatRequest, ProviderError
-from kbtool.llm_client import BudgetExhausted, LLMClient
+from kbtool.config.settings import load_config
+from kbtool.llm.client import BudgetExhausted, LLMClient
+from kbtool.llm.model import ChatRequest, ProviderError
 from tests.llm_server import LLMServer, ServerProcess, request_key
 
 pytest.importorskip("openai", reason="the openai provider needs the openai package")

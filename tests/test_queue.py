@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kbtool.queue import Job, JobResult, Queue, new_job_id
+from kbtool.workers.jobqueue import Job, JobResult, Queue, new_job_id
 from tests.conftest import SOLUTIONS, run_kbtool
 
 REPO = Path(__file__).parent.parent
@@ -235,12 +235,12 @@ def test_job_slots_compile_side_by_side_and_take_turns_on_the_device(tmp_path: P
 
 
 def test_device_lock_is_exclusive_and_dies_with_its_holder(tmp_path: Path) -> None:
-    from kbtool import devicelock
-    from kbtool.config import load_config
+    from kbtool.config.settings import load_config
+    from kbtool.sandbox import devicelock
 
     config = load_config({"cache_dir": str(tmp_path), "device": "cpu"})
     devicelock.prepare(config)
-    script = ("import sys, time\nfrom kbtool import devicelock\nfrom kbtool.config import "
+    script = ("import sys, time\nfrom kbtool.sandbox import devicelock\nfrom kbtool.config.settings import "
               f"load_config\nc = load_config({{'cache_dir': {str(tmp_path)!r}, 'device': 'cpu'}})\n"
               "devicelock.acquire(c)\nprint('held', flush=True)\ntime.sleep(float(sys.argv[1]))\n")
     holder = subprocess.Popen([sys.executable, "-c", script, "30"], stdout=subprocess.PIPE,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kbtool.report import build_report, load_run
+from kbtool.report.build import build_report, load_run
 from tests.conftest import run_kbtool
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
@@ -271,7 +271,7 @@ def test_output_dir_that_is_a_file(tmp_path: Path) -> None:
 
 
 def test_geomean_edge_cases() -> None:
-    from kbtool.report import fast_p, geomean
+    from kbtool.report.build import fast_p, geomean
 
     assert geomean([]) is None
     assert geomean([2.0, 8.0]) == approx(4.0)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kbtool.prompts import extract_code, parse_ideas
-from kbtool.runstore import read_events
-from kbtool.search import split_samples
+from kbtool.runs.store import read_events
+from kbtool.search.engine import split_samples
+from kbtool.search.prompts import extract_code, parse_ideas
 from tests.conftest import run_kbtool
 
 QUICK = ["--config-profile", "quick", "baselines=[eager]", "num_samples=2", "num_phases=2",

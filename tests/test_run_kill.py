@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from kbtool.runstore import read_events
+from kbtool.runs.store import read_events
 from tests.llm_server import ServerProcess
 
 REPLY = ("Ideas:\n1. clamp instead of relu\n2. avoid a temporary\n3. work in place on the "

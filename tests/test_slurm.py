@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from kbtool_plugins import slurm
 
-from kbtool import scheduler
+from kbtool.cluster import scheduler
 from kbtool.errors import KbtoolError
 
 ROOT = Path(__file__).resolve().parent.parent

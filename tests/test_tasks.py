@@ -7,13 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from kbtool_plugins.kernelbench.problem import apply_sizes, size_constants
 
-from kbtool import catalog
-from kbtool.config import load_config
+from kbtool.config.settings import load_config
 from kbtool.errors import KbtoolError
-from kbtool.evaluator import Evaluator
-from kbtool.problem import apply_sizes, size_constants
-from kbtool.task import TaskRefused
+from kbtool.evaluation.evaluator import Evaluator
+from kbtool.task import catalog
+from kbtool.task.model import TaskRefused
 from tests.conftest import make_config, run_kbtool
 
 REPO = Path(__file__).parent.parent

@@ -72,7 +72,7 @@ def plugins_json(proc: subprocess.CompletedProcess[str]) -> dict[str, dict]:
     return {info["name"]: info for info in json.loads(proc.stdout)}
 
 
-BUILTINS = {"task_sources", "kernelbench_kind", "timers", "strategies", "provider_replay",
+BUILTINS = {"kernelbench", "timers", "strategies", "provider_replay",
             "provider_openai", "provider_litellm", "engines", "slurm"}
 
 

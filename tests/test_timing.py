@@ -8,8 +8,8 @@ import time
 import pytest
 from kbtool_plugins.timers import CpuTimer
 
-from kbtool.stats import median_ci95, relative_ci_halfwidth, summarize
-from kbtool.timing import Timer, TimingSettings
+from kbtool.timing.base import Timer, TimingSettings
+from kbtool.timing.stats import median_ci95, relative_ci_halfwidth, summarize
 
 
 def test_summarize_known_values() -> None:

@@ -1,0 +1,1 @@
+"""Running kbtool on clusters: container engines, batch schedulers and site profiles."""

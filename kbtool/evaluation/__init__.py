@@ -1,0 +1,1 @@
+"""Evaluating candidates: the result schema, the evaluator, backends, batches, baselines."""

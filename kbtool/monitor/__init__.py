@@ -1,0 +1,1 @@
+"""``kbtool monitor``: a Textual UI that follows a run's event log."""

@@ -1,0 +1,473 @@
+"""What ``kbtool monitor`` knows about a run: its event log, read incrementally, folded into
+plain Python objects (no widgets here, so this can be tested and benchmarked alone).
+
+``EventTail`` reads only the bytes added to ``events.jsonl`` since the last read and keeps
+a partial last line until its newline arrives, so a log that is being written, on this node
+or on another one over NFS, is followed by polling alone.  ``RunState`` folds events into
+per-task records: the tree of phases, agents and steps, candidates, the best candidate and
+its speedups, LLM usage and evaluation counts.  ``RunFollower`` ties the two together for a
+run directory, with a lock so that a polling thread and the UI can share the state.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kbtool.runs.store import CONFIG, EVENTS, safe_name
+
+TASK_STATUSES = ("pending", "running", "done", "skipped", "failed")
+RECENT_S = 300.0  # the window of the "recent" evaluation rate
+
+StepKey = tuple[int, int, int]
+
+
+def parse_sample(sample: str) -> tuple[str, StepKey | None]:
+    """``task/pP/aA/sS`` -> (task, (P, A, S)); ``task/ideas`` -> (task, None).  A task id
+    may itself contain slashes (``builtin/1/2_ReLU/p0/a1/s2``).  No regex: this runs for
+    most events, and splitting is several times faster."""
+    head, _, s = sample.rpartition("/")
+    if s[:1] == "s" and s[1:].isdigit():
+        rest, _, a = head.rpartition("/")
+        if a[:1] == "a" and a[1:].isdigit():
+            task, _, p = rest.rpartition("/")
+            if task and p[:1] == "p" and p[1:].isdigit():
+                return task, (int(p[1:]), int(a[1:]), int(s[1:]))
+    return head, None
+
+
+class EventTail:
+    """Incremental reader of an append-only JSON-lines file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0          # bytes consumed, complete lines only
+        self.partial = b""       # an incomplete last line, kept until its newline arrives
+        self.bad_lines = 0       # complete lines that are not JSON (a torn line, repaired)
+        self.restarted = False   # the file shrank (replaced): the caller must start over
+
+    def read(self) -> list[dict[str, Any]]:
+        """The events of the complete lines written since the last call."""
+        try:
+            handle = open(self.path, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            return []
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size < self.offset + len(self.partial):
+                self.offset, self.partial, self.restarted = 0, b"", True
+            start = self.offset + len(self.partial)
+            if size == start:
+                return []
+            handle.seek(start)
+            data = handle.read(size - start)
+        data = self.partial + data
+        end = data.rfind(b"\n")
+        if end < 0:
+            self.partial = data
+            return []
+        self.partial = data[end + 1:]
+        self.offset += end + 1
+        return self._parse(data[:end])
+
+    def _parse(self, block: bytes) -> list[dict[str, Any]]:
+        lines = [line for line in block.split(b"\n") if line.strip()]
+        if not lines:
+            return []
+        try:  # one parse for the whole block: about twice as fast as line by line
+            events = json.loads(b"[" + b",".join(lines) + b"]")
+            if all(isinstance(e, dict) for e in events):
+                return events
+        except ValueError:
+            pass
+        events = []
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                self.bad_lines += 1
+                continue
+            if isinstance(event, dict):
+                events.append(event)
+            else:
+                self.bad_lines += 1
+        return events
+
+
+@dataclass(slots=True)
+class Step:
+    """One try of a chain: a prompt, a reply, maybe a candidate and its evaluation."""
+
+    phase: int
+    agent: int
+    step: int
+    status: str = "waiting"      # evaluating, an eval status, format_error or llm_failed
+    runtime_ms: float | None = None
+    baseline_ms: float | None = None
+    speedup: float | None = None  # against the run's evaluation mode (the candidate's own)
+    flags: list[str] = field(default_factory=list)
+    path: str | None = None       # the candidate, relative to the run directory
+    t: float | None = None
+
+    @property
+    def key(self) -> StepKey:
+        return (self.phase, self.agent, self.step)
+
+    @property
+    def evaluated(self) -> bool:
+        return self.status not in ("waiting", "evaluating", "format_error", "llm_failed")
+
+
+@dataclass(slots=True)
+class TaskState:
+    id: str
+    status: str = "pending"
+    reason: str | None = None
+    baselines: dict[str, float] = field(default_factory=dict)
+    steps: dict[StepKey, Step] = field(default_factory=dict)
+    phases_done: dict[int, dict[str, Any]] = field(default_factory=dict)
+    phase: int | None = None
+    candidates: int = 0
+    correct: int = 0
+    best: Step | None = None
+    calls: int = 0
+    evaluating: int = 0          # steps with a reply whose evaluation has not come back
+    ideas: bool = False
+    statuses: Counter = field(default_factory=Counter)
+    started_t: float | None = None
+    finished_t: float | None = None
+
+    def speedup(self, mode: str, eval_mode: str) -> float | None:
+        """Best speedup against ``mode``: the candidate's own one for the evaluation mode
+        (its baseline may have been re-measured), else that baseline over its runtime."""
+        best = self.best
+        if best is None or not best.runtime_ms:
+            return None
+        if mode == eval_mode and best.speedup is not None:
+            return best.speedup
+        base = self.baselines.get(mode)
+        return base / best.runtime_ms if base else None
+
+    @property
+    def best_runtime_ms(self) -> float | None:
+        return self.best.runtime_ms if self.best else None
+
+
+@dataclass(slots=True)
+class LLMStats:
+    calls: int = 0
+    cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    errors: int = 0
+    failed: int = 0
+    format_errors: int = 0
+    budget_exhausted: str | None = None
+
+
+class RunState:
+    """Events folded into per-task and per-run figures.  Not thread-safe on its own."""
+
+    def __init__(self, eval_mode: str = "eager", tasks: list[str] | None = None) -> None:
+        self.eval_mode = eval_mode
+        self.tasks: dict[str, TaskState] = {}
+        for task_id in tasks or []:
+            self.task(task_id)
+        self.status = "waiting"   # before run_started; then running or run_finished's status
+        self.model: str | None = None
+        self.strategy: str | None = None
+        self.env: dict[str, Any] = {}
+        self.resumes = 0
+        self.first_t: float | None = None
+        self.last_t: float | None = None
+        self.events = 0
+        self.last_seq = 0
+        self.llm = LLMStats()
+        self.eval_statuses: Counter = Counter()
+        self.eval_times: list[float] = []
+        self._samples: dict[str, tuple[TaskState, Step]] = {}  # a step's llm_call, for its eval
+        self.dirty: set[str] = set()   # tasks changed since the last take_dirty()
+        self.version = 0               # bumped by every fold that changed something
+        self._handlers = {
+            "run_started": self._run_started, "task_started": self._task_started,
+            "baseline": self._baseline, "llm_call": self._llm_call,
+            "llm_error": self._llm_error, "llm_failed": self._llm_failed,
+            "format_error": self._format_error, "eval": self._eval,
+            "phase_done": self._phase_done, "task_done": self._task_end,
+            "task_skipped": self._task_end, "task_failed": self._task_end,
+            "budget_exhausted": self._budget, "run_finished": self._run_finished,
+        }
+
+    # -- folding ---------------------------------------------------------------------------
+    def fold(self, events: list[dict[str, Any]]) -> None:
+        if not events:
+            return
+        handlers = self._handlers
+        for event in events:
+            handler = handlers.get(event.get("type"))  # unknown types are counted only
+            if handler is not None:
+                try:  # noqa: SIM105 - the hot loop: suppress() costs more
+                    handler(event)
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    pass  # a malformed event must not stop the monitor
+        self.events += len(events)
+        t = [e["t"] for e in (events[0], events[-1]) if isinstance(e.get("t"), (int, float))]
+        if t:
+            self.first_t = t[0] if self.first_t is None else self.first_t
+            self.last_t = t[-1]
+        seq = events[-1].get("seq")
+        if isinstance(seq, int):
+            self.last_seq = seq
+        self.version += 1
+
+    def take_dirty(self) -> set[str]:
+        dirty, self.dirty = self.dirty, set()
+        return dirty
+
+    def task(self, task_id: str) -> TaskState:
+        state = self.tasks.get(task_id)
+        if state is None:
+            state = self.tasks[task_id] = TaskState(task_id)
+        return state
+
+    def _step(self, task: TaskState, key: StepKey) -> Step:
+        step = task.steps.get(key)
+        if step is None:
+            step = task.steps[key] = Step(*key)
+            if task.phase is None or key[0] > task.phase:
+                task.phase = key[0]
+        return step
+
+    def _run_started(self, e: dict[str, Any]) -> None:
+        if self.model is not None:
+            self.resumes += 1
+        self.status = "running"
+        self.model, self.strategy = e.get("model"), e.get("strategy")
+        self.env = e.get("env") or {}
+        for task_id in e.get("tasks") or []:
+            self.task(task_id)
+        self.dirty.update(self.tasks)
+
+    def _task_started(self, e: dict[str, Any]) -> None:
+        task = self.task(e["task"])
+        task.status, task.reason = "running", None
+        task.started_t = task.started_t or e.get("t")
+        self.dirty.add(task.id)
+
+    def _baseline(self, e: dict[str, Any]) -> None:
+        task = self.task(e["task"])
+        if e.get("ms") is not None:
+            task.baselines[e["mode"]] = e["ms"]
+        self.dirty.add(task.id)
+
+    def _llm_call(self, e: dict[str, Any]) -> None:
+        llm = self.llm
+        llm.calls += 1
+        llm.cached += bool(e.get("cached"))
+        llm.prompt_tokens += e.get("prompt_tokens") or 0
+        llm.completion_tokens += e.get("completion_tokens") or 0
+        llm.cost_usd += e.get("cost_usd") or 0.0
+        llm.latency_s += e.get("latency_s") or 0.0
+        sample = e.get("sample") or ""
+        task_id, key = parse_sample(sample)
+        task = self.task(task_id)
+        task.calls += 1
+        if key is None:
+            task.ideas = True
+        else:
+            step = self._step(task, key)
+            self._samples[sample] = (task, step)
+            if step.status in ("waiting", "llm_failed"):
+                step.status = "evaluating"
+                task.evaluating += 1
+        self.dirty.add(task.id)
+
+    def _llm_error(self, e: dict[str, Any]) -> None:
+        self.llm.errors += 1
+
+    def _llm_failed(self, e: dict[str, Any]) -> None:
+        self.llm.failed += 1
+        task_id, key = parse_sample(e.get("sample") or "")
+        if key is not None:
+            task = self.task(task_id)
+            self._settle(task, self._step(task, key), "llm_failed")
+            self.dirty.add(task.id)
+
+    def _format_error(self, e: dict[str, Any]) -> None:
+        self.llm.format_errors += 1
+        task_id, key = parse_sample(e.get("step") or "")
+        if key is not None:
+            task = self.task(e.get("task") or task_id)
+            self._settle(task, self._step(task, key), "format_error")
+            self.dirty.add(task.id)
+
+    def _eval(self, e: dict[str, Any]) -> None:
+        found = self._samples.get(e["step"])
+        if found is not None:
+            task, step = found
+        else:  # no llm_call logged for it (e.g. a log that starts mid-run)
+            task_id, key = parse_sample(e["step"])
+            if key is None:
+                return
+            task = self.task(e.get("task") or task_id)
+            step = self._step(task, key)
+        again = step.evaluated  # the same step twice (never logged so; be safe)
+        if again:
+            task.statuses[step.status] -= 1
+            self.eval_statuses[step.status] -= 1
+            task.candidates -= 1
+            task.correct -= step.status == "ok"
+        status = e.get("status") or "?"
+        runtime = e.get("runtime_ms")
+        self._settle(task, step, status)
+        step.runtime_ms = runtime
+        step.baseline_ms, step.speedup = e.get("baseline_ms"), e.get("speedup")
+        step.flags, step.path, step.t = e.get("flags") or [], e.get("path"), e.get("t")
+        task.candidates += 1
+        task.statuses[status] = task.statuses.get(status, 0) + 1
+        self.eval_statuses[status] = self.eval_statuses.get(status, 0) + 1
+        if step.t is not None:
+            self.eval_times.append(step.t)
+        if status == "ok" and runtime is not None:
+            task.correct += 1
+            if task.best is None or runtime < task.best.runtime_ms:
+                task.best = step
+        if again:
+            ok = [s for s in task.steps.values() if s.status == "ok" and s.runtime_ms is not None]
+            task.best = min(ok, key=lambda s: s.runtime_ms) if ok else None
+        self.dirty.add(task.id)
+
+    @staticmethod
+    def _settle(task: TaskState, step: Step, status: str) -> None:
+        if step.status == "evaluating":
+            task.evaluating -= 1
+        step.status = status
+
+    def _phase_done(self, e: dict[str, Any]) -> None:
+        task = self.task(e["task"])
+        task.phases_done[int(e["phase"])] = {"correct": e.get("correct"),
+                                             "best_runtime_ms": e.get("best_runtime_ms")}
+        self.dirty.add(task.id)
+
+    def _task_end(self, e: dict[str, Any]) -> None:
+        task = self.task(e["task"])
+        task.status = e["type"][5:]  # done, skipped, failed
+        task.reason = e.get("reason") or e.get("error")
+        task.finished_t = e.get("t")
+        self.dirty.add(task.id)
+
+    def _budget(self, e: dict[str, Any]) -> None:
+        self.llm.budget_exhausted = e.get("reason") or "budget exhausted"
+
+    def _run_finished(self, e: dict[str, Any]) -> None:
+        self.status = e.get("status") or "finished"
+
+    # -- figures ---------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.status in ("waiting", "running")
+
+    def elapsed_s(self, now: float) -> float:
+        if self.first_t is None:
+            return 0.0
+        end = now if self.running else (self.last_t or now)
+        return max(0.0, end - self.first_t)
+
+    @property
+    def evaluations(self) -> int:
+        return sum(self.eval_statuses.values())
+
+    def eval_rate(self, now: float) -> tuple[float, float]:
+        """Evaluations per minute: over the whole run, and over the last five minutes (up
+        to ``now`` while the run goes on, else up to its last event)."""
+        minutes = self.elapsed_s(now) / 60
+        overall = self.evaluations / minutes if minutes > 0 else 0.0
+        end = now if self.running else (self.last_t or now)
+        recent = len(self.eval_times) - bisect.bisect_left(self.eval_times, end - RECENT_S)
+        return overall, recent / (min(RECENT_S, self.elapsed_s(now) or RECENT_S) / 60)
+
+    def awaiting_eval(self) -> int:
+        """Replies whose candidate is being (or waiting to be) evaluated."""
+        if not self.running:
+            return 0
+        return sum(task.evaluating for task in self.tasks.values() if task.status == "running")
+
+    def counts(self) -> Counter:
+        return Counter(task.status for task in self.tasks.values())
+
+
+def _eval_mode(run_dir: Path) -> str:
+    try:
+        config = yaml.safe_load((run_dir / CONFIG).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return "eager"
+    return str(config.get("mode") or "eager") if isinstance(config, dict) else "eager"
+
+
+def _queue_dirs(run_dir: Path) -> tuple[Path, Path] | None:
+    """The run's worker queue, when it evaluates through one."""
+    try:
+        config = yaml.safe_load((run_dir / CONFIG).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(config, dict) or not config.get("worker_input_dir"):
+        return None
+    return Path(config["worker_input_dir"]), Path(config.get("worker_output_dir") or ".")
+
+
+def _listed_tasks(run_dir: Path) -> list[str]:
+    try:
+        return [item["id"] for item in json.loads((run_dir / "tasks.json").read_text())]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+class RunFollower:
+    """A run directory's state, kept up to date by ``poll()`` (thread-safe)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.lock = threading.RLock()  # the UI may re-enter while refreshing
+        self.tail = EventTail(run_dir / EVENTS)
+        self.state = self._new_state()
+        self.queue_dirs = _queue_dirs(run_dir)
+        self.queue: dict[str, Any] | None = None  # workers and depth of the run's queue
+
+    def _new_state(self) -> RunState:
+        return RunState(_eval_mode(self.run_dir), _listed_tasks(self.run_dir))
+
+    def poll(self) -> int:
+        """Read and fold what was appended since the last poll; the number of events."""
+        events = self.tail.read()
+        with self.lock:
+            if self.tail.restarted:  # the log was replaced: start over
+                self.tail.restarted = False
+                self.state = self._new_state()
+                self.state.dirty.add("*")
+            self.state.fold(events)
+        if self.queue_dirs is not None and (self.queue_dirs[0] / "pending").is_dir():
+            from kbtool.workers.jobqueue import Queue
+            from kbtool.workers.worker import status
+
+            found = status(Queue(*self.queue_dirs))
+            with self.lock:
+                self.queue = found
+        return len(events)
+
+    def step_dir(self, task_id: str, key: StepKey) -> Path:
+        phase, agent, step = key
+        return self.run_dir / "tasks" / safe_name(task_id) / f"phase{phase}" / \
+            f"agent{agent}" / f"step{step}"
+
+    def ideas_file(self, task_id: str) -> Path:
+        return self.run_dir / "tasks" / safe_name(task_id) / "ideas.md"

@@ -1,0 +1,1 @@
+"""``kbtool report``: metrics, tables, exports and figures of finished or crashed runs."""

@@ -1,0 +1,689 @@
+"""``kbtool report``: what a run (or several, side by side) achieved.
+
+KernelBench's metrics from a run directory: fast_p against each baseline, geometric-mean
+speedups, the improvement phase by phase, the correctness and error breakdown and the cost;
+printed as tables (rich on a terminal, plain text otherwise), as one JSON object, as CSV
+files, as figures (:mod:`kbtool.report.plots`), and the best solution of each task exported.
+
+The numbers come from ``summary.json``.  A run that crashed before writing it is
+reconstructed from the step ``eval.json`` files, the ``eval``/``baseline``/``llm_call``
+events and ``evals/`` (the same rules as :func:`kbtool.search.engine.task_summary`).
+See docs/report.md for the definitions.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kbtool.errors import KbtoolError
+from kbtool.evaluation.result import Status
+from kbtool.runs.store import CONFIG, EVENTS, SUMMARY, read_events
+
+P_VALUES = (0.0, 0.5, 0.8, 1.0, 1.5, 2.0)
+P_KEYS = ("0", "0.5", "0.8", "1.0", "1.5", "2.0")   # the JSON keys of fast_p, in order
+BASELINES = ("eager", "compile")                    # always reported (null when not measured)
+STATUSES = tuple(s.value for s in Status)
+TASKS_FILE = "tasks.json"
+CORRECT_ONLY = "correct_tasks"
+CLAMPED = "all_tasks_clamped"
+_STEP = re.compile(r"tasks/([^/]+)/phase(\d+)/agent(\d+)/step(\d+)/candidate\.py$")
+
+
+@dataclass
+class TaskInfo:
+    """One task of a run, as ``summary.json`` describes it."""
+
+    id: str
+    correct: bool = False
+    best_runtime_ms: float | None = None
+    best_solution: str | None = None          # relative to the run directory
+    baselines_ms: dict[str, float] = field(default_factory=dict)
+    speedup: dict[str, float | None] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    candidates: int = 0
+    correct_candidates: int = 0
+    phases: list[dict[str, Any]] = field(default_factory=list)  # phase, best_runtime_ms, correct
+
+
+@dataclass
+class RunData:
+    dir: Path
+    source: str                               # "summary.json" or "reconstructed"
+    status: str | None
+    model: str | None
+    strategy: str | None
+    tasks: dict[str, TaskInfo]
+    totals: dict[str, Any]
+    events: list[dict[str, Any]]
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def load_run(path: Path) -> RunData:
+    """A run directory's tasks, from summary.json or, without one, reconstructed."""
+    if not path.exists():
+        raise KbtoolError(f"{path}: no such run directory")
+    if not path.is_dir():
+        raise KbtoolError(f"{path} is not a directory (kbtool report takes run directories)")
+    markers = (SUMMARY, EVENTS, CONFIG, TASKS_FILE)
+    if not any((path / name).is_file() for name in markers):
+        if (path / "plan.json").is_file():
+            raise KbtoolError(f"{path} is a dry run (plan.json only): nothing was run to report")
+        raise KbtoolError(f"{path} is not a kbtool run directory (none of "
+                          f"{', '.join(markers)})")
+    events = read_events(path)
+    summary = None
+    if (path / SUMMARY).is_file():
+        try:
+            summary = json.loads((path / SUMMARY).read_text())
+        except (ValueError, OSError) as exc:
+            print(f"kbtool: warning: {path / SUMMARY} is unreadable ({exc}); reconstructing "
+                  f"the run from its evaluations and events", file=sys.stderr)
+    if isinstance(summary, dict) and isinstance(summary.get("tasks"), dict):
+        run = _from_summary(path, summary, events)
+    else:
+        run = _reconstruct(path, events)
+    if not run.tasks:
+        raise KbtoolError(f"{path}: the run has no tasks")
+    return run
+
+
+def _fill_speedups(task: TaskInfo) -> None:
+    """Speedups a summary left out but can be computed (baseline / best runtime)."""
+    if not task.correct or not task.best_runtime_ms:
+        return
+    for mode, ms in task.baselines_ms.items():
+        if task.speedup.get(mode) is None and ms:
+            task.speedup[mode] = ms / task.best_runtime_ms
+
+
+def _from_summary(path: Path, summary: dict[str, Any], events: list[dict[str, Any]]) -> RunData:
+    tasks = {}
+    for task_id, info in summary["tasks"].items():
+        info = info if isinstance(info, dict) else {}
+        statuses = {k: int(v) for k, v in (info.get("statuses") or {}).items()}
+        task = TaskInfo(
+            id=task_id, correct=bool(info.get("correct")),
+            best_runtime_ms=_number(info.get("best_runtime_ms")),
+            best_solution=info.get("best_solution"),
+            baselines_ms={k: v for k, v in (info.get("baselines_ms") or {}).items()
+                          if _number(v) is not None},
+            speedup={k: _number(v) for k, v in (info.get("speedup") or {}).items()},
+            flags=list(info.get("flags") or []), statuses=statuses,
+            candidates=int(info.get("candidates", sum(statuses.values()))),
+            correct_candidates=int(info.get("correct_candidates", statuses.get("ok", 0))),
+            phases=[p for p in info.get("phases") or [] if isinstance(p, dict)])
+        if task.best_runtime_ms is None:
+            task.correct = False
+        _fill_speedups(task)
+        tasks[task_id] = task
+    totals = summary.get("totals") if isinstance(summary.get("totals"), dict) else \
+        _totals_from_events(path, events)
+    return RunData(path, "summary.json", summary.get("status"), summary.get("model"),
+                   summary.get("strategy"), tasks, dict(totals), events)
+
+
+def _load_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, OSError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _candidates(path: Path, events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every evaluated candidate, by its path relative to the run directory: the step's
+    ``eval.json``, else its ``eval`` event, else the ``evals/`` entry naming it."""
+    found: dict[str, dict[str, Any]] = {}
+    for file in sorted(path.glob("tasks/*/phase*/agent*/step*/eval.json")):
+        data = _load_json(file)
+        if data is not None:
+            found[(file.parent / "candidate.py").relative_to(path).as_posix()] = data
+    for event in events:
+        if event.get("type") == "eval" and isinstance(event.get("path"), str):
+            found.setdefault(event["path"], {k: event.get(k) for k in (
+                "task", "status", "runtime_ms", "baseline_ms", "speedup", "flags")})
+    for file in sorted(path.glob("evals/*.json")):
+        data = _load_json(file)
+        match = _STEP.search(str(data.get("solution") or "").replace("\\", "/")) if data else None
+        if data is not None and match:
+            rel = match.group(0)
+            if rel not in found and (path / rel).is_file():
+                found[rel] = data
+    return found
+
+
+def _totals_from_events(path: Path, events: list[dict[str, Any]]) -> dict[str, Any]:
+    calls = [e for e in events if e.get("type") == "llm_call"]
+    cached = sum(1 for e in calls if e.get("cached"))
+    return {"calls": len(calls), "paid_calls": len(calls) - cached, "cached_calls": cached,
+            "prompt_tokens": sum(int(e.get("prompt_tokens") or 0) for e in calls),
+            "completion_tokens": sum(int(e.get("completion_tokens") or 0) for e in calls),
+            "cost_usd": round(sum(float(e.get("cost_usd") or 0.0) for e in calls), 6),
+            "llm_errors": sum(1 for e in events if e.get("type") == "llm_error"),
+            "evaluations": len(list(path.glob("evals/*.json")))}
+
+
+def _reconstruct(path: Path, events: list[dict[str, Any]]) -> RunData:
+    """summary.json rebuilt as :func:`kbtool.search.engine.task_summary` builds it."""
+    config: dict[str, Any] = {}
+    if (path / CONFIG).is_file():
+        try:
+            config = yaml.safe_load((path / CONFIG).read_text()) or {}
+        except yaml.YAMLError:
+            config = {}
+    ids: list[str] = []
+    listed = None
+    if (path / TASKS_FILE).is_file():
+        try:
+            listed = json.loads((path / TASKS_FILE).read_text())
+        except ValueError:
+            listed = None
+    if isinstance(listed, list):
+        ids = [item["id"] for item in listed if isinstance(item, dict) and "id" in item]
+    started = [e for e in events if e.get("type") == "run_started"]
+    for event in started:
+        ids += [t for t in event.get("tasks") or [] if t not in ids]
+    by_safe = {re.sub(r"[^\w.-]+", "_", t): t for t in ids}
+
+    candidates: dict[str, list[dict[str, Any]]] = {}
+    seq = {e["path"]: e.get("seq", 0) for e in events
+           if e.get("type") == "eval" and isinstance(e.get("path"), str)}
+    for rel, data in _candidates(path, events).items():
+        match = _STEP.search(rel)
+        assert match is not None
+        task_id = data.get("task") or by_safe.get(match.group(1), match.group(1))
+        if task_id not in ids:
+            ids.append(task_id)
+        phase, agent, step = (int(match.group(i)) for i in (2, 3, 4))
+        candidates.setdefault(task_id, []).append(
+            {"rel": rel, "phase": phase, "order": (seq.get(rel, math.inf), phase, agent, step),
+             **data})
+    baselines: dict[str, dict[str, float]] = {}
+    for event in events:
+        if event.get("type") == "baseline" and _number(event.get("ms")) is not None:
+            baselines.setdefault(event.get("task", ""), {})[event.get("mode", "?")] = event["ms"]
+            if event.get("task") not in ids:
+                ids.append(event.get("task", ""))
+
+    tasks = {}
+    for task_id in ids:
+        found = sorted(candidates.get(task_id, []), key=lambda c: c["order"])
+        ok = sorted((c for c in found if c.get("status") == Status.ok.value
+                     and _number(c.get("runtime_ms")) is not None),
+                    key=lambda c: c["runtime_ms"])
+        task = TaskInfo(id=task_id, candidates=len(found), correct_candidates=len(ok))
+        task.baselines_ms = dict(baselines.get(task_id, {}))
+        for c in found:
+            task.statuses[c.get("status") or "?"] = task.statuses.get(c.get("status") or "?", 0) + 1
+        if ok:
+            best = ok[0]
+            mode = best.get("mode") or config.get("mode") or "eager"
+            task.correct, task.best_runtime_ms = True, float(best["runtime_ms"])
+            task.best_solution, task.flags = best["rel"], list(best.get("flags") or [])
+            if _number(best.get("baseline_ms")):  # the baseline it was compared with
+                task.baselines_ms[mode] = best["baseline_ms"]
+            task.speedup = {m: ms / task.best_runtime_ms for m, ms in task.baselines_ms.items()}
+            if _number(best.get("speedup")) is not None:
+                task.speedup[mode] = best["speedup"]
+        else:
+            task.speedup = {m: None for m in task.baselines_ms}
+        for phase in range(max((c["phase"] for c in found), default=-1) + 1):
+            in_phase = [c for c in ok if c["phase"] == phase]
+            task.phases.append({"phase": phase, "correct": len(in_phase),
+                                "best_runtime_ms": in_phase[0]["runtime_ms"] if in_phase else None})
+        tasks[task_id] = task
+
+    finished = [e for e in events if e.get("type") == "run_finished"]
+    status = "incomplete"
+    if finished and (not started or finished[-1].get("seq", 0) > started[-1].get("seq", 0)):
+        status = finished[-1].get("status") or status
+    last = started[-1] if started else {}
+    return RunData(path, "reconstructed", status, last.get("model") or config.get("model_name"),
+                   last.get("strategy") or config.get("strategy"), tasks,
+                   _totals_from_events(path, events), events)
+
+
+# -- metrics -------------------------------------------------------------------------------------
+
+def geomean(values: list[float]) -> float | None:
+    """The geometric mean of positive numbers (None for none)."""
+    values = [v for v in values if v is not None and v > 0]
+    if not values:
+        return None
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def fast_p(speedups: list[float | None], n_tasks: int) -> dict[str, float]:
+    """KernelBench's fast_p: the fraction of ALL tasks whose best solution is correct and
+    more than p times faster than the baseline (``speedups``: None for an incorrect task)."""
+    return {key: sum(1 for s in speedups if s is not None and s > p) / n_tasks
+            for key, p in zip(P_KEYS, P_VALUES, strict=True)}
+
+
+def _geomeans(speedups: list[float | None]) -> tuple[float | None, float | None]:
+    """(over correct tasks, over all tasks with speedup clamped to >= 1, incorrect = 1)."""
+    correct = [s for s in speedups if s is not None]
+    clamped = [max(s, 1.0) if s is not None else 1.0 for s in speedups]
+    return geomean(correct), geomean(clamped)
+
+
+def _metrics(speedups: dict[str, list[float | None]], measured: dict[str, bool],
+             n: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    fast: dict[str, Any] = {}
+    means: dict[str, Any] = {CORRECT_ONLY: {}, CLAMPED: {}}
+    for mode, values in speedups.items():
+        if measured[mode]:
+            fast[mode] = fast_p(values, n)
+            means[CORRECT_ONLY][mode], means[CLAMPED][mode] = _geomeans(values)
+        else:
+            fast[mode] = dict.fromkeys(P_KEYS)
+            means[CORRECT_ONLY][mode] = means[CLAMPED][mode] = None
+    return fast, means
+
+
+def build_report(run: RunData) -> dict[str, Any]:
+    """The report of one run as a JSON-ready object (the ``--json`` output)."""
+    tasks = list(run.tasks.values())
+    n = len(tasks)
+    seen = {mode for t in tasks for mode in t.baselines_ms}
+    modes = [*BASELINES, *sorted(seen - set(BASELINES))]
+    measured = {mode: mode in seen for mode in modes}
+    final = {mode: [t.speedup.get(mode) if t.correct else None for t in tasks] for mode in modes}
+    fast, means = _metrics(final, measured, n)
+    means["n_correct"] = sum(t.correct for t in tasks)
+    means["n_tasks"] = n
+
+    phases = []
+    so_far: dict[str, float | None] = {t.id: None for t in tasks}
+    for phase in range(max((len(t.phases) for t in tasks), default=0)):
+        per_task = {}
+        speedups: dict[str, list[float | None]] = {mode: [] for mode in modes}
+        for t in tasks:
+            entry = t.phases[phase] if phase < len(t.phases) else {}
+            own = _number(entry.get("best_runtime_ms"))
+            if own is not None and (so_far[t.id] is None or own < so_far[t.id]):
+                so_far[t.id] = own
+            best = so_far[t.id]
+            speedup: dict[str, float | None] = {}
+            for mode in modes:
+                if best is None:
+                    speedup[mode] = None
+                elif best == t.best_runtime_ms and t.speedup.get(mode) is not None:
+                    speedup[mode] = t.speedup[mode]  # the summary's own (re-measured) speedup
+                else:
+                    ms = t.baselines_ms.get(mode)
+                    speedup[mode] = ms / best if ms else None
+                speedups[mode].append(speedup[mode])
+            per_task[t.id] = {"best_runtime_ms": own, "best_so_far_ms": best,
+                              "correct_candidates": int(entry.get("correct") or 0),
+                              "speedup": speedup}
+        phase_fast, phase_means = _metrics(speedups, measured, n)
+        phases.append({"phase": phase,
+                       "correct_tasks": sum(1 for t in tasks if so_far[t.id] is not None),
+                       "geomean_speedup": phase_means, "fast_p": phase_fast, "tasks": per_task})
+
+    candidates = {s: 0 for s in STATUSES}
+    flags: dict[str, int] = {}
+    for t in tasks:
+        for status, count in t.statuses.items():
+            candidates[status] = candidates.get(status, 0) + count
+        for flag in t.flags:
+            flags[flag] = flags.get(flag, 0) + 1
+    total = sum(candidates.values())
+    statuses = {
+        "candidates": candidates, "total_candidates": total,
+        "candidate_correct_rate": candidates.get("ok", 0) / total if total else None,
+        "tasks_total": n, "tasks_correct": sum(t.correct for t in tasks),
+        "tasks_without_correct": [t.id for t in tasks if not t.correct],
+        "best_solution_flags": dict(sorted(flags.items())),
+        "tasks_skipped": {e.get("task"): e.get("reason") for e in run.events
+                          if e.get("type") == "task_skipped"},
+        "tasks_failed": {e.get("task"): e.get("error") for e in run.events
+                         if e.get("type") == "task_failed"},
+        "format_errors": sum(1 for e in run.events if e.get("type") == "format_error"),
+        "llm_failed": sum(1 for e in run.events if e.get("type") == "llm_failed"),
+    }
+    cost = dict(run.totals)
+    cost["total_tokens"] = int(cost.get("prompt_tokens") or 0) + \
+        int(cost.get("completion_tokens") or 0)
+
+    return _finite({
+        "run_dir": str(run.dir), "source": run.source, "status": run.status,
+        "model": run.model, "strategy": run.strategy, "n_tasks": n, "baselines": modes,
+        "p_values": list(P_KEYS),
+        "fast_p": fast, "geomean_speedup": means, "phases": phases, "statuses": statuses,
+        "cost": cost,
+        "tasks": {t.id: {"correct": t.correct, "best_runtime_ms": t.best_runtime_ms,
+                         "best_solution": t.best_solution, "baselines_ms": t.baselines_ms,
+                         "speedup": {m: t.speedup.get(m) if t.correct else None for m in modes},
+                         "flags": t.flags, "statuses": t.statuses, "candidates": t.candidates,
+                         "correct_candidates": t.correct_candidates,
+                         "best_so_far_ms_by_phase": [p["tasks"][t.id]["best_so_far_ms"]
+                                                     for p in phases]}
+                  for t in tasks},
+    })
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def combined_json(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One run: its report.  Several: ``{"runs": {label: report}}``, with the first run's
+    ``fast_p`` repeated at the top level so that ``fast_p`` is always there."""
+    if len(reports) == 1:
+        return next(iter(reports.values()))
+    first = next(iter(reports.values()))
+    return {"fast_p": first["fast_p"], "first_run": next(iter(reports)), "runs": reports}
+
+
+# -- terminal output -----------------------------------------------------------------------------
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}x"
+
+
+def _frac(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+class _Printer:
+    """Tables as rich tables on a terminal, plain aligned columns otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stdout.isatty()
+        if self.tty:
+            from rich.console import Console
+
+            self.console = Console()
+
+    def heading(self, text: str) -> None:
+        if self.tty:
+            from rich.markup import escape
+
+            self.console.rule(f"[bold]{escape(text)}")
+        else:
+            print(f"== {text} ==")
+
+    def line(self, text: str) -> None:
+        if self.tty:
+            self.console.print(text, markup=False, highlight=False)
+        else:
+            print(text)
+
+    def table(self, title: str, columns: list[str], rows: list[list[str]],
+              left: tuple[int, ...] = (0,)) -> None:
+        if self.tty:
+            from rich.markup import escape
+            from rich.table import Table
+
+            table = Table(title=escape(title), title_justify="left")
+            for i, column in enumerate(columns):
+                table.add_column(escape(column), justify="left" if i in left else "right")
+            for row in rows:
+                table.add_row(*(escape(str(cell)) for cell in row))
+            self.console.print(table)
+            return
+        print(title)
+        widths = [max(len(str(row[i])) for row in [columns, *rows]) for i in range(len(columns))]
+        for row in [columns, *rows]:
+            print("  ".join(str(cell).ljust(w) if i in left else str(cell).rjust(w)
+                            for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+        print()
+
+
+def _print_run(out: _Printer, label: str, rep: dict[str, Any]) -> None:
+    n, means = rep["n_tasks"], rep["geomean_speedup"]
+    modes = list(rep["baselines"])
+    out.heading(f"run {label}")
+    out.line(f"source: {rep['source']}; status: {rep['status']}; model: {rep['model']}; "
+             f"strategy: {rep['strategy']}; {means['n_correct']}/{n} tasks correct")
+    out.line("")
+    out.table(f"fast_p: fraction of all {n} tasks correct and more than p times faster than "
+              f"the baseline", ["baseline", *[f"p={k}" for k in P_KEYS]],
+              [[m, *[_frac(rep["fast_p"][m][k]) for k in P_KEYS]] for m in modes])
+    out.table("geometric-mean speedup", ["baseline", f"over correct tasks (n={means['n_correct']})",
+                                         f"over all tasks, clamped >= 1 (n={n})"],
+              [[m, _x(means[CORRECT_ONLY][m]), _x(means[CLAMPED][m])] for m in modes])
+    rows = []
+    for task_id, t in rep["tasks"].items():
+        rows.append([task_id, "yes" if t["correct"] else "no", _ms(t["best_runtime_ms"]),
+                     *[_ms(t["baselines_ms"].get(m)) for m in modes],
+                     *[_x(t["speedup"].get(m)) for m in modes],
+                     f"{t['correct_candidates']}/{t['candidates']}"])
+    out.table("per task (best solution)",
+              ["task", "correct", "best ms", *[f"{m} ms" for m in modes],
+               *[f"vs {m}" for m in modes], "ok/evaluated"], rows, left=(0, 1))
+    flagged = [[task_id, ", ".join(t["flags"])] for task_id, t in rep["tasks"].items() if t["flags"]]
+    if flagged:
+        out.table("integrity flags of the best solutions (see docs/integrity.md)",
+                  ["task", "flags"], flagged, left=(0, 1))
+    phases = rep["phases"]
+    if phases:
+        out.table("per phase: best solution so far, across tasks",
+                  ["phase", "baseline", "correct tasks", "geomean (correct tasks)",
+                   "geomean (all, clamped >= 1)", "fast_1"],
+                  [[str(p["phase"]), m, f"{p['correct_tasks']}/{n}",
+                    _x(p["geomean_speedup"][CORRECT_ONLY][m]), _x(p["geomean_speedup"][CLAMPED][m]),
+                    _frac(p["fast_p"][m]["1.0"])] for p in phases for m in modes], left=(0, 1))
+        out.table("per phase: best runtime so far (ms) per task",
+                  ["task", *[f"phase {p['phase']}" for p in phases]],
+                  [[task_id, *[_ms(v) for v in t["best_so_far_ms_by_phase"]]]
+                   for task_id, t in rep["tasks"].items()])
+    st = rep["statuses"]
+    others = [s for s in st["candidates"] if s not in STATUSES]
+    out.table(f"candidates by status ({st['total_candidates']} evaluated)",
+              ["", *STATUSES, *others],
+              [["candidates", *[str(st["candidates"].get(s, 0)) for s in (*STATUSES, *others)]]])
+    extra = [f"{len(st['tasks_skipped'])} tasks skipped" if st["tasks_skipped"] else "",
+             f"{len(st['tasks_failed'])} tasks failed" if st["tasks_failed"] else "",
+             f"{st['format_errors']} replies without code" if st["format_errors"] else "",
+             f"{st['llm_failed']} LLM calls failed for good" if st["llm_failed"] else ""]
+    if any(extra):
+        out.line("; ".join(e for e in extra if e))
+    c = rep["cost"]
+    cost = c.get("cost_usd")
+    out.line(f"cost: {c.get('calls', 0)} LLM calls ({c.get('paid_calls', 0)} paid, "
+             f"{c.get('cached_calls', 0)} reused), {c['total_tokens']} tokens "
+             f"({c.get('prompt_tokens', 0)} prompt + {c.get('completion_tokens', 0)} completion), "
+             f"{'$?' if cost is None else f'${cost:.4f}'}, {c.get('llm_errors', 0)} LLM errors, "
+             f"{c.get('evaluations', 0)} evaluations")
+    out.line("")
+
+
+def _print_comparison(out: _Printer, reports: dict[str, dict[str, Any]]) -> None:
+    out.heading(f"{len(reports)} runs side by side")
+    out.table("fast_p", ["run", "baseline", *[f"p={k}" for k in P_KEYS]],
+              [[label, m, *[_frac(rep["fast_p"][m][k]) for k in P_KEYS]]
+               for label, rep in reports.items() for m in rep["baselines"]], left=(0, 1))
+    out.table("geometric-mean speedup",
+              ["run", "baseline", "over correct tasks", "over all tasks, clamped >= 1"],
+              [[label, m, _x(rep["geomean_speedup"][CORRECT_ONLY][m]),
+                _x(rep["geomean_speedup"][CLAMPED][m])]
+               for label, rep in reports.items() for m in rep["baselines"]], left=(0, 1))
+    out.table("correctness and cost", ["run", "tasks correct", "candidates ok", "calls",
+                                       "tokens", "cost USD"],
+              [[label, f"{rep['statuses']['tasks_correct']}/{rep['n_tasks']}",
+                f"{rep['statuses']['candidates'].get('ok', 0)}/"
+                f"{rep['statuses']['total_candidates']}",
+                str(rep["cost"].get("calls", 0)), str(rep["cost"]["total_tokens"]),
+                "?" if rep["cost"].get("cost_usd") is None else f"{rep['cost']['cost_usd']:.4f}"]
+               for label, rep in reports.items()])
+
+
+def print_reports(reports: dict[str, dict[str, Any]]) -> None:
+    out = _Printer()
+    for label, rep in reports.items():
+        _print_run(out, label, rep)
+    if len(reports) > 1:
+        _print_comparison(out, reports)
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+def _out_dir(path: Path) -> Path:
+    if path.exists() and not path.is_dir():
+        raise KbtoolError(f"{path} exists and is not a directory")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def write_csv(reports: dict[str, dict[str, Any]], directory: Path) -> list[Path]:
+    """tasks.csv, phases.csv, phase_summary.csv and fast_p.csv, one row per run and task
+    (phase, baseline...): ``pandas.read_csv`` ready."""
+    directory = _out_dir(directory)
+    modes = sorted({m for rep in reports.values() for m in rep["baselines"]},
+                   key=lambda m: (m not in BASELINES, BASELINES.index(m) if m in BASELINES else 0, m))
+    files = {name: directory / f"{name}.csv"
+             for name in ("tasks", "phases", "phase_summary", "fast_p")}
+    with open(files["tasks"], "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["run", "task", "correct", "best_runtime_ms",
+                         *[f"baseline_{m}_ms" for m in modes], *[f"speedup_{m}" for m in modes],
+                         "candidates", "correct_candidates", *[f"n_{s}" for s in STATUSES],
+                         "flags", "best_solution"])
+        for label, rep in reports.items():
+            for task_id, t in rep["tasks"].items():
+                writer.writerow([label, task_id, t["correct"], _cell(t["best_runtime_ms"]),
+                                 *[_cell(t["baselines_ms"].get(m)) for m in modes],
+                                 *[_cell(t["speedup"].get(m)) for m in modes],
+                                 t["candidates"], t["correct_candidates"],
+                                 *[t["statuses"].get(s, 0) for s in STATUSES],
+                                 ";".join(t["flags"]), _cell(t["best_solution"])])
+    with open(files["phases"], "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["run", "task", "phase", "best_runtime_ms", "best_so_far_ms",
+                         "correct_candidates", *[f"speedup_{m}" for m in modes]])
+        for label, rep in reports.items():
+            for phase in rep["phases"]:
+                for task_id, t in phase["tasks"].items():
+                    writer.writerow([label, task_id, phase["phase"], _cell(t["best_runtime_ms"]),
+                                     _cell(t["best_so_far_ms"]), t["correct_candidates"],
+                                     *[_cell(t["speedup"].get(m)) for m in modes]])
+    with open(files["phase_summary"], "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["run", "phase", "baseline", "correct_tasks", "n_tasks",
+                         "geomean_speedup_correct_tasks", "geomean_speedup_all_tasks_clamped",
+                         *[f"fast_{k}" for k in P_KEYS]])
+        for label, rep in reports.items():
+            for phase in rep["phases"]:
+                means = phase["geomean_speedup"]
+                for m in rep["baselines"]:
+                    writer.writerow([label, phase["phase"], m, phase["correct_tasks"],
+                                     rep["n_tasks"], _cell(means[CORRECT_ONLY][m]),
+                                     _cell(means[CLAMPED][m]),
+                                     *[_cell(phase["fast_p"][m][k]) for k in P_KEYS]])
+    with open(files["fast_p"], "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["run", "baseline", "p", "fast_p"])
+        for label, rep in reports.items():
+            for m in rep["baselines"]:
+                for k in P_KEYS:
+                    writer.writerow([label, m, k, _cell(rep["fast_p"][m][k])])
+    return list(files.values())
+
+
+def _safe(label: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", label).strip("_") or "run"
+
+
+def export_best(runs: dict[str, RunData], directory: Path) -> list[Path]:
+    """The best solution of each task as ``DIR/<task id, / as _>.py`` (one run) or
+    ``DIR/<run>/<task>.py`` (several runs)."""
+    directory = _out_dir(directory)
+    written = []
+    names: set[str] = set()
+    for label, run in runs.items():
+        target = directory
+        if len(runs) > 1:
+            name = _safe(run.dir.name)
+            if name in names:
+                name = _safe(label)
+            names.add(name)
+            target = _out_dir(directory / name)
+        for task in run.tasks.values():
+            if not task.correct or not task.best_solution:
+                continue
+            source = Path(task.best_solution)
+            source = source if source.is_absolute() else run.dir / source
+            if not source.is_file():
+                print(f"kbtool: warning: {task.id}: best solution {source} is missing",
+                      file=sys.stderr)
+                continue
+            dest = target / f"{task.id.replace('/', '_')}.py"
+            shutil.copyfile(source, dest)
+            written.append(dest)
+    return written
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+def _labels(paths: list[Path]) -> list[str]:
+    labels: list[str] = []
+    for path in paths:
+        label, n = str(path), 1
+        while label in labels:
+            n += 1
+            label = f"{path} #{n}"
+        labels.append(label)
+    return labels
+
+
+def main(run_dirs: list[Path], as_json: bool = False, csv_dir: Path | None = None,
+         export_dir: Path | None = None, plots_dir: Path | None = None) -> None:
+    if not run_dirs:
+        raise KbtoolError("kbtool report needs at least one RUN_DIR")
+    for option, target in (("--csv", csv_dir), ("--export", export_dir), ("--plots", plots_dir)):
+        if target is not None and target.exists() and not target.is_dir():
+            raise KbtoolError(f"{option} {target}: exists and is not a directory")
+    runs = dict(zip(_labels(run_dirs), (load_run(Path(d)) for d in run_dirs), strict=True))
+    reports = {label: build_report(run) for label, run in runs.items()}
+    if as_json:
+        print(json.dumps(combined_json(reports), allow_nan=False))
+    else:
+        print_reports(reports)
+    if csv_dir is not None:
+        files = write_csv(reports, csv_dir)
+        print(f"kbtool report: wrote {', '.join(f.name for f in files)} to {csv_dir}",
+              file=sys.stderr)
+    if export_dir is not None:
+        files = export_best(runs, export_dir)
+        print(f"kbtool report: exported {len(files)} best solutions to {export_dir}",
+              file=sys.stderr)
+    if plots_dir is not None:
+        from kbtool.report.plots import write_plots
+
+        files = write_plots(reports, plots_dir)
+        print(f"kbtool report: wrote {len(files)} figures to {plots_dir}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Isolation of candidate code: forked children, the zygote, namespaces, device lock."""

@@ -1,0 +1,165 @@
+"""A warm process that imports torch once and forks one isolated child per request.
+
+Forking the caller itself is unsafe: once a process has run a parallel torch op, OpenMP
+hangs in its forked children, and an agent or a test runner may well have.  So the
+evaluator starts this small server (``python -m kbtool.sandbox.zygote``), which never runs a torch
+op itself, and asks it for inspections, baselines and checks over a pipe.  Requests name
+the task kind and timer; the zygote finds them through its own plugin manager.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from kbtool.errors import KbtoolError
+from kbtool.sandbox.isolation import Limits, Outcome, Reporter, run_isolated
+
+
+@dataclass(frozen=True)
+class Request:
+    op: str  # "device", "env", "inspect", "baseline", "check" or "side_by_side"
+    limits: Limits
+    kwargs: dict[str, Any]
+
+
+def _send(stream: BinaryIO, obj: Any) -> None:
+    data = pickle.dumps(obj)
+    stream.write(struct.pack("!Q", len(data)) + data)
+    stream.flush()
+
+
+def _receive(stream: BinaryIO) -> Any:
+    header = stream.read(8)
+    if len(header) < 8:
+        raise EOFError
+    (size,) = struct.unpack("!Q", header)
+    return pickle.loads(stream.read(size))
+
+
+class Zygote:
+    """Client side: starts the server lazily and restarts it if it died."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
+        proc = subprocess.Popen([sys.executable, "-m", "kbtool.sandbox.zygote"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, env=env)
+        assert proc.stdin is not None
+        _send(proc.stdin, list(sys.path))  # plugins found by the caller must load there too
+        return proc
+
+    def call(self, request: Request) -> Outcome:
+        with self._lock:
+            for attempt in (1, 2):
+                if self._proc is None or self._proc.poll() is not None:
+                    self._proc = self._start()
+                assert self._proc.stdin is not None and self._proc.stdout is not None
+                try:
+                    _send(self._proc.stdin, request)
+                    reply = _receive(self._proc.stdout)
+                except (EOFError, BrokenPipeError, OSError):
+                    self.close()
+                    if attempt == 2:
+                        raise KbtoolError("the evaluation process (kbtool.sandbox.zygote) died; "
+                                          "see the messages above") from None
+                    continue
+                if isinstance(reply, KbtoolError):
+                    raise reply
+                return reply
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _child_function(request: Request) -> Any:
+    """What the forked child runs for ``request``."""
+    from kbtool.evaluation.environment import collect_env
+    from kbtool.plugin import manager as plugins
+    from kbtool.task.model import TaskRefused
+
+    kw = request.kwargs
+    if request.op == "env":
+        return lambda _: collect_env(kw["device"])
+    kind = plugins.collect("register_task_kinds")[kw["task"].kind]
+    if request.op == "inspect":
+        def inspect(_: Reporter) -> dict[str, Any]:
+            try:
+                return kind.inspect(kw["task"], kw["config"])
+            except TaskRefused as exc:
+                return {"refused": str(exc)}
+        return inspect
+    timer = plugins.collect("register_timers")[kw["timer"]]
+    if request.op == "baseline":
+        return lambda report: kind.baseline(kw["task"], kw["config"], kw["mode"], timer, report)
+    if request.op in ("check", "side_by_side"):
+        method = getattr(kind, request.op)
+        return lambda report: method(kw["task"], Path(kw["solution"]), kw["config"], timer, report)
+    raise ValueError(f"unknown zygote request {request.op!r}")
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    cuda = torch.cuda.is_available()  # NVML-based here: CUDA stays uninitialised
+    if device == "auto":
+        return "cuda" if cuda else "cpu"
+    if device == "cuda" and not cuda:
+        raise KbtoolError("--device cuda: no CUDA device is visible to PyTorch here "
+                          f"(torch {torch.__version__})")
+    return device
+
+
+def serve(requests: BinaryIO, replies: BinaryIO) -> None:
+    sys.path[:] = _receive(requests)
+    # The point of this process: pay the torch import once.  torch._dynamo too: imported
+    # lazily later, it replaces torch functions, which the guards would take for patching.
+    import torch._dynamo  # noqa: F401
+
+    from kbtool.plugin import manager as plugins
+
+    plugins.load_plugins()
+    while True:
+        try:
+            request = _receive(requests)
+        except EOFError:
+            return
+        try:
+            if request.op == "device":
+                reply: Any = resolve_device(request.kwargs["device"])
+            else:
+                reply = run_isolated(_child_function(request), request.limits)
+        except KbtoolError as exc:
+            reply = exc
+        except Exception as exc:  # a bug here must not take every later evaluation down
+            traceback.print_exc()
+            reply = KbtoolError(f"internal error in the evaluation process: {exc!r}")
+        _send(replies, reply)
+
+
+if __name__ == "__main__":
+    # The protocol owns the real stdout; anything printed here goes to stderr instead.
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    serve(sys.stdin.buffer, replies)

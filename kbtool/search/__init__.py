@@ -1,0 +1,1 @@
+"""The agent: search contexts, strategies' building blocks, prompts and ``kbtool run``."""

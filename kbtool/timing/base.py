@@ -1,0 +1,69 @@
+"""Timing backends: the interface and the adaptive measurement loop they share.
+
+A timer measures ``fn`` (one forward pass) repeatedly.  Instead of a fixed multi-second
+budget, the loop stops as soon as the 95% confidence interval of the median is within
+``target_rel_ci`` of the median (after ``min_trials``), or at ``max_trials`` / ``max_timing_s``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kbtool.evaluation.result import TimingStats
+from kbtool.timing.stats import relative_ci_halfwidth, summarize
+
+
+@dataclass(frozen=True)
+class TimingSettings:
+    warmup_trials: int = 3
+    min_trials: int = 10
+    max_trials: int = 1000
+    target_rel_ci: float = 0.01
+    max_timing_s: float = 2.0
+
+    @classmethod
+    def from_config(cls, config: Any) -> TimingSettings:
+        return cls(**{f: getattr(config, f) for f in cls.__dataclass_fields__})
+
+
+class Timer:
+    """Base class of timing backends.  Subclasses implement :meth:`trial`."""
+
+    name: str = ""
+    devices: tuple[str, ...] = ("cpu",)
+    description: str = ""
+
+    def available(self, device: str) -> str | None:
+        """None when usable on ``device``; else the reason it is not."""
+        if device not in self.devices:
+            return f"timer {self.name!r} works on {', '.join(self.devices)}, not {device}"
+        return None
+
+    def setup(self, device: str) -> None:
+        """Called once in the measuring process before any trial."""
+
+    def trial(self, fn: Callable[[], Any]) -> float:
+        """Run ``fn`` once and return its time in milliseconds, all its work included."""
+        raise NotImplementedError
+
+    def measure(self, fn: Callable[[], Any], settings: TimingSettings) -> TimingStats:
+        for _ in range(settings.warmup_trials):
+            self.trial(fn)
+        samples: list[float] = []
+        start = time.perf_counter()
+        reason = "max_trials"
+        while len(samples) < settings.max_trials:
+            samples.append(self.trial(fn))
+            n = len(samples)
+            # Checking costs a sort: do it every 10 trials, not after each one.
+            check = n >= settings.min_trials and (n == settings.min_trials or n % 10 == 0)
+            if check and relative_ci_halfwidth(samples) <= settings.target_rel_ci:
+                reason = "converged"
+                break
+            if time.perf_counter() - start >= settings.max_timing_s and n >= 2:
+                reason = "time_cap"
+                break
+        return TimingStats(timer=self.name, stop_reason=reason, **summarize(samples))

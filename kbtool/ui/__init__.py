@@ -1,0 +1,1 @@
+"""Human-readable terminal output shared by commands."""

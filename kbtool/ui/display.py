@@ -1,0 +1,150 @@
+"""Human-readable output: rich tables on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from kbtool.evaluation.result import EvalResult, Status
+
+_STYLE = {Status.ok: "green", Status.incorrect: "yellow", Status.rejected: "magenta"}
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _speedup(result: EvalResult) -> str:
+    return "-" if result.speedup is None else f"{result.speedup:.2f}x"
+
+
+def print_result(result: EvalResult) -> None:
+    console = Console(soft_wrap=True)
+    style = _STYLE.get(result.status, "red")
+    console.print(f"[bold]{result.task}[/bold]  {result.solution}")
+    console.print(f"status: [{style}]{result.status.value}[/{style}]  device: {result.device} "
+                  f"({result.env.get('device_name', '?')})  timer: {result.timer}  "
+                  f"mode: {result.mode}")
+    if result.timing is not None:
+        t = result.timing
+        console.print(f"runtime: {_ms(t.median_ms)} ms median (95% CI {_ms(t.ci95_low_ms)}-"
+                      f"{_ms(t.ci95_high_ms)}), mean {_ms(t.mean_ms)}, std {_ms(t.std_ms)}, "
+                      f"min {_ms(t.min_ms)}, {t.trials} trials ({t.stop_reason})")
+    if result.baseline is not None:
+        console.print(f"baseline ({result.mode}): {_ms(result.baseline_ms)} ms median, "
+                      f"{result.baseline.trials} trials")
+    if result.speedup is not None:
+        console.print(f"speedup: [bold]{_speedup(result)}[/bold]")
+    if result.max_abs_diff:
+        console.print(f"max abs diff: {result.max_abs_diff}")
+    if result.flags:
+        console.print(f"flags: {', '.join(result.flags)}")
+    if result.error:
+        console.print(result.error, markup=False, highlight=False)
+
+
+def progress_line(task_id: str, outcome: EvalResult | str) -> None:
+    if isinstance(outcome, str):
+        line = f"{task_id}: skipped: {outcome.splitlines()[0]}"
+    else:
+        line = (f"{task_id}: {outcome.status.value} runtime {_ms(outcome.runtime_ms)} ms "
+                f"baseline {_ms(outcome.baseline_ms)} ms speedup {_speedup(outcome)}")
+    print(line, file=sys.stderr, flush=True)
+
+
+def print_batch_table(results: list[EvalResult], skipped: dict[str, str]) -> None:
+    """A rich table on a terminal; plain whitespace-separated columns when piped."""
+    columns = ("task", "status", "runtime_ms", "baseline_ms", "speedup", "trials")
+    rows = [(r.task, r.status.value, _ms(r.runtime_ms), _ms(r.baseline_ms), _speedup(r),
+             str(r.timing.trials) if r.timing else "-") for r in results]
+    rows += [(task_id, "skipped", "-", "-", "-", "-") for task_id in skipped]
+    if not sys.stdout.isatty():
+        widths = [max(len(str(row[i])) for row in [columns, *rows]) for i in range(len(columns))]
+        for row in [columns, *rows]:
+            print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        return
+    table = Table(title="kbtool eval")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("task", "status") else "right")
+    for row in rows:
+        style = "dim" if row[1] == "skipped" else _STYLE.get(Status(row[1]), "red")
+        table.add_row(row[0], f"[{style}]{row[1]}[/{style}]", *row[2:])
+    Console().print(table)
+
+
+class RunDisplay:
+    """Progress of ``kbtool run``: a live rich bar on a terminal, plain log lines otherwise."""
+
+    def __init__(self, tasks: int, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.counts = {"tasks": 0, "calls": 0, "evals": 0, "ok": 0}
+        self._progress = None
+        if self.tty:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("[bold]kbtool run"), BarColumn(),
+                                      TextColumn("{task.completed}/{task.total} tasks"),
+                                      TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+                                      console=Console(stderr=True), transient=False)
+            self._bar = self._progress.add_task("run", total=tasks, detail="")
+            self._progress.start()
+
+    def event(self, event: dict) -> None:
+        if not self.enabled:
+            return
+        kind = event.get("type")
+        if kind == "llm_call":
+            self.counts["calls"] += 1
+        elif kind == "eval":
+            self.counts["evals"] += 1
+            self.counts["ok"] += event.get("status") == "ok"
+        elif kind in ("task_done", "task_skipped", "task_failed"):
+            self.counts["tasks"] += 1
+        line = self._line(event)
+        if self._progress is not None:
+            c = self.counts
+            self._progress.update(self._bar, completed=c["tasks"],
+                                  detail=f"{c['calls']} calls, {c['evals']} evals, "
+                                         f"{c['ok']} correct")
+            if line and kind != "eval":
+                self._progress.console.print(line, markup=False, highlight=False)
+        elif line:
+            print(line, file=sys.stderr, flush=True)
+
+    @staticmethod
+    def _line(event: dict) -> str | None:
+        kind = event.get("type")
+        if kind == "eval":
+            speed = f" speedup {event['speedup']:.2f}x" if event.get("speedup") else ""
+            return f"eval {event['step']}: {event['status']}{speed}"
+        if kind == "task_done":
+            best = event.get("speedup") or {}
+            shown = ", ".join(f"{k} {v:.2f}x" for k, v in best.items() if v)
+            return f"task {event['task']}: done, " + (f"best {shown}" if shown else "no correct")
+        if kind in ("task_skipped", "task_failed"):
+            return f"task {event['task']}: {kind[5:]}: {event.get('reason') or event.get('error')}"
+        if kind in ("budget_exhausted", "llm_failed"):
+            return f"{kind}: {event.get('reason') or event.get('error')}"
+        if kind == "run_finished":
+            return f"run {event['status']}"
+        return None
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def print_run_summary(summary: dict) -> None:
+    """One line per task and the totals, on stdout."""
+    for task_id, info in summary["tasks"].items():
+        speed = ", ".join(f"{mode} {x:.2f}x" for mode, x in info["speedup"].items() if x)
+        best = f"best {info['best_runtime_ms']:.4g} ms ({speed})" if info["correct"] else \
+            "no correct solution"
+        print(f"{task_id}: {best}; {info['correct_candidates']}/{info['candidates']} correct")
+    t = summary["totals"]
+    print(f"run {summary['status']}: {t['calls']} LLM calls ({t['paid_calls']} to the "
+          f"provider, {t['cached_calls']} reused), {t['prompt_tokens'] + t['completion_tokens']} tokens, "
+          f"${t['cost_usd']:.4f}, {t['evaluations']} evaluations")

@@ -1,0 +1,1 @@
+"""Evaluation workers over a shared directory: the job queue and ``kbtool worker``."""

@@ -1,0 +1,182 @@
+"""``kbtool worker serve``: evaluate jobs from the shared-directory queue.
+
+One worker owns one device (a GPU, or the CPU) and runs ``eval_workers`` jobs at once: they
+load and compile side by side, and take turns for correctness and timing (a device lock),
+because a timing measured next to another evaluation is not worth publishing.  Each claim's
+lease is renewed by a thread while its job runs; SIGTERM lets the current jobs finish, then
+the worker exits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from kbtool.config.settings import EVAL_KEYS, Config
+from kbtool.errors import KbtoolError
+from kbtool.evaluation.evaluator import Evaluator
+from kbtool.evaluation.result import EvalResult, Status
+from kbtool.task.model import Task
+from kbtool.workers.jobqueue import Job, JobResult, Queue
+from kbtool.workers.watch import FolderWatch
+
+HEARTBEAT_S = 5.0
+
+
+class Worker:
+    """Serves a queue with ``eval_workers`` job slots: slots load and compile side by side and
+    take turns on the device for correctness and timing (``kbtool.sandbox.devicelock``)."""
+
+    def __init__(self, config: Config, queue: Queue, worker_id: str | None = None) -> None:
+        self.config = config
+        self.queue = queue
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.stopping = threading.Event()
+        self.stats: dict[str, Any] = {"started": time.time(), "done": 0, "failed": 0,
+                                      "busy": 0, "slots": config.eval_workers}
+        self._lock = threading.Lock()
+        self._scratch = Path(config.cache_dir) / "worker" / self.id
+
+    def drain(self, *_: Any) -> None:
+        """Finish the current jobs, claim no other."""
+        self.stopping.set()
+
+    def _beat(self) -> None:
+        with self._lock:
+            stats = dict(self.stats)
+        self.queue.heartbeat(self.id, stats)
+
+    def serve(self, max_jobs: int | None = None, idle_exit_s: float | None = None) -> int:
+        signal.signal(signal.SIGTERM, self.drain)
+        evaluators = [Evaluator(self.config) for _ in range(self.config.eval_workers)]
+        self.stats["env"] = evaluators[0].env
+        budget = {"left": max_jobs, "idle_since": time.monotonic()}
+        slots = [threading.Thread(target=self._slot, args=(ev, budget, idle_exit_s), daemon=True)
+                 for ev in evaluators]
+        try:
+            for slot in slots:
+                slot.start()
+            last_recover = 0.0
+            while any(slot.is_alive() for slot in slots):
+                if time.monotonic() - last_recover >= min(self.config.lease_s / 3, 10.0):
+                    self.queue.recover_expired(self.id)
+                    last_recover = time.monotonic()
+                self._beat()
+                for slot in slots:
+                    slot.join(timeout=HEARTBEAT_S / len(slots))
+        finally:
+            self.stopping.set()
+            for slot in slots:
+                slot.join()
+            for evaluator in evaluators:
+                evaluator.close()
+            with self._lock:
+                self.stats["stopped"] = time.time()
+            self._beat()
+        return self.stats["done"]
+
+    def _take(self, budget: dict[str, Any]) -> bool:
+        """Whether this slot may claim another job (``max_jobs`` over all slots)."""
+        with self._lock:
+            if budget["left"] is None:
+                return True
+            if budget["left"] <= 0:
+                return False
+            budget["left"] -= 1
+            return True
+
+    def _slot(self, evaluator: Evaluator, budget: dict[str, Any],
+              idle_exit_s: float | None) -> None:
+        watch = FolderWatch(self.queue.input_dir / "pending")
+        try:
+            while not self.stopping.is_set() and self._take(budget):
+                job = self.queue.claim(self.id)
+                while job is None and not self.stopping.is_set():
+                    if idle_exit_s is not None and \
+                            time.monotonic() - budget["idle_since"] >= idle_exit_s:
+                        self.stopping.set()
+                        return
+                    watch.wait(min(self.config.worker_poll_s, self.config.lease_s / 3))
+                    job = self.queue.claim(self.id)
+                if job is None:
+                    return
+                self.run_job(job, evaluator)
+                budget["idle_since"] = time.monotonic()
+            if budget["left"] is not None and budget["left"] <= 0:
+                self.stopping.set()
+        finally:
+            watch.close()
+
+    def run_job(self, job: Job, evaluator: Evaluator) -> None:
+        with self._lock:
+            self.stats["busy"] += 1
+        renewing = threading.Event()
+
+        def renew() -> None:
+            while not renewing.wait(self.config.lease_s / 3):
+                self.queue.renew(job.id, self.id)
+
+        renewer = threading.Thread(target=renew, daemon=True)
+        renewer.start()
+        try:
+            result = JobResult(id=job.id, worker=self.id, ok=True,
+                               result=self.evaluate(job, evaluator).model_dump(mode="json"))
+        except KbtoolError as exc:
+            result = JobResult(id=job.id, worker=self.id, ok=False, error=str(exc))
+        finally:
+            renewing.set()
+            renewer.join()
+        self.queue.finish(job.id, result)
+        failed = not result.ok or (result.result or {}).get("status") != Status.ok.value
+        with self._lock:
+            self.stats["done"] += 1
+            self.stats["failed"] += failed
+            self.stats["busy"] -= 1
+            self.stats["last_finished"] = time.time()
+        self._beat()
+
+    def evaluate(self, job: Job, evaluator: Evaluator) -> EvalResult:
+        folder = self._scratch / job.id
+        folder.mkdir(parents=True, exist_ok=True)
+        problem = folder / "problem.py"
+        problem.write_text(job.task_source)
+        solution = folder / "solution.py"
+        solution.write_text(job.solution)
+        task = Task(id=job.task_id, source="queue", name=job.task_id.rsplit("/", 1)[-1],
+                    kind=job.task_kind, path=problem)
+        settings = {k: v for k, v in job.config.items() if k in EVAL_KEYS and k != "device"}
+        try:
+            config = Config.model_validate({**evaluator.config.model_dump(), **settings})
+        except ValidationError as exc:
+            raise KbtoolError(f"job {job.id} has bad settings: {exc.errors()[0]['msg']}") \
+                from None
+        try:
+            if job.kind == "baseline":
+                return evaluator.baseline_result(task, config.mode, config)
+            return evaluator.evaluate(task, solution, config)
+        finally:
+            for path in (problem, solution):
+                path.unlink(missing_ok=True)
+            folder.rmdir()
+
+
+def status(queue: Queue, stale_s: float = 3 * HEARTBEAT_S) -> dict[str, Any]:
+    now = time.time()
+    workers = list(queue.workers())
+    alive = [w for w in workers if now - w.get("time", 0) < stale_s and not w.get("stopped")]
+    done = sum(w.get("done", 0) for w in workers)
+    minutes = sum(max(1e-9, (w.get("time", now) - w.get("started", now)) / 60) for w in alive)
+    return {"workers_alive": len(alive), "workers_known": len(workers),
+            "queue": queue.depth(), "jobs_done": done,
+            "jobs_failed": sum(w.get("failed", 0) for w in workers),
+            "throughput_per_min": round(sum(w.get("done", 0) for w in alive) / minutes, 2)
+            if alive else 0.0,
+            "workers": workers}
