@@ -47,7 +47,7 @@ spec = json.loads(sys.argv[1])
 from pathlib import Path
 import torch  # noqa: F401  (what every fresh worker pays)
 from kbtool.plugin import manager as plugins
-from kbtool.config.settings import Config
+from kbtool.config import Config
 from kbtool.task.model import Task
 
 config = Config.model_validate(spec["config"])
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:  # before torch is imported here or in any child
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(args.threads)
-    from kbtool.config.settings import load_config
+    from kbtool.config import load_config
     from kbtool.errors import KbtoolError
     from kbtool.evaluation.evaluator import Evaluator
     from kbtool.task import catalog

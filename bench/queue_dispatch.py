@@ -66,7 +66,7 @@ from typing import Any
 from bench_common import fmt as _fmt
 from bench_common import json_safe, percentile
 
-from kbtool.config.settings import Config
+from kbtool.config import Config
 from kbtool.evaluation.result import EvalResult, Status
 from kbtool.workers.jobqueue import Job, JobResult, Queue, new_job_id
 from kbtool.workers.worker import Worker

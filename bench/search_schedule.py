@@ -3,7 +3,7 @@ schedule, in the same run.
 
 Run:  python bench/search_schedule.py [--latency 0.5] [--tasks 4] [--samples 4] [--json PATH]
 
-An OpenAI-compatible server (``tests/llm_server.py``) runs in this process on 127.0.0.1 and
+An OpenAI-compatible server (``tests/helpers/llm_server.py``) runs in this process on 127.0.0.1 and
 answers every request after a fixed ``--latency``.  Its replies are candidates for a small
 ReLU problem (``--tasks`` copies, ``source=dir``) whose evaluation time varies: each
 candidate sleeps ``d`` seconds at import (in the evaluation's load stage, not in the timed
@@ -83,7 +83,7 @@ def fmt(value: float | None, spec: str = ".1f") -> str:
     return _fmt(value, spec)
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # tests.llm_server
+sys.path.insert(0, str(REPO))  # tests.helpers.llm_server
 
 TARGET_RATIO = 1.15
 
@@ -512,7 +512,7 @@ def idle_split(leases: list[dict[str, Any]], workers: int, t_start: float,
 # -- one run ----------------------------------------------------------------------------------
 def run_schedule(name: str, args: argparse.Namespace, work: Path, tasks_dir: Path,
                  server: Any, probe: Probe, index: int) -> dict[str, Any]:
-    from kbtool.config.settings import load_config
+    from kbtool.config import load_config
     from kbtool.search import run
 
     base = work / f"{index}-{name}"
@@ -602,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         from kbtool.plugin import manager as plugins
         from kbtool.search import run
         from kbtool.ui.display import RunDisplay
-        from tests.llm_server import LLMServer
+        from tests.helpers.llm_server import LLMServer
 
         plugins.load_plugins()
         plugins.pm.register(BarrierPlugin(), name="bench_tree_barrier")

@@ -1,3 +1,3 @@
-from kbtool.cli.app import main
+from kbtool.cli.main import main
 
 main()

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from kbtool import __version__
 from kbtool.cluster.containers import IMAGE_NAME, ContainerEngine, OciEngine, WorkerSpec
-from kbtool.errors import KbtoolError
+from kbtool.errors import UsageError
 from kbtool.plugin.hookspecs import Register, hookimpl
 
 
@@ -24,7 +24,7 @@ class Local(ContainerEngine):
     def check(self, spec: WorkerSpec) -> None:
         super().check(spec)
         if spec.image is not None:
-            raise KbtoolError("engine 'local' runs no image; drop --image")
+            raise UsageError("engine 'local' runs no image; drop --image")
 
     def command(self, spec: WorkerSpec) -> list[str]:
         self.check(spec)

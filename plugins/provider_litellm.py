@@ -15,7 +15,7 @@ import os
 import threading
 from typing import Any
 
-from kbtool.config.settings import Config
+from kbtool.config import Config
 from kbtool.llm.model import ChatRequest, ChatResponse, ProviderError
 from kbtool.plugin.hookspecs import hookimpl
 

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from kbtool.config.settings import Config
+from kbtool.config import Config
 from kbtool.llm.model import ChatRequest, ChatResponse, ProviderError
 from kbtool.plugin.hookspecs import hookimpl
 

@@ -1,55 +1,65 @@
 """``replay/NAME``: answers from a recorded run or a hand-written transcript; no network.
 
-- ``replay/builtin``: the transcript shipped with kbtool for its built-in tasks
-  (``tasks/transcripts/builtin.yaml``: hand-written candidates, some fast, some wrong, some
-  that do not compile, so every path of a search runs offline).
+- ``replay/builtin``: the transcripts shipped with kbtool for its built-in tasks
+  (``tasks/transcripts/*.yaml``: hand-written candidates, some fast, some wrong, some that
+  do not compile, so every path of a search runs offline).
 - ``replay/PATH`` or ``replay_path=PATH``: a transcript file, or a run directory whose
   recorded answers are served by request key (a recorded search replayed exactly).
 
 A transcript maps task ids (or ``default``) to replies by kind: ``ideas`` (one text),
 ``generate`` (phase 0), ``improve`` (later phases) and ``fix`` (lists, picked by phase,
-agent and attempt).  A task it does not know gets the reference itself as ``ModelNew``.
+agent and attempt).  A task it does not know gets its kind's null candidate (the reference
+itself, for KernelBench ``ModelNew = Model``), where the kind has one.
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kbtool.config.settings import Config
-from kbtool.errors import KbtoolError
+from kbtool.config import Config
+from kbtool.errors import KbtoolError, UsageError
 from kbtool.llm.model import ChatRequest, ChatResponse, ProviderError
 from kbtool.plugin.hookspecs import hookimpl
 
-_REFERENCE = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
-
-def builtin_transcript() -> Path:
-    return Path(str(importlib.resources.files("kbtool_tasks"))) / "transcripts" / "builtin.yaml"
+def builtin_transcripts() -> Path:
+    return Path(str(importlib.resources.files("kbtool_tasks"))) / "transcripts"
 
 
 class ReplayProvider:
     cacheable = False  # answers cost nothing; a shared cache would only hide edits
 
-    def __init__(self, source: Path) -> None:
+    def __init__(self, source: Path, config: Config | None = None) -> None:
         self.source = source
+        self.config = config
         self.calls: Path | None = None
-        self.transcript: dict[str, Any] = {}
-        if source.is_dir():
+        self.transcript: dict[str, Any] = {"default": {}}
+        if source.is_dir() and (source / "calls").is_dir():
             self.calls = source / "calls"
-            if not self.calls.is_dir():
-                raise KbtoolError(f"replay: {source} is not a kbtool run directory")
+        elif source.is_dir() and any(source.glob("*.yaml")):
+            for path in sorted(source.glob("*.yaml")):  # a folder of transcripts, merged
+                self._read(path)
         elif source.is_file():
-            data = yaml.safe_load(source.read_text()) or {}
-            self.transcript = {**data.get("tasks", {}), "default": data.get("default", {})}
+            self._read(source)
+        elif source.is_dir():
+            raise UsageError(f"replay: {source} is not a kbtool run directory")
         else:
-            raise KbtoolError(f"replay: no transcript or run directory at {source}")
+            raise UsageError(f"replay: no transcript or run directory at {source}")
+
+    def _read(self, path: Path) -> None:
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UsageError(f"replay: {path} is not valid YAML: {exc}".splitlines()[0]) \
+                from None
+        self.transcript.update(data.get("tasks") or {})
+        self.transcript["default"] = {**self.transcript["default"], **(data.get("default") or {})}
 
     def complete(self, request: ChatRequest) -> ChatResponse:
         text = self._recorded(request) if self.calls else self._scripted(request)
@@ -79,24 +89,29 @@ class ReplayProvider:
         index = meta.get("phase", 0) * 7 + meta.get("agent", 0) + meta.get("attempt", 0)
         return replies[index % len(replies)]
 
-    @staticmethod
-    def _reference_as_candidate(request: ChatRequest) -> str:
-        prompt = "\n".join(content for _, content in request.messages)
-        problems = [m for m in _REFERENCE.findall(prompt) if "def get_inputs" in m]
-        if not problems:
-            return "I cannot see the reference model in this prompt."
-        code = re.sub(r"\bclass Model\b", "class ModelNew", problems[-1])
-        code = re.sub(r"super\(Model, self\)", "super(ModelNew, self)", code)
-        return f"(replay: the reference itself, no optimisation)\n```python\n{code}```\n"
+    def _reference_as_candidate(self, request: ChatRequest) -> str:
+        """The task's null candidate (the reference itself), as its kind writes a reply."""
+        from kbtool.task import catalog
+
+        task_id = request.meta.get("task", "")
+        try:
+            task = catalog.resolve(task_id, self.config or Config())
+            kind = catalog.kind_of(task)
+            candidate = kind.null_candidate(task)
+        except KbtoolError:
+            candidate = None
+        if candidate is None:
+            return f"(replay: no answer for {task_id})"
+        return f"(replay: the reference itself, no optimisation)\n{kind.format_candidate(candidate)}"
 
 
 def make_replay(config: Config) -> ReplayProvider:
     _, _, name = config.model_name.partition("/")
     if config.replay_path is not None:
-        return ReplayProvider(config.replay_path)
+        return ReplayProvider(config.replay_path, config)
     if name == "builtin":
-        return ReplayProvider(builtin_transcript())
-    return ReplayProvider(Path(name).expanduser())
+        return ReplayProvider(builtin_transcripts(), config)
+    return ReplayProvider(Path(name).expanduser(), config)
 
 
 @hookimpl

@@ -4,15 +4,12 @@ Submission is ``sbatch --parsable SCRIPT``; status is one batched query per tick
 ``sacct -j ID,ID --parsable2 --noheader -o JobID,State,ExitCode``, and where accounting is
 disabled (no slurmdbd) or sacct fails, ``squeue`` for queued/running jobs and one
 ``scontrol -o show job`` for the recently finished ones.  Transient failures (slurmctld
-busy or restarting) are retried with back-off.  Submitted jobs are recorded in
-``$XDG_CACHE_HOME/kbtool/jobs.json`` (``KBTOOL_JOBS_FILE`` overrides) so ``kbtool jobs``
-knows them.
+busy or restarting) are retried with back-off.  Submitted jobs are recorded by
+``kbtool.cluster.jobs`` so ``kbtool jobs`` knows them.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import subprocess
 import time
@@ -20,7 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kbtool.errors import KbtoolError
+import tenacity
+
+from kbtool.errors import RunError, UsageError
 from kbtool.plugin.hookspecs import Register, hookimpl
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
@@ -55,32 +54,7 @@ def register_schedulers(register: Register) -> None:
     register("slurm", Slurm)
 
 
-# --- job records ------------------------------------------------------------------------
-
-def jobs_file() -> Path:
-    if os.environ.get("KBTOOL_JOBS_FILE"):
-        return Path(os.environ["KBTOOL_JOBS_FILE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "kbtool" / "jobs.json"
-
-
-def load_records() -> list[dict[str, Any]]:
-    path = jobs_file()
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return []
-    return data if isinstance(data, list) else []
-
-
-def save_record(record: dict[str, Any]) -> None:
-    path = jobs_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    records = [r for r in load_records() if r.get("id") != record["id"]] + [record]
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(records[-500:], indent=1))
-    os.replace(tmp, path)
-
+# --- job records ----------------------------------------------------------------------
 
 def log_path(pattern: str, name: str, job_id: str, task: str | None) -> str:
     out = pattern.replace("%x", name).replace("%A", job_id).replace("%j", job_id)
@@ -113,25 +87,33 @@ class Slurm:
 
     def call(self, argv: list[str]) -> subprocess.CompletedProcess:
         """Run a Slurm command, retrying transient failures with exponential back-off."""
-        delay = self.backoff_s
-        for attempt in range(self.retries + 1):
-            proc = self.runner(argv)
-            if proc.returncode == 0 or proc.returncode == 127:
-                return proc
-            text = (proc.stderr or "").lower()
-            if any(s in text for s in NOT_TRANSIENT) or attempt == self.retries:
-                return proc
-            self.sleep(delay)
-            delay *= 2
-        return proc  # pragma: no cover
+
+        def transient(proc: subprocess.CompletedProcess) -> bool:
+            if proc.returncode in (0, 127):  # done, or no such command: retrying cannot help
+                return False
+            return not any(s in (proc.stderr or "").lower() for s in NOT_TRANSIENT)
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.retries + 1),
+            wait=tenacity.wait_exponential(multiplier=self.backoff_s),
+            retry=tenacity.retry_if_result(transient), sleep=self.sleep,
+            retry_error_callback=lambda state: state.outcome.result())  # the last answer
+        return retrying(self.runner, argv)
+
+    def job_table(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+        return job_table(self, records)
+
+    @staticmethod
+    def log_path(pattern: str, name: str, job_id: str, task: str | None) -> str:
+        return log_path(pattern, name, job_id, task)
 
     def submit(self, script: Path) -> str:
         proc = self.call(["sbatch", "--parsable", str(script)])
         if proc.returncode != 0:
-            raise KbtoolError(f"sbatch failed: {(proc.stderr or proc.stdout).strip()}")
+            raise RunError(f"sbatch failed: {(proc.stderr or proc.stdout).strip()}")
         job_id = proc.stdout.strip().split(";")[0]
         if not re.fullmatch(r"\d+", job_id):
-            raise KbtoolError(f"sbatch printed no job id: {proc.stdout.strip()!r}")
+            raise RunError(f"sbatch printed no job id: {proc.stdout.strip()!r}")
         return job_id
 
     def cancel(self, job_ids: list[str]) -> None:
@@ -139,7 +121,7 @@ class Slurm:
             return
         proc = self.call(["scancel", *job_ids])
         if proc.returncode != 0:
-            raise KbtoolError(f"scancel failed: {(proc.stderr or proc.stdout).strip()}")
+            raise RunError(f"scancel failed: {(proc.stderr or proc.stdout).strip()}")
 
     # status: {job id: {task id or "": {"state": S, "exit": "0:0", "stdout": path?}}}
     def states(self, job_ids: list[str]) -> tuple[dict[str, dict[str, dict[str, str]]], str]:
@@ -170,7 +152,7 @@ class Slurm:
                     if job in out:
                         out[job][task] = {"state": parts[1], "exit": ""}
         elif proc.returncode == 127:
-            raise KbtoolError("squeue not found: is this a Slurm login node?")
+            raise UsageError("squeue not found: is this a Slurm login node?")
         missing = [j for j in job_ids if not out[j] or _has_pending_range(out[j])]
         if missing:
             source = "squeue+scontrol"
@@ -220,6 +202,7 @@ def summarize(tasks: dict[str, dict[str, str]]) -> str:
 
 
 def job_table(slurm: Slurm, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """One row per recorded job: its state, its tasks' states and log paths."""
     states, source = slurm.states([r["id"] for r in records])
     rows = []
     for r in records:

@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any
 
 from kbtool.plugin.hookspecs import hookimpl
+from kbtool.runs.events import PhaseDone
 from kbtool.search.engine import Candidate, SearchContext, split_samples
 from kbtool.search.prompts import parse_ideas
 from kbtool.task.model import Task
@@ -19,7 +20,7 @@ def ideas(ctx: SearchContext, task: Task, count: int) -> list[str]:
     reply = ctx.ask(task, f"{task.id}/ideas", [("user", ctx.render("ideas", task))],
                     {"kind": "ideas"})
     if reply is not None:
-        ctx.store.write(f"tasks/{task.id.replace('/', '_')}/ideas.md", reply)
+        ctx.store.write(ctx.store.layout.ideas(task.id), reply)
     return parse_ideas(reply or "", count)
 
 
@@ -35,8 +36,9 @@ def pick_seeds(candidates: list[Candidate], count: int) -> list[Candidate]:
 
 
 def improve_prompt(ctx: SearchContext, task: Task, seed: Candidate, idea: str) -> str:
-    base = ctx.record(task).baselines.get(ctx.config.mode)
-    speedup = base.median_ms / seed.runtime_ms if base else float("nan")
+    mode = ctx.kind(task).resolve_mode(ctx.config)
+    base = ctx.record(task).baselines.get(mode) if mode else None
+    speedup = seed.result.speedup or (base.median_ms / seed.runtime_ms if base else float("nan"))
     return ctx.render("improve", task, solution=seed.path.read_text(), idea=idea,
                       runtime_ms=f"{seed.runtime_ms:.4g}", speedup=f"{speedup:.2f}")
 
@@ -68,9 +70,9 @@ def tree(ctx: SearchContext, task: Task) -> None:
                     agent += 1
         ctx.run_chains(jobs)
         correct = ctx.record(task).correct(phase)
-        ctx.store.emit({"type": "phase_done", "step": f"{task.id}/p{phase}", "task": task.id,
-                        "phase": phase, "correct": len(correct),
-                        "best_runtime_ms": correct[0].runtime_ms if correct else None})
+        ctx.store.emit(PhaseDone(sample=f"{task.id}/p{phase}", task=task.id, phase=phase,
+                                 correct=len(correct),
+                                 best_runtime_ms=correct[0].result.runtime_ms if correct else None))
         seeds = pick_seeds(correct, config.num_branches) if correct else []
 
 

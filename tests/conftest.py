@@ -1,19 +1,11 @@
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from kbtool.config.settings import load_config
 from kbtool.evaluation.evaluator import Evaluator
-
-TESTS = Path(__file__).parent
-SOLUTIONS = TESTS / "solutions"
-HOSTILE = TESTS / "hostile"
+from tests.helpers import make_config
 
 
 @pytest.fixture(autouse=True)
@@ -25,18 +17,7 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.delenv("KBTOOL_CONFIG", raising=False)
 
 
-def make_config(tmp: Path, **overrides: object):
-    return load_config({"profile": "quick", "cache_dir": str(tmp / "cache"), **overrides})
-
-
 @pytest.fixture(scope="module")
 def evaluator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evaluator]:
     with Evaluator(make_config(tmp_path_factory.mktemp("eval"), device="cpu")) as ev:
         yield ev
-
-
-def run_kbtool(*args: str, env: dict[str, str] | None = None,
-               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """The installed CLI, in a subprocess, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "kbtool", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=600)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-REPO = Path(__file__).parent.parent
+from tests.helpers import REPO
 
 
 def readme_commands() -> list[str]:

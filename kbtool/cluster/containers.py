@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from kbtool import __version__
-from kbtool.config.settings import Config
-from kbtool.errors import KbtoolError
+from kbtool.config import Config
+from kbtool.errors import UsageError
 from kbtool.workers.jobqueue import Queue
 
 # GPU generations -> TORCH_CUDA_ARCH_LIST (what nvcc / load_inline compile for).
@@ -54,7 +54,7 @@ def cuda_arch_list(arch: str) -> str | None:
     """``Ampere`` -> ``8.0``; unknown names raise a one-line error."""
     key = arch.strip().lower()
     if key not in ARCHES:
-        raise KbtoolError(f"unknown GPU architecture {arch!r} (known: Ampere, Hopper, cpu)")
+        raise UsageError(f"unknown GPU architecture {arch!r} (known: Ampere, Hopper, cpu)")
     return ARCHES[key]
 
 
@@ -161,10 +161,10 @@ class ContainerEngine:
     def check(self, spec: WorkerSpec) -> None:
         spec.arch_list  # noqa: B018 - validates the architecture
         if spec.rootfs is not None and not self.takes_rootfs:
-            raise KbtoolError(f"engine {self.name!r} does not take {ROOTFS_PREFIX} images "
+            raise UsageError(f"engine {self.name!r} does not take {ROOTFS_PREFIX} images "
                               "(podman and apptainer do)")
         if spec.detach and not self.can_detach:
-            raise KbtoolError(f"engine {self.name!r} cannot --detach; run it in the "
+            raise UsageError(f"engine {self.name!r} cannot --detach; run it in the "
                               "background, under nohup or from a batch job")
 
     def candidate_sandbox_needs_setfcap(self, spec: WorkerSpec) -> bool:
@@ -187,7 +187,7 @@ class ContainerEngine:
 
     def build_command(self, definition: Path, tag: str, context: Path,
                       build_args: list[str] | None = None) -> list[str]:
-        raise KbtoolError(f"engine {self.name!r} builds no image")
+        raise UsageError(f"engine {self.name!r} builds no image")
 
     def build_commands(self, definition: Path, tag: str, context: Path,
                        build_args: list[str] | None = None) -> list[list[str]]:
@@ -256,17 +256,16 @@ class OciEngine(ContainerEngine):
 
 
 def engines() -> dict[str, type[ContainerEngine]]:
-    from kbtool.plugin import manager as plugins
+    from kbtool.plugin import registry
 
-    return plugins.collect(HOOK)
+    return registry.CONTAINER_ENGINES.all()
 
 
 def get_engine(name: str) -> ContainerEngine:
-    found = engines()
-    if name not in found:
-        raise KbtoolError(f"unknown container engine {name!r} "
-                          f"(known: {', '.join(sorted(found)) or 'none'})")
-    return found[name]()
+    from kbtool.plugin import registry
+
+    engine: ContainerEngine = registry.CONTAINER_ENGINES.get(name)()
+    return engine
 
 
 def find_context(context: Path | None = None) -> Path:
@@ -277,14 +276,14 @@ def find_context(context: Path | None = None) -> Path:
         if (path / "containers").is_dir() and (path / "pyproject.toml").is_file():
             return path.resolve()
     where = context if context is not None else "the current directory or beside kbtool"
-    raise KbtoolError(f"no kbtool checkout with containers/ in {where}; "
+    raise UsageError(f"no kbtool checkout with containers/ in {where}; "
                       "run from a checkout or pass --context DIR")
 
 
 def build_commands(engine: ContainerEngine, tag: str | None, context: Path,
                    build_args: list[str] | None = None) -> list[list[str]]:
     if engine.definition is None:
-        raise KbtoolError(f"engine {engine.name!r} builds no image")
+        raise UsageError(f"engine {engine.name!r} builds no image")
     definition = context / "containers" / engine.definition
     return engine.build_commands(definition, tag or engine.default_image(), context,
                                  build_args)
@@ -305,9 +304,9 @@ def worker_spec(config: Config, settings: list[str], *, arch: str, image: str | 
     """The spec of ``kbtool worker start``: the resolved queue and cache directories, and
     the command line's other ``key=value`` settings passed on to ``worker serve``."""
     if gpu_index is not None and cuda_arch_list(arch) is None:
-        raise KbtoolError("--gpu-index needs a GPU --arch (Ampere, Hopper)")
+        raise UsageError("--gpu-index needs a GPU --arch (Ampere, Hopper)")
     if not (config.worker_input_dir and config.worker_output_dir):
-        raise KbtoolError("worker start needs worker_input_dir=IN and worker_output_dir=OUT")
+        raise UsageError("worker start needs worker_input_dir=IN and worker_output_dir=OUT")
     own = {"worker_input_dir", "worker_output_dir", "cache_dir"}
     return WorkerSpec(
         input_dir=_abs(config.worker_input_dir), output_dir=_abs(config.worker_output_dir),
@@ -328,7 +327,7 @@ def start_worker(engine: ContainerEngine, spec: WorkerSpec, dry_run: bool = Fals
         return
     reason = engine.available()
     if reason is not None:
-        raise KbtoolError(f"engine {engine.name!r} is not usable here: {reason}")
+        raise UsageError(f"engine {engine.name!r} is not usable here: {reason}")
     Queue(spec.input_dir, spec.output_dir)  # creates the queue's folders (bind sources)
     for path in (spec.cache_dir, spec.scratch):
         if path is not None:
@@ -339,7 +338,7 @@ def start_worker(engine: ContainerEngine, spec: WorkerSpec, dry_run: bool = Fals
     try:
         os.execvp(argv[0], argv)
     except OSError as exc:
-        raise KbtoolError(f"cannot run {argv[0]!r}: {exc.strerror}") from None
+        raise UsageError(f"cannot run {argv[0]!r}: {exc.strerror}") from None
 
 
 def build_image(engine: ContainerEngine, tag: str | None = None, context: Path | None = None,
@@ -354,7 +353,7 @@ def build_image(engine: ContainerEngine, tag: str | None = None, context: Path |
         return 0
     reason = engine.available()
     if reason is not None:
-        raise KbtoolError(f"engine {engine.name!r} is not usable here: {reason}")
+        raise UsageError(f"engine {engine.name!r} is not usable here: {reason}")
     for argv in commands:
         print(f"kbtool: in {root}: {shell_line(argv)}", file=sys.stderr)
         code = subprocess.run(argv, cwd=root).returncode

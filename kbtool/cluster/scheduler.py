@@ -21,8 +21,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from kbtool.config.settings import Config
-from kbtool.errors import KbtoolError
+from kbtool.config import Config
+from kbtool.errors import KbtoolError, UsageError
 
 PROFILE_HOOK = "register_site_profiles"
 SCHEDULER_HOOK = "register_schedulers"
@@ -51,7 +51,7 @@ class SiteProfile(BaseModel):
 
     name: str
     description: str = ""
-    scheduler: Literal["slurm", "none"] = "slurm"
+    scheduler: str = Field("slurm", description="a registered scheduler, or none")
     engine: str = "local"
     arch: str = "cpu"
     image: str | None = None
@@ -101,9 +101,9 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise KbtoolError(f"cannot read profile {path}: {exc}") from None
+        raise UsageError(f"cannot read profile {path}: {exc}") from None
     if not isinstance(data, dict):
-        raise KbtoolError(f"profile {path} is not a YAML mapping")
+        raise UsageError(f"profile {path} is not a YAML mapping")
     return data
 
 
@@ -129,15 +129,15 @@ def make_profile(data: dict[str, Any] | Path | str, name: str | None = None,
     try:
         return SiteProfile.model_validate(data)
     except ValidationError as exc:
-        raise KbtoolError(f"invalid site profile {data.get('name')!r} ({source}): "
+        raise UsageError(f"invalid site profile {data.get('name')!r} ({source}): "
                           f"{_format(exc)}") from None
 
 
 def available_profiles() -> dict[str, Any]:
     """``{name: mapping-or-path}``: plugins first, then the user's dir (which wins)."""
-    from kbtool.plugin import manager as plugins
+    from kbtool.plugin import registry
 
-    found: dict[str, Any] = dict(plugins.collect(PROFILE_HOOK))
+    found: dict[str, Any] = registry.SITE_PROFILES.all()
     user_dir = user_profiles_dir()
     if user_dir.is_dir():
         for path in sorted(user_dir.glob("*.y*ml")):
@@ -150,11 +150,11 @@ def load_profile(name_or_path: str) -> SiteProfile:
     path = Path(name_or_path).expanduser()
     if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path:
         if not path.is_file():
-            raise KbtoolError(f"profile file not found: {name_or_path}")
+            raise UsageError(f"profile file not found: {name_or_path}")
         return make_profile(path)
     found = available_profiles()
     if name_or_path not in found:
-        raise KbtoolError(f"unknown site profile {name_or_path!r} (known: "
+        raise UsageError(f"unknown site profile {name_or_path!r} (known: "
                           f"{', '.join(sorted(found)) or 'none'}; or give a path to a YAML file)")
     thing = found[name_or_path]
     if isinstance(thing, SiteProfile):
@@ -186,7 +186,7 @@ def split_options(args: list[str]) -> tuple[list[str], dict[str, str], list[str]
         elif key.split(".")[0] in config_keys:
             settings.append(arg)
         else:
-            raise KbtoolError(f"unknown option {key!r} (scheduler options: "
+            raise UsageError(f"unknown option {key!r} (scheduler options: "
                               f"{', '.join(sorted(SUBMIT_KEYS))}; or a kbtool config key)")
     return words, options, settings
 
@@ -197,9 +197,9 @@ def _int(options: dict[str, str], key: str, default: int, low: int = 0) -> int:
     try:
         value = int(options[key])
     except ValueError:
-        raise KbtoolError(f"{key}={options[key]!r}: expected a whole number") from None
+        raise UsageError(f"{key}={options[key]!r}: expected a whole number") from None
     if value < low:
-        raise KbtoolError(f"{key}={value}: must be at least {low}")
+        raise UsageError(f"{key}={value}: must be at least {low}")
     return value
 
 
@@ -218,21 +218,21 @@ def resolve_directives(profile: SiteProfile, options: dict[str, str], gpu_job: b
     for key, allowed in profile.choices.items():
         value = getattr(d, key)
         if value is not None and str(value) not in allowed:
-            raise KbtoolError(f"profile {profile.name!r}: {key}={value!r} is not allowed "
+            raise UsageError(f"profile {profile.name!r}: {key}={value!r} is not allowed "
                               f"(choices: {', '.join(allowed)})")
     if d.time and not _TIME.match(d.time):
-        raise KbtoolError(f"time={d.time!r}: expected [D-]HH:MM:SS, MM:SS or minutes")
+        raise UsageError(f"time={d.time!r}: expected [D-]HH:MM:SS, MM:SS or minutes")
     if profile.scheduler == "slurm" and gpu_job and profile.account_pattern:
         if not d.account:
-            raise KbtoolError(f"profile {profile.name!r} needs account=... "
+            raise UsageError(f"profile {profile.name!r} needs account=... "
                               f"{profile.account_hint}".rstrip())
         if not re.fullmatch(profile.account_pattern, d.account):
-            raise KbtoolError(f"profile {profile.name!r}: account={d.account!r} does not match "
+            raise UsageError(f"profile {profile.name!r}: account={d.account!r} does not match "
                               f"{profile.account_pattern!r} {profile.account_hint}".rstrip())
     if gpu_job and profile.min_cpus_per_gpu and d.gpus_per_node:
         need = profile.min_cpus_per_gpu * d.gpus_per_node
         if d.cpus_per_task < need:
-            raise KbtoolError(f"profile {profile.name!r}: cpus_per_task={d.cpus_per_task} is too "
+            raise UsageError(f"profile {profile.name!r}: cpus_per_task={d.cpus_per_task} is too "
                               f"few for {d.gpus_per_node} GPUs; the scheduler wants at least "
                               f"{profile.min_cpus_per_gpu} CPUs per GPU (cpus_per_task={need})")
     return d
@@ -268,7 +268,7 @@ def render(template: str, values: dict[str, str]) -> str:
     def sub(match: re.Match[str]) -> str:
         key = match.group(1)
         if key not in values:
-            raise KbtoolError(f"job template uses an unknown placeholder {{{{ {key} }}}}")
+            raise UsageError(f"job template uses an unknown placeholder {{{{ {key} }}}}")
         return values[key]
 
     return re.sub(r"\{\{\s*(\w+)\s*\}\}", sub, template)
@@ -310,7 +310,7 @@ def render_workers(profile: SiteProfile, options: dict[str, str], settings: list
     array = _int(options, "array", 1, low=1)
     keys = {s.partition("=")[0] for s in settings}
     if not {"worker_input_dir", "worker_output_dir"} <= keys:
-        raise KbtoolError("submit workers needs worker_input_dir=IN and worker_output_dir=OUT "
+        raise UsageError("submit workers needs worker_input_dir=IN and worker_output_dir=OUT "
                           "(a queue on a filesystem the nodes share)")
     settings = [_abs_setting(s, c["workdir"]) for s in settings]
     gpu = profile.arch.lower() != "cpu" and d.gpus_per_node > 0

@@ -1,15 +1,18 @@
-"""Configuration: one pydantic model, YAML files, named profiles and ``key=value`` words."""
+"""Configuration: one pydantic model, task kinds' sections, YAML files, named profiles and
+``key=value`` words."""
 
-from kbtool.config.settings import (
-    DEFAULT_TOLERANCES,
-    EVAL_KEYS,
-    Config,
-    Tolerance,
+from kbtool.config.load import (
+    config_as_dict,
     config_as_yaml,
+    eval_settings,
     load_config,
     parse_value,
+    route,
     split_overrides,
+    validate,
 )
+from kbtool.config.model import BUILTIN_PROFILES, EVAL_KEYS, Config, Section
 
-__all__ = ["DEFAULT_TOLERANCES", "EVAL_KEYS", "Config", "Tolerance", "config_as_yaml",
-           "load_config", "parse_value", "split_overrides"]
+__all__ = ["BUILTIN_PROFILES", "EVAL_KEYS", "Config", "Section", "config_as_dict",
+           "config_as_yaml", "eval_settings", "load_config", "parse_value", "route",
+           "split_overrides", "validate"]

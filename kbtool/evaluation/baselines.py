@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from kbtool.evaluation.result import TimingStats
+from kbtool.util.files import write_atomic
 
 
-def baseline_key(problem_source: str, mode: str, compile_mode: str, timer: str,
-                 env: dict[str, Any]) -> str:
+def baseline_key(task_key: str, kind: str, timer: str, env: dict[str, Any]) -> str:
+    """``task_key`` is what the task kind says identifies the reference under one baseline;
+    the machine and software around it complete the key."""
     parts = {
-        "problem": hashlib.sha256(problem_source.encode()).hexdigest(),
-        "mode": mode,
-        "compile_mode": compile_mode if mode == "compile" else None,
+        "task": task_key,
+        "kind": kind,
         "timer": timer,
         "device_name": env.get("device_name"),
         "torch": env.get("torch_version"),
@@ -38,8 +37,4 @@ class BaselineCache:
             return None  # missing or damaged entries are measured again
 
     def put(self, key: str, stats: TimingStats) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(stats.model_dump_json())
-        os.replace(tmp, self.root / f"{key}.json")
+        write_atomic(self.root / f"{key}.json", stats.model_dump_json())

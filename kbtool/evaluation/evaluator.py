@@ -1,49 +1,60 @@
 """The evaluator: runs a task kind's steps in isolated children and assembles the verdict.
 
 Candidate code never runs in the caller's process: every inspection, baseline and check is
-a child forked from a warm zygote process (``kbtool.sandbox.zygote``) that imported torch once.
+a child forked from a warm zygote process (``kbtool.sandbox.zygote``) that imported the
+task kinds' heavy modules (torch) once.  Nothing here knows a particular kind: the kind
+says what its baselines are, checks the candidate, and names the fields it adds.
 """
 
 from __future__ import annotations
 
-import sys
+import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from kbtool_plugins.kernelbench.problem import apply_sizes
+from pydantic import ValidationError
 
-from kbtool.config.settings import Config
-from kbtool.errors import KbtoolError
+from kbtool.config import Config
+from kbtool.errors import RunError, UsageError
 from kbtool.evaluation.baselines import BaselineCache, baseline_key
 from kbtool.evaluation.result import EvalResult, Status, TimingStats
-from kbtool.plugin import manager as plugins
+from kbtool.plugin import manager, registry
 from kbtool.sandbox import devicelock
 from kbtool.sandbox.isolation import Limits, Outcome
 from kbtool.sandbox.namespaces import SandboxPolicy
 from kbtool.sandbox.zygote import Request, Zygote
+from kbtool.task.catalog import kind_of
+from kbtool.task.kind import TaskKind
 from kbtool.task.model import Task
 from kbtool.timing.base import Timer
 
+log = logging.getLogger(__name__)
+
+# What a check may return besides its kind's details (the rest is the evaluator's to set).
+_CHECK_FIELDS = {"status", "correct", "error", "flags", "findings", "timing",
+                 "correctness_trials"}
+
 
 def pick_timer(name: str | None, device: str) -> Timer:
-    timers: dict[str, Timer] = plugins.collect("register_timers")
     if name is None:
-        name = plugins.pm.hook.default_timer(device=device)
+        name = manager.load_plugins().hook.default_timer(device=device)
         if name is None:
-            raise KbtoolError(f"no timer is registered for device {device!r}")
-    if name not in timers:
-        raise KbtoolError(f"unknown timer {name!r} (timers: {', '.join(sorted(timers))})")
-    if timers[name].name != name:
-        raise KbtoolError(f"timer registered as {name!r} calls itself {timers[name].name!r}; "
-                          "the plugin must use one name")
-    reason = timers[name].available(device)
+            raise UsageError(f"no timer is registered for device {device!r}")
+    timer = registry.TIMERS.get(name)
+    if timer.name != name:
+        raise UsageError(f"timer registered as {name!r} calls itself {timer.name!r}; "
+                         "the plugin must use one name")
+    reason = timer.available(device)
     if reason:
-        raise KbtoolError(reason)
-    return timers[name]
+        raise UsageError(reason)
+    return timer
 
 
 class Evaluator:
+    """Evaluates on this machine, one step at a time (a pool of these runs side by side)."""
+
     def __init__(self, config: Config) -> None:
         self.zygote = Zygote()
         device = self.zygote.call(Request("device", Limits(), {"device": config.device}))
@@ -55,18 +66,16 @@ class Evaluator:
         self.config = config.model_copy(update={"device": device})
         devicelock.prepare(self.config)
         self.timer = pick_timer(config.timer, device)
-        self.kinds = plugins.collect("register_task_kinds")
         self.cache = BaselineCache(config.cache_dir / "baselines") if config.baseline_cache else None
         self._inspected: dict[tuple[str, str], dict[str, Any]] = {}
         outcome = self._run("env", device=device)
         if outcome.value is None:
-            raise KbtoolError(f"could not start an evaluation process on {device}: "
-                              f"{failure_text(outcome)}")
+            raise RunError(f"could not start an evaluation process on {device}: "
+                           f"{failure_text(outcome)}")
         self.env: dict[str, Any] = {**outcome.value, "timer": self.timer.name,
                                     "sandbox": outcome.sandbox}
         if any("incomplete" in item for item in outcome.sandbox):
-            print(f"kbtool: warning: candidates run without full isolation: {outcome.sandbox}",
-                  file=sys.stderr)
+            log.warning("candidates run without full isolation: %s", outcome.sandbox)
             policy = replace(self.limits.sandbox, namespaces=False)
             self.limits = replace(self.limits, sandbox=policy)
 
@@ -82,83 +91,114 @@ class Evaluator:
     def _run(self, op: str, **kwargs: Any) -> Outcome:
         return self.zygote.call(Request(op, self.limits, kwargs))
 
-    def _check_kind(self, task: Task) -> None:
-        if task.kind not in self.kinds:
-            raise KbtoolError(f"task {task.id} is of kind {task.kind!r}, which no plugin checks")
+    def _settings(self, config: Config | None) -> Config:
+        """``config`` (or the evaluator's own), on the device this evaluator resolved."""
+        if config is None:
+            return self.config
+        if config.device == self.config.device:
+            return config
+        return config.model_copy(update={"device": self.config.device})
 
     def inspect(self, task: Task, config: Config | None = None) -> dict[str, Any]:
-        """Sizes, dtype and memory need of a task; KbtoolError if it cannot run here."""
-        config = config or self.config
-        self._check_kind(task)
-        key = (task.id, repr(sorted(config.sizes.items())))
+        """What the task kind tells about the task here (sizes, memory need, ...); a one-line
+        ``UsageError`` when it cannot run here."""
+        config = self._settings(config)
+        kind_of(task)
+        key = (task.id, json.dumps(config.sections, sort_keys=True, default=str))
         if key not in self._inspected:
             outcome = self._run("inspect", task=task, config=config)
             if outcome.value is None:
-                raise KbtoolError(f"task {task.id} could not be loaded: {failure_text(outcome)}")
+                log.debug("inspecting %s failed:\n%s", task.id, failure_text(outcome))
+                raise UsageError(f"task {task.id} could not be loaded: "
+                                 f"{failure_line(outcome)}")
             if "refused" in outcome.value:
-                raise KbtoolError(outcome.value["refused"])
+                raise UsageError(outcome.value["refused"])
             self._inspected[key] = outcome.value
         return self._inspected[key]
 
     def baseline(self, task: Task, mode: str, config: Config | None = None) -> TimingStats:
-        """The reference's timing under ``mode`` ("eager" or "compile"), cached."""
-        config = config or self.config
+        """The reference's timing under the baseline ``mode``, cached when it converged."""
+        config = self._settings(config)
+        kind = kind_of(task)
         self.inspect(task, config)
         key = None
-        if self.cache is not None and task.path is not None:
-            source = apply_sizes(task.path.read_text(), config.sizes)
-            key = baseline_key(source, mode, config.compile_mode, self.timer.name, self.env)
+        task_key = kind.baseline_key(task, config, mode) if self.cache is not None else None
+        if self.cache is not None and task_key is not None:
+            key = baseline_key(task_key, task.kind, self.timer.name, self.env)
             cached = self.cache.get(key)
             if cached is not None:
                 return cached
         outcome = self._run("baseline", task=task, config=config, mode=mode, timer=self.timer.name)
         if outcome.value is None:
-            raise KbtoolError(f"the reference of {task.id} failed under mode={mode}: "
-                              f"{failure_text(outcome)}")
-        stats = TimingStats.model_validate(outcome.value["timing"])
+            log.debug("baseline %s of %s failed:\n%s", mode, task.id, failure_text(outcome))
+            raise UsageError(f"the reference of {task.id} failed under mode={mode}: "
+                             f"{failure_line(outcome)}")
+        try:
+            stats = TimingStats.model_validate(outcome.value["timing"])
+        except (KeyError, TypeError, ValidationError) as exc:
+            raise RunError(f"task kind {task.kind!r} returned a malformed baseline: {exc}") \
+                from None
         # Only a measurement that converged is worth reusing: one taken while the machine
         # was busy would inflate every later speedup.
         if key is not None and self.cache is not None and stats.stop_reason == "converged":
             self.cache.put(key, stats)
         return stats
 
-    def baseline_result(self, task: Task, mode: str, config: Config | None = None) -> EvalResult:
+    def baseline_result(self, task: Task, mode: str | None = None,
+                        config: Config | None = None) -> EvalResult:
         """The reference timed as if it were a candidate (batch ``--solutions baseline``)."""
-        config = config or self.config
+        config = self._settings(config)
+        mode = mode or kind_of(task).resolve_mode(config)
+        if mode is None:
+            raise UsageError(f"tasks of kind {task.kind!r} have no baseline to time")
         stats = self.baseline(task, mode, config)
-        return EvalResult(task=task.id, solution="baseline", device=config.device, mode=mode,
-                          timer=self.timer.name, status=Status.ok, correct=True,
-                          runtime_ms=stats.median_ms, baseline_ms=stats.median_ms, speedup=1.0,
-                          timing=stats, baseline=stats, env=self.env)
+        return EvalResult(task=task.id, kind=task.kind, solution="baseline",
+                          device=config.device, mode=mode, timer=self.timer.name,
+                          status=Status.ok, correct=True, runtime_ms=stats.median_ms,
+                          baseline_ms=stats.median_ms, speedup=1.0, timing=stats,
+                          baseline=stats, env=self.env)
 
     def evaluate(self, task: Task, solution: Path, config: Config | None = None) -> EvalResult:
-        config = config or self.config
+        config = self._settings(config)
         if not solution.is_file():
-            raise KbtoolError(f"solution file not found: {solution}")
+            raise UsageError(f"solution file not found: {solution}")
+        kind = kind_of(task)
         info = self.inspect(task, config)
-        base = self.baseline(task, config.mode, config)
+        mode = kind.resolve_mode(config)
+        base = self.baseline(task, mode, config) if mode is not None else None
         outcome = self._run("check", task=task, solution=str(solution.resolve()), config=config,
                             timer=self.timer.name)
-        fields: dict[str, Any] = dict(outcome.value or {})
+        fields: dict[str, Any] = {}
+        details = default_details(kind, info)
         if outcome.value is None:
             crashed_in = outcome.stage or "load"
             fields["status"] = (Status.timeout if outcome.timed_out else
                                 Status.compile_error if crashed_in == "load" else
                                 Status.runtime_error)
             fields["error"] = failure_text(outcome)
-        elif fields.get("error") and outcome.output:
-            fields["error"] += f"\n--- candidate output (tail) ---\n{outcome.output}"
-        result = EvalResult(
-            task=task.id, solution=str(solution), device=config.device, mode=config.mode,
-            timer=self.timer.name, baseline=base, baseline_ms=base.median_ms,
-            stage_s=outcome.stage_s, sizes=info.get("sizes", {}), env=self.env,
-            sandbox=outcome.sandbox, **fields)
+        else:
+            fields, checked = split_check(kind, task, outcome.value)
+            details.update(checked)
+            if fields.get("error") and outcome.output:
+                fields["error"] += f"\n--- candidate output (tail) ---\n{outcome.output}"
+        try:
+            result = EvalResult(
+                task=task.id, kind=task.kind, solution=str(solution), device=config.device,
+                mode=mode, timer=self.timer.name, baseline=base,
+                baseline_ms=base.median_ms if base else None, stage_s=outcome.stage_s,
+                env=self.env, sandbox=outcome.sandbox, **fields, **details)
+        except ValidationError as exc:
+            result = EvalResult(
+                task=task.id, kind=task.kind, solution=str(solution), device=config.device,
+                mode=mode, timer=self.timer.name, status=Status.runtime_error,
+                error=f"the check of kind {task.kind!r} returned a malformed result: "
+                      f"{str(exc).splitlines()[0]}", env=self.env, sandbox=outcome.sandbox)
         if not any(item.startswith("no network") for item in outcome.sandbox):
             result.flags.append("unsandboxed")
             result.findings.append(f"unsandboxed: {', '.join(outcome.sandbox)}")
         if result.timing is not None:
             result.runtime_ms = result.timing.median_ms
-        if result.status == Status.ok and result.runtime_ms:
+        if result.status == Status.ok and result.runtime_ms and base is not None:
             result.speedup = base.median_ms / result.runtime_ms
             if result.speedup > config.speedup_flag_threshold:
                 self._remeasure(task, solution, config, result)
@@ -171,12 +211,21 @@ class Evaluator:
         threshold = config.speedup_flag_threshold
         outcome = self._run("side_by_side", task=task, solution=str(solution.resolve()),
                             config=config, timer=self.timer.name)
-        if outcome.value is None:
+        value = outcome.value
+        if value is None:
+            why = (f"the re-measurement failed: {failure_text(outcome)[:500]}"
+                   if outcome.error or outcome.exit_code or outcome.signal or outcome.timed_out
+                   else f"task kind {task.kind!r} cannot re-measure side by side")
+            result.flags.append("large_speedup")
+            result.findings.append(f"large_speedup: {first:.1f}x is above {threshold:g}x; {why}")
+            return
+        try:
+            baseline_ms, runtime_ms = float(value["baseline_ms"]), float(value["runtime_ms"])
+        except (KeyError, TypeError, ValueError):
             result.flags.append("large_speedup")
             result.findings.append(f"large_speedup: {first:.1f}x is above {threshold:g}x; the "
-                                   f"re-measurement failed: {failure_text(outcome)[:500]}")
+                                   "re-measurement returned no baseline_ms and runtime_ms")
             return
-        baseline_ms, runtime_ms = outcome.value["baseline_ms"], outcome.value["runtime_ms"]
         result.remeasured = {"baseline_ms": baseline_ms, "runtime_ms": runtime_ms,
                              "speedup": baseline_ms / runtime_ms, "first_speedup": first}
         result.baseline_ms, result.runtime_ms = baseline_ms, runtime_ms
@@ -189,6 +238,41 @@ class Evaluator:
             result.findings.append(f"large_speedup: {result.speedup:.1f}x is above {threshold:g}x")
 
 
+def default_details(kind: TaskKind, info: dict[str, Any]) -> dict[str, Any]:
+    """The kind's details before its check has run: defaults, and what ``inspect`` said of
+    them (the sizes of a KernelBench problem, say)."""
+    own = kind.details_model.model_fields
+    try:
+        return kind.details_model.model_validate(
+            {k: v for k, v in info.items() if k in own}).model_dump(mode="json")
+    except ValidationError:
+        return kind.details_model().model_dump(mode="json")
+
+
+def split_check(kind: TaskKind, task: Task, value: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A check's return value as (core result fields, the kind's details, validated)."""
+    if not isinstance(value, dict):
+        return {"status": Status.runtime_error,
+                "error": f"the check of kind {task.kind!r} returned a "
+                         f"{type(value).__name__}, not a mapping"}, {}
+    fields = {k: v for k, v in value.items() if k in _CHECK_FIELDS}
+    extra = {k: v for k, v in value.items() if k not in _CHECK_FIELDS}
+    own = kind.details_model.model_fields
+    stray = sorted(k for k in extra if k not in own)
+    if stray:
+        log.warning("task kind %r returned fields it does not declare (%s); dropped",
+                    task.kind, ", ".join(stray))
+    try:
+        details = kind.details_model.model_validate(
+            {k: v for k, v in extra.items() if k in own}).model_dump(mode="json",
+                                                                    exclude_unset=True)
+    except ValidationError as exc:
+        return {"status": Status.runtime_error,
+                "error": f"the check of kind {task.kind!r} returned malformed details: "
+                         f"{str(exc).splitlines()[0]}"}, {}
+    return fields, details
+
+
 def failure_text(outcome: Outcome) -> str:
     """Why a child gave no result: the escaped exception or how it died, plus its output."""
     text = outcome.error or f"the evaluation process {outcome.describe_exit()}"
@@ -197,3 +281,13 @@ def failure_text(outcome: Outcome) -> str:
     if outcome.output:
         text += f"\n--- output (tail) ---\n{outcome.output}"
     return text
+
+
+def failure_line(outcome: Outcome) -> str:
+    """``failure_text`` in one line: the exception's last line (``--verbose`` shows all)."""
+    if outcome.error:
+        lines = [line for line in outcome.error.strip().splitlines() if line.strip()]
+        text = lines[-1].strip() if lines else "an error"
+    else:
+        text = f"the evaluation process {outcome.describe_exit()}"
+    return text + (f" (during {outcome.stage})" if outcome.stage else "")

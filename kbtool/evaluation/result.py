@@ -1,11 +1,16 @@
-"""The evaluation result: the one schema printed by ``kbtool eval --json`` and stored by runs."""
+"""The evaluation result: the one schema printed by ``kbtool eval --json`` and stored by runs.
+
+``EvalResult`` holds what every task kind reports; a kind adds its own fields (its
+``details_model``: ``max_abs_diff`` and ``sizes`` for KernelBench, test counts for repository
+tasks) as further top-level keys, validated by that model when the result is made.
+"""
 
 from __future__ import annotations
 
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
@@ -35,15 +40,19 @@ class TimingStats(BaseModel):
 
 
 class EvalResult(BaseModel):
+    # The task kind's details ride along as extra fields (see the module docstring).
+    model_config = ConfigDict(extra="allow")
+
     schema_version: int = SCHEMA_VERSION
     task: str
+    # Results written before kinds were named are KernelBench's.
+    kind: str = "kernelbench"
     solution: str | None
     device: str
-    mode: str
+    mode: str | None = Field(None, description="the baseline the speedup is against")
     timer: str | None = None
     status: Status
     correct: bool = False
-    max_abs_diff: list[float] = Field(default_factory=list, description="per output, worst trial")
     runtime_ms: float | None = Field(None, description="median of the candidate's timed trials")
     baseline_ms: float | None = Field(None, description="median of the reference under `mode`")
     speedup: float | None = Field(None, description="baseline_ms / runtime_ms; null unless correct")
@@ -56,6 +65,5 @@ class EvalResult(BaseModel):
     baseline: TimingStats | None = None
     correctness_trials: int = 0
     stage_s: dict[str, float] = Field(default_factory=dict, description="wall seconds per stage")
-    sizes: dict[str, Any] = Field(default_factory=dict)
     sandbox: list[str] = Field(default_factory=list, description="confinement that applied")
     env: dict[str, Any] = Field(default_factory=dict)

@@ -8,17 +8,20 @@ and in a shared cache, so resuming or re-running a search makes no paid call twi
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from kbtool.config.settings import Config
+import tenacity
+
+from kbtool.config import Config
 from kbtool.llm.model import ChatRequest, ChatResponse, Provider, ProviderError
+from kbtool.runs.events import BudgetExhausted as BudgetExhaustedEvent
+from kbtool.runs.events import LLMCall, LLMError
+from kbtool.util.files import write_atomic
 
 # USD per million tokens (input, output), for providers that do not report a cost.
 # Users override or extend this with the `prices` setting.
@@ -44,14 +47,6 @@ class Usage:
     cost_usd: float = 0.0
     errors: int = 0          # failed attempts (each retry counts)
     retries: int = 0
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle)
-    os.replace(tmp, path)
 
 
 class LLMClient:
@@ -88,7 +83,7 @@ class LLMClient:
                 "response": asdict(response)}
         for root in (self.record_dir, self.cache_dir):
             if root is not None:
-                _write_json(root / f"{request.key()}.json", data)
+                write_atomic(root / f"{request.key()}.json", json.dumps(data))
 
     # -- budget ----------------------------------------------------------------------------
     @property
@@ -110,7 +105,7 @@ class LLMClient:
         if reason:
             if self._exhausted is None:
                 self._exhausted = reason
-                self._on_event({"type": "budget_exhausted", "reason": reason})
+                self._on_event(BudgetExhaustedEvent(reason=reason))
             raise BudgetExhausted(reason)
 
     def _account(self, response: ChatResponse) -> None:
@@ -164,12 +159,12 @@ class LLMClient:
         self._on_event(self._event(request, response))
         return response
 
-    def _event(self, request: ChatRequest, response: ChatResponse) -> dict[str, Any]:
-        return {"type": "llm_call", "sample": request.sample, "key": request.key(),
-                "model": f"{request.provider}/{request.model}", "cached": response.cached,
-                "prompt_tokens": response.prompt_tokens,
-                "completion_tokens": response.completion_tokens,
-                "cost_usd": response.cost_usd, "latency_s": round(response.latency_s, 4)}
+    def _event(self, request: ChatRequest, response: ChatResponse) -> LLMCall:
+        return LLMCall(sample=request.sample, key=request.key(),
+                       model=f"{request.provider}/{request.model}", cached=response.cached,
+                       prompt_tokens=response.prompt_tokens,
+                       completion_tokens=response.completion_tokens,
+                       cost_usd=response.cost_usd, latency_s=round(response.latency_s, 4))
 
     def _wait_interval(self) -> None:
         if self.config.api_query_interval <= 0:
@@ -181,26 +176,40 @@ class LLMClient:
             self._last_call = time.monotonic()
 
     def _call_with_retries(self, request: ChatRequest) -> ChatResponse:
-        attempt = 0
-        while True:
+        """One call, retried with exponential back-off (and jitter) while the provider says
+        the failure is worth retrying; every failed attempt is counted and logged."""
+
+        def attempt_once(retry_state_attempt: list[int]) -> ChatResponse:
+            retry_state_attempt[0] += 1
             self._wait_interval()
             start = time.monotonic()
             try:
                 response = self.provider.complete(request)
                 if not response.text.strip():
                     raise ProviderError("empty reply", retryable=True)
-                response.latency_s = time.monotonic() - start
-                return response
             except ProviderError as exc:
                 with self._lock:
                     self.usage.errors += 1
-                self._on_event({"type": "llm_error", "sample": request.sample,
-                                "error": str(exc)[:500], "status": exc.status,
-                                "attempt": attempt + 1, "retryable": exc.retryable})
-                if not exc.retryable or attempt >= self.config.max_retries:
-                    raise
-                attempt += 1
-                with self._lock:
-                    self.usage.retries += 1
-                delay = self.config.retry_base_s * 2 ** (attempt - 1)
-                time.sleep(min(delay, 60.0) * random.uniform(0.8, 1.2))
+                self._on_event(LLMError(sample=request.sample, error=str(exc)[:500],
+                                        status=exc.status, attempt=retry_state_attempt[0],
+                                        retryable=exc.retryable))
+                raise
+            response.latency_s = time.monotonic() - start
+            return response
+
+        def backoff(state: tenacity.RetryCallState) -> float:
+            delay = self.config.retry_base_s * 2 ** (state.attempt_number - 1)
+            return min(delay, 60.0) * random.uniform(0.8, 1.2)
+
+        def count_retry(state: tenacity.RetryCallState) -> None:
+            with self._lock:
+                self.usage.retries += 1
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.config.max_retries + 1),
+            wait=backoff,
+            retry=tenacity.retry_if_exception(
+                lambda exc: isinstance(exc, ProviderError) and exc.retryable),
+            before_sleep=count_retry, reraise=True)
+        attempts = [0]
+        return retrying(attempt_once, attempts)

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kbtool.errors import KbtoolError
+from kbtool.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -67,5 +67,5 @@ def split_model_name(name: str, server_type: str | None = None) -> tuple[str, st
         return provider, model
     if server_type:
         return server_type, name
-    raise KbtoolError(f"model_name={name!r} needs a provider: write provider/model "
+    raise UsageError(f"model_name={name!r} needs a provider: write provider/model "
                       "(e.g. openai/gpt-4o) or set server_type=PROVIDER")

@@ -29,7 +29,15 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane, Tree
 
-from kbtool.monitor.state import TASK_STATUSES, RunFollower, RunState, Step, StepKey, TaskState
+from kbtool.monitor.state import (
+    LEGACY_BASELINES,
+    TASK_STATUSES,
+    RunFollower,
+    RunState,
+    Step,
+    StepKey,
+    TaskState,
+)
 
 STATUS_STYLE = {
     "ok": "green", "incorrect": "yellow", "compile_error": "red", "runtime_error": "red",
@@ -43,11 +51,22 @@ STATUS_SHORT = {"compile_error": "compile err", "runtime_error": "runtime err",
 STATUS_FILTERS = ("all", *TASK_STATUSES)
 MAX_FILE_CHARS = 200_000  # a step's files are shown up to this size
 
-# header, width (0: the task column takes what is left), right-justified
-COLUMNS = (("Task", 0, False), ("Ph", 2, True), ("Cand", 4, True), ("OK", 3, True),
-           ("Best ms", 7, True), ("vs eager", 8, True), ("vs comp", 7, True),
-           ("Status", 7, False))
-_FIXED_WIDTH = sum(w for _, w, _ in COLUMNS) + 2 * len(COLUMNS) + 2  # padding, scrollbar
+Column = tuple[str, int, bool]  # header, width (0: the task column takes what is left), right
+SPEEDUP_COLUMNS = 2  # speedups against the run's first two baselines
+
+
+def columns(baselines: list[str]) -> tuple[Column, ...]:
+    """The task table's columns: speedups against the run's baselines (KernelBench: eager,
+    compile), the labels kept short."""
+    shown = [*baselines[:SPEEDUP_COLUMNS], *[""] * (SPEEDUP_COLUMNS - len(baselines))]
+    labels = [f"vs {b}" if len(b) <= 5 else f"vs {b[:4]}" if b else "" for b in shown]
+    return (("Task", 0, False), ("Ph", 2, True), ("Cand", 4, True), ("OK", 3, True),
+            ("Best ms", 7, True), *[(label, max(7, len(label)), True) for label in labels],
+            ("Status", 7, False))
+
+
+def fixed_width(cols: tuple[Column, ...]) -> int:
+    return sum(w for _, w, _ in cols) + 2 * len(cols) + 2  # padding, scrollbar
 Cell = tuple[str, str]  # text, style
 
 
@@ -130,7 +149,8 @@ class TaskList(ScrollView, can_focus=True):
         super().__init__(**kwargs)
         self.rows: list[str] = []
         self.cells: dict[str, tuple[Cell, ...]] = {}
-        self.widths = [w for _, w, _ in COLUMNS]
+        self.columns = columns(list(LEGACY_BASELINES))
+        self.widths = [w for _, w, _ in self.columns]
         self.cursor = 0
         self._strips: dict[tuple, Strip] = {}
 
@@ -139,10 +159,11 @@ class TaskList(ScrollView, can_focus=True):
         return self.rows[self.cursor] if 0 <= self.cursor < len(self.rows) else None
 
     def set_rows(self, rows: list[str], cells: dict[str, tuple[Cell, ...]],
-                 name_width: int) -> None:
+                 name_width: int, cols: tuple[Column, ...]) -> None:
         key = self.cursor_key
         self.rows, self.cells = rows, cells
-        self.widths[0] = name_width
+        self.columns = cols
+        self.widths = [name_width, *[w for _, w, _ in cols[1:]]]
         self._strips.clear()
         self.cursor = rows.index(key) if key in rows else min(self.cursor, max(0, len(rows) - 1))
         self.virtual_size = Size(self.size.width, len(rows) + 1)
@@ -158,7 +179,8 @@ class TaskList(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         if y == 0:
-            return self._strip(("header",), width, [(label, "") for label, _, _ in COLUMNS],
+            return self._strip(("header", self.columns), width,
+                               [(label, "") for label, _, _ in self.columns],
                                self.get_component_rich_style("tasklist--header"))
         index = self.scroll_offset.y + y - 1
         if index >= len(self.rows):
@@ -178,7 +200,7 @@ class TaskList(ScrollView, can_focus=True):
         strip = self._strips.get(cache_key)
         if strip is None:
             segments = []
-            for (text, cell_style), w, (_, _, right) in zip(cells, self.widths, COLUMNS,
+            for (text, cell_style), w, (_, _, right) in zip(cells, self.widths, self.columns,
                                                             strict=True):
                 if cell_len(text) > w:
                     text = set_cell_size(text, w - 1) + "…"
@@ -271,7 +293,7 @@ class TasksScreen(Screen):
             self.refresh_from(self.app.state, {"*"})
 
     def _name_width(self, width: int) -> int:
-        return max(10, width - _FIXED_WIDTH)
+        return max(10, width - fixed_width(columns(self.app.state.baselines)))
 
     def on_resize(self, event: Any) -> None:
         width = self._name_width(event.size.width)
@@ -300,10 +322,13 @@ class TasksScreen(Screen):
             table = self.query_one(TaskList)
             shown = [t for t in state.tasks if self._visible(state.tasks[t])]
             prefix = common_prefix(list(state.tasks))
-            if "*" in dirty or shown != table.rows or prefix != self.prefix:
+            cols = columns(state.baselines)
+            if "*" in dirty or shown != table.rows or prefix != self.prefix or \
+                    cols != table.columns:
                 self.prefix = prefix
+                self.name_width = self._name_width(self.app.size.width)
                 table.set_rows(shown, {t: self._row(state, state.tasks[t]) for t in shown},
-                               self.name_width)
+                               self.name_width, cols)
             else:
                 for task_id in dirty:
                     if task_id in table.cells:
@@ -325,8 +350,9 @@ class TasksScreen(Screen):
         return ((name, ""), ("-" if task.phase is None else str(task.phase), ""),
                 (str(task.candidates), ""), (str(task.correct), "green" if task.correct else ""),
                 (fmt_ms(task.best_runtime_ms), ""),
-                fmt_x(task.speedup("eager", state.eval_mode)),
-                fmt_x(task.speedup("compile", state.eval_mode)),
+                *[fmt_x(task.speedup(b, state.eval_mode)) if b else ("", "")
+                  for b in [*state.baselines[:SPEEDUP_COLUMNS],
+                            *[""] * (SPEEDUP_COLUMNS - len(state.baselines))]],
                 (STATUS_SHORT.get(task.status, task.status), STATUS_STYLE.get(task.status, "")))
 
     # -- actions ----------------------------------------------------------------------------
@@ -515,7 +541,7 @@ class DetailScreen(Screen):
             self._tree_nodes, self._sigs = {}, {}
         if task is None:
             return
-        self.query_one("#taskbar", Static).update(taskbar(task, state.eval_mode))
+        self.query_one("#taskbar", Static).update(taskbar(task, state.eval_mode, state.baselines))
         self._sync_tree(tree, task)
 
     def _sync_tree(self, tree: Tree, task: TaskState) -> None:
@@ -640,7 +666,7 @@ def step_label(step: Step) -> Text:
     return label
 
 
-def taskbar(task: TaskState, eval_mode: str) -> Text:
+def taskbar(task: TaskState, eval_mode: str | None, baselines: list[str]) -> Text:
     text = Text()
     text.append(task.id, style="bold")
     text.append("  ")
@@ -652,7 +678,7 @@ def taskbar(task: TaskState, eval_mode: str) -> Text:
     text.append("\nbest ")
     if task.best is not None:
         text.append(f"{fmt_ms(task.best_runtime_ms)} ms")
-        for mode in ("eager", "compile"):
+        for mode in baselines:
             x = task.speedup(mode, eval_mode)
             if x is not None:
                 text.append(f"  {x:.2f}x {mode}",

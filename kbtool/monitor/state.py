@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from kbtool.runs.store import CONFIG, EVENTS, safe_name
+from kbtool.runs.layout import RunLayout
+from kbtool.runs.summary import Attempt, better
 
 TASK_STATUSES = ("pending", "running", "done", "skipped", "failed")
 RECENT_S = 300.0  # the window of the "recent" evaluation rate
@@ -145,7 +146,7 @@ class TaskState:
     started_t: float | None = None
     finished_t: float | None = None
 
-    def speedup(self, mode: str, eval_mode: str) -> float | None:
+    def speedup(self, mode: str, eval_mode: str | None) -> float | None:
         """Best speedup against ``mode``: the candidate's own one for the evaluation mode
         (its baseline may have been re-measured), else that baseline over its runtime."""
         best = self.best
@@ -178,8 +179,10 @@ class LLMStats:
 class RunState:
     """Events folded into per-task and per-run figures.  Not thread-safe on its own."""
 
-    def __init__(self, eval_mode: str = "eager", tasks: list[str] | None = None) -> None:
+    def __init__(self, eval_mode: str | None = None, tasks: list[str] | None = None,
+                 baselines: list[str] | None = None) -> None:
         self.eval_mode = eval_mode
+        self.baselines = list(baselines or [])
         self.tasks: dict[str, TaskState] = {}
         for task_id in tasks or []:
             self.task(task_id)
@@ -254,6 +257,10 @@ class RunState:
         self.status = "running"
         self.model, self.strategy = e.get("model"), e.get("strategy")
         self.env = e.get("env") or {}
+        if isinstance(e.get("baselines"), list):
+            self.baselines = [str(b) for b in e["baselines"]]
+        if e.get("mode"):
+            self.eval_mode = str(e["mode"])
         for task_id in e.get("tasks") or []:
             self.task(task_id)
         self.dirty.update(self.tasks)
@@ -305,18 +312,19 @@ class RunState:
 
     def _format_error(self, e: dict[str, Any]) -> None:
         self.llm.format_errors += 1
-        task_id, key = parse_sample(e.get("step") or "")
+        task_id, key = parse_sample(e.get("sample") or e.get("step") or "")
         if key is not None:
             task = self.task(e.get("task") or task_id)
             self._settle(task, self._step(task, key), "format_error")
             self.dirty.add(task.id)
 
     def _eval(self, e: dict[str, Any]) -> None:
-        found = self._samples.get(e["step"])
+        sample = e.get("sample") or e["step"]  # "step" in logs of kbtool 0.1
+        found = self._samples.get(sample)
         if found is not None:
             task, step = found
         else:  # no llm_call logged for it (e.g. a log that starts mid-run)
-            task_id, key = parse_sample(e["step"])
+            task_id, key = parse_sample(sample)
             if key is None:
                 return
             task = self.task(e.get("task") or task_id)
@@ -338,13 +346,15 @@ class RunState:
         self.eval_statuses[status] = self.eval_statuses.get(status, 0) + 1
         if step.t is not None:
             self.eval_times.append(step.t)
-        if status == "ok" and runtime is not None:
+        if status == "ok":
             task.correct += 1
-            if task.best is None or runtime < task.best.runtime_ms:
+            if better(_attempt(step), _attempt(task.best) if task.best else None):
                 task.best = step
         if again:
-            ok = [s for s in task.steps.values() if s.status == "ok" and s.runtime_ms is not None]
-            task.best = min(ok, key=lambda s: s.runtime_ms) if ok else None
+            task.best = None
+            for other in sorted(task.steps.values(), key=lambda s: s.t or 0):
+                if better(_attempt(other), _attempt(task.best) if task.best else None):
+                    task.best = other
         self.dirty.add(task.id)
 
     @staticmethod
@@ -406,28 +416,33 @@ class RunState:
         return Counter(task.status for task in self.tasks.values())
 
 
-def _eval_mode(run_dir: Path) -> str:
+# Runs that did not log their baselines (written before they could) are KernelBench runs.
+LEGACY_BASELINES = ("eager", "compile")
+
+
+def _attempt(step: Step) -> Attempt:
+    return Attempt(phase=step.phase, status=step.status, runtime_ms=step.runtime_ms,
+                   speedup=step.speedup, baseline_ms=step.baseline_ms)
+
+
+def _config(layout: RunLayout) -> dict[str, Any]:
     try:
-        config = yaml.safe_load((run_dir / CONFIG).read_text()) or {}
+        config = yaml.safe_load(layout.config.read_text()) or {}
     except (OSError, yaml.YAMLError):
-        return "eager"
-    return str(config.get("mode") or "eager") if isinstance(config, dict) else "eager"
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
-def _queue_dirs(run_dir: Path) -> tuple[Path, Path] | None:
+def _queue_dirs(config: dict[str, Any]) -> tuple[Path, Path] | None:
     """The run's worker queue, when it evaluates through one."""
-    try:
-        config = yaml.safe_load((run_dir / CONFIG).read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return None
-    if not isinstance(config, dict) or not config.get("worker_input_dir"):
+    if not config.get("worker_input_dir"):
         return None
     return Path(config["worker_input_dir"]), Path(config.get("worker_output_dir") or ".")
 
 
-def _listed_tasks(run_dir: Path) -> list[str]:
+def _listed_tasks(layout: RunLayout) -> list[str]:
     try:
-        return [item["id"] for item in json.loads((run_dir / "tasks.json").read_text())]
+        return [item["id"] for item in json.loads(layout.tasks.read_text())]
     except (OSError, ValueError, KeyError, TypeError):
         return []
 
@@ -437,14 +452,19 @@ class RunFollower:
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
+        self.layout = RunLayout(run_dir)
         self.lock = threading.RLock()  # the UI may re-enter while refreshing
-        self.tail = EventTail(run_dir / EVENTS)
+        self.tail = EventTail(self.layout.events)
         self.state = self._new_state()
-        self.queue_dirs = _queue_dirs(run_dir)
+        self.queue_dirs = _queue_dirs(_config(self.layout))
         self.queue: dict[str, Any] | None = None  # workers and depth of the run's queue
 
     def _new_state(self) -> RunState:
-        return RunState(_eval_mode(self.run_dir), _listed_tasks(self.run_dir))
+        config = _config(self.layout)
+        baselines = config.get("baselines")
+        baselines = baselines if isinstance(baselines, list) else list(LEGACY_BASELINES)
+        mode = config.get("mode") or (baselines[0] if baselines else None)
+        return RunState(mode, _listed_tasks(self.layout), baselines)
 
     def poll(self) -> int:
         """Read and fold what was appended since the last poll; the number of events."""
@@ -465,9 +485,7 @@ class RunFollower:
         return len(events)
 
     def step_dir(self, task_id: str, key: StepKey) -> Path:
-        phase, agent, step = key
-        return self.run_dir / "tasks" / safe_name(task_id) / f"phase{phase}" / \
-            f"agent{agent}" / f"step{step}"
+        return self.layout.step_dir(task_id, *key)
 
     def ideas_file(self, task_id: str) -> Path:
-        return self.run_dir / "tasks" / safe_name(task_id) / "ideas.md"
+        return self.layout.ideas(task_id)

@@ -72,3 +72,9 @@ def register_search_strategies(register: Register) -> None:
 @hookspec
 def register_commands(cli: Any) -> None:
     """Add commands to the ``kbtool`` CLI; ``cli`` is the root ``typer.Typer`` app."""
+
+
+@hookspec
+def register_eval_backends(register: Register) -> None:
+    """Register evaluation backends: ``register(name, factory)`` where ``factory(config)``
+    returns a ``kbtool.evaluation.backend.EvalBackend``; chosen with ``eval_backend=NAME``."""

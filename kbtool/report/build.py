@@ -7,7 +7,9 @@ files, as figures (:mod:`kbtool.report.plots`), and the best solution of each ta
 
 The numbers come from ``summary.json``.  A run that crashed before writing it is
 reconstructed from the step ``eval.json`` files, the ``eval``/``baseline``/``llm_call``
-events and ``evals/`` (the same rules as :func:`kbtool.search.engine.task_summary`).
+events and ``evals/``, by the one summary rule (:mod:`kbtool.runs.summary`).  The baselines
+reported are those the run timed (its ``summary.json`` or ``run_started`` event say which);
+runs written before they said so are KernelBench runs (eager and compile).
 See docs/report.md for the definitions.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import re
 import shutil
@@ -24,36 +27,29 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from kbtool.errors import KbtoolError
+from kbtool.errors import UsageError
 from kbtool.evaluation.result import Status
-from kbtool.runs.store import CONFIG, EVENTS, SUMMARY, read_events
+from kbtool.runs.layout import RunLayout, parse_step_path, safe_name
+from kbtool.runs.store import read_events
+from kbtool.runs.summary import Attempt, RunSummary, TaskSummary, finite, summarize_task
+
+log = logging.getLogger(__name__)
 
 P_VALUES = (0.0, 0.5, 0.8, 1.0, 1.5, 2.0)
 P_KEYS = ("0", "0.5", "0.8", "1.0", "1.5", "2.0")   # the JSON keys of fast_p, in order
-BASELINES = ("eager", "compile")                    # always reported (null when not measured)
+# Runs written before runs named their baselines are KernelBench runs: both are reported.
+LEGACY_BASELINES = ("eager", "compile")
 STATUSES = tuple(s.value for s in Status)
-TASKS_FILE = "tasks.json"
 CORRECT_ONLY = "correct_tasks"
 CLAMPED = "all_tasks_clamped"
-_STEP = re.compile(r"tasks/([^/]+)/phase(\d+)/agent(\d+)/step(\d+)/candidate\.py$")
 
 
-@dataclass
-class TaskInfo:
-    """One task of a run, as ``summary.json`` describes it."""
+class TaskInfo(TaskSummary):
+    """One task of a run, as its summary describes it."""
 
     id: str
-    correct: bool = False
-    best_runtime_ms: float | None = None
-    best_solution: str | None = None          # relative to the run directory
-    baselines_ms: dict[str, float] = field(default_factory=dict)
-    speedup: dict[str, float | None] = field(default_factory=dict)
-    flags: list[str] = field(default_factory=list)
-    statuses: dict[str, int] = field(default_factory=dict)
-    candidates: int = 0
-    correct_candidates: int = 0
-    phases: list[dict[str, Any]] = field(default_factory=list)  # phase, best_runtime_ms, correct
 
 
 @dataclass
@@ -66,78 +62,82 @@ class RunData:
     tasks: dict[str, TaskInfo]
     totals: dict[str, Any]
     events: list[dict[str, Any]]
+    baselines: list[str] = field(default_factory=list)  # the baselines the run reports
 
 
 # -- loading -------------------------------------------------------------------------------------
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
+_number = finite
+
+
+def _read_config(layout: RunLayout) -> dict[str, Any]:
+    try:
+        config = yaml.safe_load(layout.config.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _baselines(summary: dict[str, Any] | None, events: list[dict[str, Any]],
+               config: dict[str, Any], tasks: dict[str, TaskInfo]) -> list[str]:
+    """The baselines a run reports: what it said it timed, else (older runs) KernelBench's."""
+    named: list[str] | None = None
+    if isinstance(summary, dict) and isinstance(summary.get("baselines"), list):
+        named = [str(b) for b in summary["baselines"]]
+    started = [e for e in events if e.get("type") == "run_started"
+               and isinstance(e.get("baselines"), list)]
+    if named is None and started:
+        named = [str(b) for b in started[-1]["baselines"]]
+    if named is None:
+        named = list(LEGACY_BASELINES)
+    seen = {mode for t in tasks.values() for mode in t.baselines_ms}
+    return [*named, *sorted(seen - set(named))]
 
 
 def load_run(path: Path) -> RunData:
     """A run directory's tasks, from summary.json or, without one, reconstructed."""
     if not path.exists():
-        raise KbtoolError(f"{path}: no such run directory")
+        raise UsageError(f"{path}: no such run directory")
     if not path.is_dir():
-        raise KbtoolError(f"{path} is not a directory (kbtool report takes run directories)")
-    markers = (SUMMARY, EVENTS, CONFIG, TASKS_FILE)
-    if not any((path / name).is_file() for name in markers):
-        if (path / "plan.json").is_file():
-            raise KbtoolError(f"{path} is a dry run (plan.json only): nothing was run to report")
-        raise KbtoolError(f"{path} is not a kbtool run directory (none of "
-                          f"{', '.join(markers)})")
+        raise UsageError(f"{path} is not a directory (kbtool report takes run directories)")
+    layout = RunLayout(path)
+    if not layout.is_run():
+        if layout.plan.is_file():
+            raise UsageError(f"{path} is a dry run (plan.json only): nothing was run to report")
+        raise UsageError(f"{path} is not a kbtool run directory (none of summary.json, "
+                         f"events.jsonl, config.yaml, tasks.json)")
     events = read_events(path)
     summary = None
-    if (path / SUMMARY).is_file():
+    if layout.summary.is_file():
         try:
-            summary = json.loads((path / SUMMARY).read_text())
+            summary = json.loads(layout.summary.read_text())
         except (ValueError, OSError) as exc:
-            print(f"kbtool: warning: {path / SUMMARY} is unreadable ({exc}); reconstructing "
-                  f"the run from its evaluations and events", file=sys.stderr)
+            log.warning("%s is unreadable (%s); reconstructing the run from its evaluations "
+                        "and events", layout.summary, exc)
+    config = _read_config(layout)
+    run = None
     if isinstance(summary, dict) and isinstance(summary.get("tasks"), dict):
         run = _from_summary(path, summary, events)
-    else:
-        run = _reconstruct(path, events)
+    if run is None:
+        run = _reconstruct(path, events, config)
     if not run.tasks:
-        raise KbtoolError(f"{path}: the run has no tasks")
+        raise UsageError(f"{path}: the run has no tasks")
+    run.baselines = _baselines(summary, events, config, run.tasks)
     return run
 
 
-def _fill_speedups(task: TaskInfo) -> None:
-    """Speedups a summary left out but can be computed (baseline / best runtime)."""
-    if not task.correct or not task.best_runtime_ms:
-        return
-    for mode, ms in task.baselines_ms.items():
-        if task.speedup.get(mode) is None and ms:
-            task.speedup[mode] = ms / task.best_runtime_ms
-
-
-def _from_summary(path: Path, summary: dict[str, Any], events: list[dict[str, Any]]) -> RunData:
-    tasks = {}
-    for task_id, info in summary["tasks"].items():
-        info = info if isinstance(info, dict) else {}
-        statuses = {k: int(v) for k, v in (info.get("statuses") or {}).items()}
-        task = TaskInfo(
-            id=task_id, correct=bool(info.get("correct")),
-            best_runtime_ms=_number(info.get("best_runtime_ms")),
-            best_solution=info.get("best_solution"),
-            baselines_ms={k: v for k, v in (info.get("baselines_ms") or {}).items()
-                          if _number(v) is not None},
-            speedup={k: _number(v) for k, v in (info.get("speedup") or {}).items()},
-            flags=list(info.get("flags") or []), statuses=statuses,
-            candidates=int(info.get("candidates", sum(statuses.values()))),
-            correct_candidates=int(info.get("correct_candidates", statuses.get("ok", 0))),
-            phases=[p for p in info.get("phases") or [] if isinstance(p, dict)])
-        if task.best_runtime_ms is None:
-            task.correct = False
-        _fill_speedups(task)
-        tasks[task_id] = task
-    totals = summary.get("totals") if isinstance(summary.get("totals"), dict) else \
-        _totals_from_events(path, events)
-    return RunData(path, "summary.json", summary.get("status"), summary.get("model"),
-                   summary.get("strategy"), tasks, dict(totals), events)
+def _from_summary(path: Path, summary: dict[str, Any], events: list[dict[str, Any]]) -> RunData | None:
+    try:
+        parsed = RunSummary.model_validate({**summary, "status": summary.get("status") or "?"})
+    except ValidationError as exc:
+        log.warning("%s does not match the summary schema (%s); reconstructing the run",
+                    RunLayout(path).summary, str(exc).splitlines()[0])
+        return None
+    tasks = {task_id: TaskInfo(id=task_id, **info.model_dump())
+             for task_id, info in parsed.tasks.items()}
+    totals = parsed.totals or _totals_from_events(path, events)
+    return RunData(path, "summary.json", parsed.status, parsed.model, parsed.strategy, tasks,
+                   dict(totals), events)
 
 
 def _load_json(path: Path) -> dict[str, Any] | None:
@@ -154,19 +154,20 @@ def _candidates(path: Path, events: list[dict[str, Any]]) -> dict[str, dict[str,
     found: dict[str, dict[str, Any]] = {}
     for file in sorted(path.glob("tasks/*/phase*/agent*/step*/eval.json")):
         data = _load_json(file)
-        if data is not None:
-            found[(file.parent / "candidate.py").relative_to(path).as_posix()] = data
+        candidate = next(iter(sorted(file.parent.glob("candidate*"))), None)
+        if data is not None and candidate is not None:
+            found[candidate.relative_to(path).as_posix()] = data
     for event in events:
         if event.get("type") == "eval" and isinstance(event.get("path"), str):
             found.setdefault(event["path"], {k: event.get(k) for k in (
                 "task", "status", "runtime_ms", "baseline_ms", "speedup", "flags")})
-    for file in sorted(path.glob("evals/*.json")):
+    for file in sorted(RunLayout(path).evals.glob("*.json")):
         data = _load_json(file)
-        match = _STEP.search(str(data.get("solution") or "").replace("\\", "/")) if data else None
-        if data is not None and match:
-            rel = match.group(0)
-            if rel not in found and (path / rel).is_file():
-                found[rel] = data
+        solution = str(data.get("solution") or "") if data else ""
+        start = solution.replace("\\", "/").rfind("tasks/")
+        rel = solution.replace("\\", "/")[start:] if start >= 0 else ""
+        if data is not None and parse_step_path(rel) and rel not in found and (path / rel).is_file():
+            found[rel] = data
     return found
 
 
@@ -178,78 +179,51 @@ def _totals_from_events(path: Path, events: list[dict[str, Any]]) -> dict[str, A
             "completion_tokens": sum(int(e.get("completion_tokens") or 0) for e in calls),
             "cost_usd": round(sum(float(e.get("cost_usd") or 0.0) for e in calls), 6),
             "llm_errors": sum(1 for e in events if e.get("type") == "llm_error"),
-            "evaluations": len(list(path.glob("evals/*.json")))}
+            "evaluations": len(list(RunLayout(path).evals.glob("*.json")))}
 
 
-def _reconstruct(path: Path, events: list[dict[str, Any]]) -> RunData:
-    """summary.json rebuilt as :func:`kbtool.search.engine.task_summary` builds it."""
-    config: dict[str, Any] = {}
-    if (path / CONFIG).is_file():
-        try:
-            config = yaml.safe_load((path / CONFIG).read_text()) or {}
-        except yaml.YAMLError:
-            config = {}
+def _reconstruct(path: Path, events: list[dict[str, Any]], config: dict[str, Any]) -> RunData:
+    """summary.json rebuilt by the same rule the search uses (``kbtool.runs.summary``)."""
+    layout = RunLayout(path)
     ids: list[str] = []
-    listed = None
-    if (path / TASKS_FILE).is_file():
-        try:
-            listed = json.loads((path / TASKS_FILE).read_text())
-        except ValueError:
-            listed = None
-    if isinstance(listed, list):
-        ids = [item["id"] for item in listed if isinstance(item, dict) and "id" in item]
+    listed = _load_json_list(layout.tasks)
+    ids = [item["id"] for item in listed if isinstance(item, dict) and "id" in item]
     started = [e for e in events if e.get("type") == "run_started"]
     for event in started:
         ids += [t for t in event.get("tasks") or [] if t not in ids]
-    by_safe = {re.sub(r"[^\w.-]+", "_", t): t for t in ids}
+    by_safe = {safe_name(t): t for t in ids}
 
-    candidates: dict[str, list[dict[str, Any]]] = {}
+    found: dict[str, list[tuple[tuple[Any, ...], str, dict[str, Any]]]] = {}
     seq = {e["path"]: e.get("seq", 0) for e in events
            if e.get("type") == "eval" and isinstance(e.get("path"), str)}
     for rel, data in _candidates(path, events).items():
-        match = _STEP.search(rel)
-        assert match is not None
-        task_id = data.get("task") or by_safe.get(match.group(1), match.group(1))
+        parsed = parse_step_path(rel)
+        assert parsed is not None
+        safe, phase, agent, step = parsed
+        task_id = data.get("task") or by_safe.get(safe, safe)
         if task_id not in ids:
             ids.append(task_id)
-        phase, agent, step = (int(match.group(i)) for i in (2, 3, 4))
-        candidates.setdefault(task_id, []).append(
-            {"rel": rel, "phase": phase, "order": (seq.get(rel, math.inf), phase, agent, step),
-             **data})
+        found.setdefault(task_id, []).append(
+            ((seq.get(rel, math.inf), phase, agent, step), rel, data))
     baselines: dict[str, dict[str, float]] = {}
     for event in events:
         if event.get("type") == "baseline" and _number(event.get("ms")) is not None:
             baselines.setdefault(event.get("task", ""), {})[event.get("mode", "?")] = event["ms"]
             if event.get("task") not in ids:
                 ids.append(event.get("task", ""))
-
     tasks = {}
     for task_id in ids:
-        found = sorted(candidates.get(task_id, []), key=lambda c: c["order"])
-        ok = sorted((c for c in found if c.get("status") == Status.ok.value
-                     and _number(c.get("runtime_ms")) is not None),
-                    key=lambda c: c["runtime_ms"])
-        task = TaskInfo(id=task_id, candidates=len(found), correct_candidates=len(ok))
-        task.baselines_ms = dict(baselines.get(task_id, {}))
-        for c in found:
-            task.statuses[c.get("status") or "?"] = task.statuses.get(c.get("status") or "?", 0) + 1
-        if ok:
-            best = ok[0]
-            mode = best.get("mode") or config.get("mode") or "eager"
-            task.correct, task.best_runtime_ms = True, float(best["runtime_ms"])
-            task.best_solution, task.flags = best["rel"], list(best.get("flags") or [])
-            if _number(best.get("baseline_ms")):  # the baseline it was compared with
-                task.baselines_ms[mode] = best["baseline_ms"]
-            task.speedup = {m: ms / task.best_runtime_ms for m, ms in task.baselines_ms.items()}
-            if _number(best.get("speedup")) is not None:
-                task.speedup[mode] = best["speedup"]
-        else:
-            task.speedup = {m: None for m in task.baselines_ms}
-        for phase in range(max((c["phase"] for c in found), default=-1) + 1):
-            in_phase = [c for c in ok if c["phase"] == phase]
-            task.phases.append({"phase": phase, "correct": len(in_phase),
-                                "best_runtime_ms": in_phase[0]["runtime_ms"] if in_phase else None})
-        tasks[task_id] = task
+        ordered = sorted(found.get(task_id, []), key=lambda c: c[0])
+        attempts = [Attempt(phase=order[1], status=str(data.get("status") or "?"),
+                            runtime_ms=_number(data.get("runtime_ms")),
+                            speedup=_number(data.get("speedup")),
+                            baseline_ms=_number(data.get("baseline_ms")),
+                            flags=tuple(data.get("flags") or ()), solution=rel)
+                    for order, rel, data in ordered]
+        mode = next((d.get("mode") for _, _, d in ordered if d.get("mode")), None) or \
+            config.get("mode") or (LEGACY_BASELINES[0] if baselines.get(task_id) else None)
+        summary = summarize_task(attempts, dict(baselines.get(task_id, {})), mode)
+        tasks[task_id] = TaskInfo(id=task_id, **summary.model_dump())
 
     finished = [e for e in events if e.get("type") == "run_finished"]
     status = "incomplete"
@@ -259,6 +233,14 @@ def _reconstruct(path: Path, events: list[dict[str, Any]]) -> RunData:
     return RunData(path, "reconstructed", status, last.get("model") or config.get("model_name"),
                    last.get("strategy") or config.get("strategy"), tasks,
                    _totals_from_events(path, events), events)
+
+
+def _load_json_list(path: Path) -> list[Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, OSError):
+        return []
+    return data if isinstance(data, list) else []
 
 
 # -- metrics -------------------------------------------------------------------------------------
@@ -304,7 +286,7 @@ def build_report(run: RunData) -> dict[str, Any]:
     tasks = list(run.tasks.values())
     n = len(tasks)
     seen = {mode for t in tasks for mode in t.baselines_ms}
-    modes = [*BASELINES, *sorted(seen - set(BASELINES))]
+    modes = run.baselines
     measured = {mode: mode in seen for mode in modes}
     final = {mode: [t.speedup.get(mode) if t.correct else None for t in tasks] for mode in modes}
     fast, means = _metrics(final, measured, n)
@@ -317,7 +299,7 @@ def build_report(run: RunData) -> dict[str, Any]:
         per_task = {}
         speedups: dict[str, list[float | None]] = {mode: [] for mode in modes}
         for t in tasks:
-            entry = t.phases[phase] if phase < len(t.phases) else {}
+            entry = t.phases[phase].model_dump() if phase < len(t.phases) else {}
             own = _number(entry.get("best_runtime_ms"))
             if own is not None and (so_far[t.id] is None or own < so_far[t.id]):
                 so_far[t.id] = own
@@ -551,7 +533,7 @@ def print_reports(reports: dict[str, dict[str, Any]]) -> None:
 
 def _out_dir(path: Path) -> Path:
     if path.exists() and not path.is_dir():
-        raise KbtoolError(f"{path} exists and is not a directory")
+        raise UsageError(f"{path} exists and is not a directory")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -564,8 +546,7 @@ def write_csv(reports: dict[str, dict[str, Any]], directory: Path) -> list[Path]
     """tasks.csv, phases.csv, phase_summary.csv and fast_p.csv, one row per run and task
     (phase, baseline...): ``pandas.read_csv`` ready."""
     directory = _out_dir(directory)
-    modes = sorted({m for rep in reports.values() for m in rep["baselines"]},
-                   key=lambda m: (m not in BASELINES, BASELINES.index(m) if m in BASELINES else 0, m))
+    modes = list(dict.fromkeys(m for rep in reports.values() for m in rep["baselines"]))
     files = {name: directory / f"{name}.csv"
              for name in ("tasks", "phases", "phase_summary", "fast_p")}
     with open(files["tasks"], "w", newline="") as handle:
@@ -642,7 +623,7 @@ def export_best(runs: dict[str, RunData], directory: Path) -> list[Path]:
                 print(f"kbtool: warning: {task.id}: best solution {source} is missing",
                       file=sys.stderr)
                 continue
-            dest = target / f"{task.id.replace('/', '_')}.py"
+            dest = target / f"{task.id.replace('/', '_')}{source.suffix}"
             shutil.copyfile(source, dest)
             written.append(dest)
     return written
@@ -664,10 +645,10 @@ def _labels(paths: list[Path]) -> list[str]:
 def main(run_dirs: list[Path], as_json: bool = False, csv_dir: Path | None = None,
          export_dir: Path | None = None, plots_dir: Path | None = None) -> None:
     if not run_dirs:
-        raise KbtoolError("kbtool report needs at least one RUN_DIR")
+        raise UsageError("kbtool report needs at least one RUN_DIR")
     for option, target in (("--csv", csv_dir), ("--export", export_dir), ("--plots", plots_dir)):
         if target is not None and target.exists() and not target.is_dir():
-            raise KbtoolError(f"{option} {target}: exists and is not a directory")
+            raise UsageError(f"{option} {target}: exists and is not a directory")
     runs = dict(zip(_labels(run_dirs), (load_run(Path(d)) for d in run_dirs), strict=True))
     reports = {label: build_report(run) for label, run in runs.items()}
     if as_json:

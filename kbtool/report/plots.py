@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from kbtool.errors import KbtoolError
+from kbtool.errors import UsageError
 
 FIGURES = ("best_runtime_per_phase", "geomean_speedup_per_phase", "speedup_distribution",
            "fast_p")
@@ -36,9 +36,9 @@ def write_plots(reports: dict[str, dict[str, Any]], directory: Path) -> list[Pat
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - matplotlib is a dependency
-        raise KbtoolError(f"--plots needs matplotlib ({exc})") from None
+        raise UsageError(f"--plots needs matplotlib ({exc})") from None
     if directory.exists() and not directory.is_dir():
-        raise KbtoolError(f"{directory} exists and is not a directory")
+        raise UsageError(f"{directory} exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
     names = _short(list(reports))
     figures = {

@@ -13,7 +13,7 @@ import os
 import socket
 from pathlib import Path
 
-from kbtool.config.settings import Config
+from kbtool.config import Config
 
 _held: list[int] = []  # descriptors kept open for the life of the evaluation process
 

@@ -9,6 +9,8 @@ the task kind and timer; the zygote finds them through its own plugin manager.
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 import pickle
 import struct
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from kbtool.errors import KbtoolError
+from kbtool.errors import KbtoolError, RunError, UsageError
 from kbtool.sandbox.isolation import Limits, Outcome, Reporter, run_isolated
 
 
@@ -54,7 +56,9 @@ class Zygote:
 
     def _start(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
-        proc = subprocess.Popen([sys.executable, "-m", "kbtool.sandbox.zygote"], stdin=subprocess.PIPE,
+        # Not ``python -m``: that puts the working directory first on the import path, and a
+        # folder named ``kbtool`` there (the parent of a checkout) would be imported instead.
+        proc = subprocess.Popen([sys.executable, "-c", _BOOT], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, env=env)
         assert proc.stdin is not None
         _send(proc.stdin, list(sys.path))  # plugins found by the caller must load there too
@@ -72,7 +76,7 @@ class Zygote:
                 except (EOFError, BrokenPipeError, OSError):
                     self.close()
                     if attempt == 2:
-                        raise KbtoolError("the evaluation process (kbtool.sandbox.zygote) died; "
+                        raise RunError("the evaluation process (kbtool.sandbox.zygote) died; "
                                           "see the messages above") from None
                     continue
                 if isinstance(reply, KbtoolError):
@@ -95,13 +99,13 @@ class Zygote:
 def _child_function(request: Request) -> Any:
     """What the forked child runs for ``request``."""
     from kbtool.evaluation.environment import collect_env
-    from kbtool.plugin import manager as plugins
+    from kbtool.plugin import registry
     from kbtool.task.model import TaskRefused
 
     kw = request.kwargs
     if request.op == "env":
         return lambda _: collect_env(kw["device"])
-    kind = plugins.collect("register_task_kinds")[kw["task"].kind]
+    kind = registry.TASK_KINDS.get(kw["task"].kind)
     if request.op == "inspect":
         def inspect(_: Reporter) -> dict[str, Any]:
             try:
@@ -109,12 +113,15 @@ def _child_function(request: Request) -> Any:
             except TaskRefused as exc:
                 return {"refused": str(exc)}
         return inspect
-    timer = plugins.collect("register_timers")[kw["timer"]]
+    timer = registry.TIMERS.get(kw["timer"])
     if request.op == "baseline":
         return lambda report: kind.baseline(kw["task"], kw["config"], kw["mode"], timer, report)
-    if request.op in ("check", "side_by_side"):
-        method = getattr(kind, request.op)
-        return lambda report: method(kw["task"], Path(kw["solution"]), kw["config"], timer, report)
+    if request.op == "check":
+        return lambda report: kind.check(kw["task"], Path(kw["solution"]), kw["config"], timer,
+                                         report)
+    if request.op == "side_by_side":
+        return lambda report: kind.side_by_side(kw["task"], Path(kw["solution"]), kw["config"],
+                                                timer, report)
     raise ValueError(f"unknown zygote request {request.op!r}")
 
 
@@ -125,20 +132,24 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if cuda else "cpu"
     if device == "cuda" and not cuda:
-        raise KbtoolError("--device cuda: no CUDA device is visible to PyTorch here "
+        raise UsageError("--device cuda: no CUDA device is visible to PyTorch here "
                           f"(torch {torch.__version__})")
     return device
 
 
 def serve(requests: BinaryIO, replies: BinaryIO) -> None:
-    sys.path[:] = _receive(requests)
-    # The point of this process: pay the torch import once.  torch._dynamo too: imported
-    # lazily later, it replaces torch functions, which the guards would take for patching.
-    import torch._dynamo  # noqa: F401
+    from kbtool import log
+    from kbtool.plugin import registry
 
-    from kbtool.plugin import manager as plugins
-
-    plugins.load_plugins()
+    log.setup()
+    # The point of this process: pay the task kinds' heavy imports (torch) once.
+    for kind in registry.TASK_KINDS.all().values():
+        for module in kind.preload:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                logging.getLogger(__name__).warning("task kind %r: cannot preload %s (%s)",
+                                                    kind.name, module, exc)
     while True:
         try:
             request = _receive(requests)
@@ -153,13 +164,21 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
             reply = exc
         except Exception as exc:  # a bug here must not take every later evaluation down
             traceback.print_exc()
-            reply = KbtoolError(f"internal error in the evaluation process: {exc!r}")
+            reply = RunError(f"internal error in the evaluation process: {exc!r}")
         _send(replies, reply)
 
 
-if __name__ == "__main__":
+def main() -> None:
     # The protocol owns the real stdout; anything printed here goes to stderr instead.
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     serve(sys.stdin.buffer, replies)
+
+
+# The zygote's entry: the caller's import path replaces this process's before kbtool loads.
+_BOOT = ("import pickle, struct, sys\n"
+         "size, = struct.unpack('!Q', sys.stdin.buffer.read(8))\n"
+         "sys.path[:] = pickle.loads(sys.stdin.buffer.read(size))\n"
+         "from kbtool.sandbox.zygote import main\n"
+         "main()\n")

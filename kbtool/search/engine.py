@@ -12,25 +12,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import queue
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kbtool.config.settings import EVAL_KEYS, Config
+from kbtool.config import Config, eval_settings
 from kbtool.errors import KbtoolError
-from kbtool.evaluation.evaluator import Evaluator
-from kbtool.evaluation.remote import evaluate_remote, make_job, queue_for
+from kbtool.evaluation.backend import EvalBackend
 from kbtool.evaluation.result import EvalResult, Status, TimingStats
 from kbtool.llm.client import BudgetExhausted, LLMClient
 from kbtool.llm.model import ChatRequest, split_model_name
-from kbtool.plugin import manager as plugins
+from kbtool.plugin import registry
+from kbtool.runs.events import Eval, FormatError, LLMFailed
 from kbtool.runs.store import RunStore
-from kbtool.search.prompts import Templates, extract_code
+from kbtool.runs.summary import Attempt, TaskSummary, summarize_task
+from kbtool.search.prompts import Templates
+from kbtool.task.catalog import kind_of
+from kbtool.task.kind import TaskKind
 from kbtool.task.model import Task
 
 Strategy = Callable[["SearchContext", Task], None]
@@ -56,6 +56,12 @@ class Candidate:
     def runtime_ms(self) -> float:
         return self.result.runtime_ms or float("inf")
 
+    def attempt(self, solution: str) -> Attempt:
+        r = self.result
+        return Attempt(phase=self.phase, status=r.status.value, runtime_ms=r.runtime_ms,
+                       speedup=r.speedup, baseline_ms=r.baseline_ms, flags=tuple(r.flags),
+                       solution=solution)
+
 
 @dataclass
 class TaskRecord:
@@ -74,111 +80,27 @@ class TaskRecord:
         return sorted(found, key=lambda c: c.runtime_ms)
 
 
-class EvaluatorPool:
-    """Local evaluation: ``eval_workers`` evaluators (one per device), one job each at a time."""
-
-    def __init__(self, config: Config) -> None:
-        self._free: queue.Queue[Evaluator] = queue.Queue()
-        # Started side by side: each start-up is a Python + torch import.
-        with ThreadPoolExecutor(config.eval_workers) as starter:
-            self.all = list(starter.map(lambda _: Evaluator(config), range(config.eval_workers)))
-        for evaluator in self.all:
-            self._free.put(evaluator)
-        self.env = self.all[0].env
-
-    @contextmanager
-    def get(self) -> Iterator[Evaluator]:
-        evaluator = self._free.get()
-        try:
-            yield evaluator
-        finally:
-            self._free.put(evaluator)
-
-    def inspect(self, task: Task) -> dict[str, Any]:
-        with self.get() as evaluator:
-            return evaluator.inspect(task)
-
-    def baseline(self, task: Task, mode: str) -> TimingStats:
-        with self.get() as evaluator:
-            return evaluator.baseline(task, mode)
-
-    def evaluate(self, task: Task, path: Path) -> EvalResult:
-        with self.get() as evaluator:
-            return evaluator.evaluate(task, path)
-
-    def close(self) -> None:
-        with ThreadPoolExecutor(len(self.all)) as closer:
-            list(closer.map(Evaluator.close, self.all))
-
-
-class QueueBackend:
-    """Evaluation by ``kbtool worker serve`` processes through the shared-directory queue."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.queue = queue_for(config)
-        live = [w for w in self.queue.workers() if w.get("env") and not w.get("stopped")]
-        self.env: dict[str, Any] = live[0]["env"] if live else {}
-
-    def inspect(self, task: Task) -> dict[str, Any]:
-        return {}  # the worker checks the task's size when it evaluates
-
-    def baseline(self, task: Task, mode: str) -> TimingStats:
-        config = self.config.model_copy(update={"mode": mode})
-        job = make_job(task, "", config, kind="baseline")
-        self.queue.submit(job)
-        reply = self.queue.wait(job.id, self.config.queue_wait_s)
-        if reply is None or reply.result is None:
-            raise KbtoolError(f"baseline of {task.id} through the queue failed: "
-                              f"{reply.error if reply else 'no worker answered'}")
-        stats = EvalResult.model_validate(reply.result).timing
-        assert stats is not None
-        return stats
-
-    def evaluate(self, task: Task, path: Path) -> EvalResult:
-        return evaluate_remote(self.queue, task, path, self.config)
-
-    def close(self) -> None:
-        pass
-
-
-def make_backend(config: Config) -> EvaluatorPool | QueueBackend:
-    if config.worker_input_dir or config.worker_output_dir:
-        return QueueBackend(config)
-    return EvaluatorPool(config)
-
-
 def make_provider(config: Config) -> tuple[str, str, Any]:
     provider_name, model = split_model_name(config.model_name, config.server_type)
-    factories = plugins.collect("register_providers")
-    if provider_name not in factories:
-        import difflib
-
-        close = difflib.get_close_matches(provider_name, list(factories), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else \
-            f" (providers: {', '.join(sorted(factories))})"
-        raise KbtoolError(f"unknown LLM provider {provider_name!r}{hint}")
-    return provider_name, model, factories[provider_name](config)
+    return provider_name, model, registry.PROVIDERS.get(provider_name)(config)
 
 
 class SearchContext:
     """What a strategy may use.  Thread-safe."""
 
     def __init__(self, config: Config, store: RunStore, llm: LLMClient, provider: str,
-                 model: str, pool: EvaluatorPool | QueueBackend,
-                 device_description: str) -> None:
+                 model: str, pool: EvalBackend, device_description: str) -> None:
         self.config = config
         self.store = store
         self.llm = llm
         self.provider, self.model = provider, model
         self.pool = pool
-        self.templates = Templates(config.templates_dir)
         self.device_description = device_description
         self.records: dict[str, TaskRecord] = {}
+        self._templates: dict[str, Templates] = {}
         self._lock = threading.Lock()
         self._eval_locks: dict[str, threading.Lock] = {}
-        fingerprint = {k: config.model_dump(mode="json")[k] for k in EVAL_KEYS}
-        self._eval_fingerprint = json.dumps(fingerprint, sort_keys=True)
+        self._eval_fingerprint = json.dumps(eval_settings(config), sort_keys=True)
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -190,39 +112,39 @@ class SearchContext:
         with self._lock:
             return self.records.setdefault(task.id, TaskRecord())
 
-    # -- prompts ---------------------------------------------------------------------------
-    def reference(self, task: Task) -> str:
-        assert task.path is not None
-        return task.path.read_text()
+    def kind(self, task: Task) -> TaskKind:
+        return kind_of(task)
 
-    def tolerance(self) -> str:
-        tol = self.config.tolerances["float32"]
-        return f"atol={tol.atol:g}, rtol={tol.rtol:g} for float32"
+    def task_config(self, task: Task) -> Config:
+        """The settings ``task`` is evaluated with (its kind keeps what applies to it)."""
+        return self.kind(task).configure(task, self.config)
+
+    # -- prompts ---------------------------------------------------------------------------
+    def templates(self, task: Task) -> Templates:
+        with self._lock:
+            if task.kind not in self._templates:
+                self._templates[task.kind] = Templates(self.kind(task), task.kind,
+                                                       self.config.templates_dir)
+            return self._templates[task.kind]
 
     def render(self, name: str, task: Task, **values: object) -> str:
-        return self.templates.render(name, reference=self.reference(task),
-                                     device_description=self.device_description,
-                                     tolerance=self.tolerance(), **values)
+        context = self.kind(task).prompt_context(task, self.task_config(task))
+        return self.templates(task).render(name, **{
+            **context, "device_description": self.device_description, **values})
 
     def feedback(self, result: EvalResult) -> str:
         """What a fix prompt tells the model about a failed candidate."""
-        tail = (result.error or "")[-10_000:]
-        if result.status == Status.incorrect:
-            return (f"It ran but its outputs are wrong. Max abs difference per output: "
-                    f"{result.max_abs_diff}.\n{tail}")
-        if result.status == Status.rejected:
-            return f"It was rejected by the integrity checks: {tail}"
-        if result.status == Status.timeout:
-            return f"It timed out after {self.config.timeout_s:g} s.\n{tail}"
-        kind = "compile or load" if result.status == Status.compile_error else "run"
-        return f"It failed to {kind}:\n{tail}"
+        return self.kind_by_name(result.kind).feedback(result, self.config)
+
+    def kind_by_name(self, name: str) -> TaskKind:
+        return registry.TASK_KINDS.get(name)
 
     # -- LLM --------------------------------------------------------------------------------
     def ask(self, task: Task, sample: str, messages: list[tuple[str, str]],
             meta: dict[str, Any]) -> str | None:
         """The model's reply, or None when a budget is exhausted or the call failed."""
         request = ChatRequest(provider=self.provider, model=self.model,
-                              messages=(("system", self.templates.render("system")),
+                              messages=(("system", self.render("system", task)),
                                         *messages),
                               temperature=self.config.temperature,
                               max_tokens=self.config.max_tokens, sample=sample,
@@ -232,14 +154,14 @@ class SearchContext:
         except BudgetExhausted:
             return None
         except Exception as exc:  # a call that failed for good ends this chain only
-            self.store.emit({"type": "llm_failed", "sample": sample, "error": str(exc)[:500]})
+            self.store.emit(LLMFailed(sample=sample, error=str(exc)[:500]))
             return None
 
     # -- evaluation --------------------------------------------------------------------------
-    def evaluate(self, task: Task, code: str, path: Path, step: str) -> EvalResult:
+    def evaluate(self, task: Task, code: str, path: Path, sample: str) -> EvalResult:
         key = hashlib.sha256(f"{task.id}\n{self._eval_fingerprint}\n{code}".encode()) \
             .hexdigest()[:40]
-        cached = self.store.dir / "evals" / f"{key}.json"
+        cached = self.store.layout.eval_record(key)
         with self._lock:
             key_lock = self._eval_locks.setdefault(key, threading.Lock())
         with key_lock:  # two chains with the same code: one evaluation
@@ -247,16 +169,17 @@ class SearchContext:
                 result = EvalResult.model_validate_json(cached.read_text())
             else:
                 try:
-                    result = self.pool.evaluate(task, path)
+                    result = self.pool.evaluate(task, path, self.task_config(task))
                 except KbtoolError as exc:  # e.g. the evaluation process died
-                    result = EvalResult(task=task.id, solution=str(path), device="?",
-                                        mode=self.config.mode, status=Status.runtime_error,
-                                        error=str(exc))
-                self.store.write(Path("evals") / f"{key}.json", result.model_dump_json())
-        self.store.emit({"type": "eval", "step": step, "task": task.id,
-                         "status": result.status.value, "runtime_ms": result.runtime_ms,
-                         "baseline_ms": result.baseline_ms, "speedup": result.speedup,
-                         "flags": result.flags, "path": str(path.relative_to(self.store.dir))})
+                    result = EvalResult(task=task.id, kind=task.kind, solution=str(path),
+                                        device="?", mode=self.config.mode,
+                                        status=Status.runtime_error, error=str(exc))
+                self.store.write(cached, result.model_dump_json())
+        self.store.emit(Eval(sample=sample, task=task.id, status=result.status.value,
+                             runtime_ms=result.runtime_ms, baseline_ms=result.baseline_ms,
+                             speedup=result.speedup, flags=result.flags,
+                             path=self.store.layout.relative(path),
+                             details=dict(result.model_extra or {})))
         return result
 
     # -- one chain: prompt -> reply -> candidate -> evaluation -> fix ... -------------------
@@ -269,26 +192,27 @@ class SearchContext:
         for step in range(self.config.max_fix_attempts + 1):
             if self.stopped:
                 break
-            where = self.store.step_dir(task.id, phase, agent, step)
+            where = self.store.layout.step_dir(task.id, phase, agent, step)
             sample = f"{task.id}/p{phase}/a{agent}/s{step}"
-            self.store.write(where.relative_to(self.store.dir) / "prompt.md", messages[-1][1])
+            self.store.write(where / "prompt.md", messages[-1][1])
             reply = self.ask(task, sample, messages,
                              {"kind": "generate" if step == 0 else "fix", "phase": phase,
                               "agent": agent, "attempt": step,
                               "seeded": branch != "reference"})
             if reply is None:
                 break
-            self.store.write(where.relative_to(self.store.dir) / "response.md", reply)
+            self.store.write(where / "response.md", reply)
             messages.append(("assistant", reply))
-            code = extract_code(reply)
+            kind = self.kind(task)
+            code = kind.extract_candidate(reply)
             if code is None:
-                self.store.emit({"type": "format_error", "step": sample, "task": task.id})
-                messages.append(("user", self.templates.render("format_error")))
+                self.store.emit(FormatError(sample=sample, task=task.id))
+                messages.append(("user", self.render("format_error", task)))
                 continue
-            path = self.store.write(where.relative_to(self.store.dir) / "candidate.py", code)
+            path = self.store.write(self.store.layout.candidate(where, kind.candidate_suffix),
+                                    code)
             result = self.evaluate(task, code, path, sample)
-            self.store.write(where.relative_to(self.store.dir) / "eval.json",
-                             result.model_dump_json(indent=2))
+            self.store.write(where / "eval.json", result.model_dump_json(indent=2))
             last = Candidate(task.id, phase, agent, step, branch, path, result)
             self.record(task).add(last)
             if last.correct:
@@ -313,32 +237,11 @@ def split_samples(total: int, seeds: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(seeds)]
 
 
-def task_summary(ctx: SearchContext, task: Task) -> dict[str, Any]:
+def task_summary(ctx: SearchContext, task: Task) -> TaskSummary:
+    """The task's summary by the one rule (``kbtool.runs.summary``)."""
     record = ctx.record(task)
-    best = record.correct()
+    with record.lock:
+        candidates = list(record.candidates)
+    attempts = [c.attempt(ctx.store.layout.relative(c.path)) for c in candidates]
     baselines = {mode: stats.median_ms for mode, stats in record.baselines.items()}
-    if best and best[0].result.baseline_ms and ctx.config.mode in baselines:
-        # the baseline the best candidate was compared with (re-timed when flagged)
-        baselines[ctx.config.mode] = best[0].result.baseline_ms
-    summary: dict[str, Any] = {
-        "candidates": len(record.candidates), "correct_candidates": len(best),
-        "correct": bool(best), "baselines_ms": baselines,
-        "best_solution": str(best[0].path.relative_to(ctx.store.dir)) if best else None,
-        "best_runtime_ms": best[0].runtime_ms if best else None,
-        # The evaluated mode's speedup is the candidate's own (re-measured when flagged).
-        "speedup": {mode: (best[0].result.speedup if mode == ctx.config.mode else
-                           ms / best[0].runtime_ms) if best else None
-                    for mode, ms in baselines.items()},
-        "flags": best[0].result.flags if best else [],
-        "statuses": {},
-        "phases": [],
-    }
-    for candidate in record.candidates:
-        status = candidate.result.status.value
-        summary["statuses"][status] = summary["statuses"].get(status, 0) + 1
-    for phase in range(max((c.phase for c in record.candidates), default=-1) + 1):
-        in_phase = record.correct(phase)
-        summary["phases"].append({"phase": phase,
-                                  "best_runtime_ms": in_phase[0].runtime_ms if in_phase else None,
-                                  "correct": len(in_phase)})
-    return summary
+    return summarize_task(attempts, baselines, ctx.kind(task).resolve_mode(ctx.config))

@@ -3,36 +3,41 @@
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from kbtool.config.settings import Config, load_config
-from kbtool.errors import KbtoolError
+from kbtool.config import Config, load_config
+from kbtool.errors import KbtoolError, UsageError
+from kbtool.evaluation.backend import make_backend
 from kbtool.llm.client import LLMClient
 from kbtool.llm.model import ProviderError
-from kbtool.plugin import manager as plugins
-from kbtool.runs.store import SUMMARY, RunStore, write_atomic
-from kbtool.search.engine import SearchContext, make_backend, make_provider, task_summary
+from kbtool.plugin import registry
+from kbtool.runs.events import (
+    Baseline,
+    RunFinished,
+    RunStarted,
+    TaskDone,
+    TaskFailed,
+    TaskSkipped,
+    TaskStarted,
+)
+from kbtool.runs.layout import RunLayout
+from kbtool.runs.store import RunStore
+from kbtool.runs.summary import RunSummary
+from kbtool.search.engine import SearchContext, make_provider, task_summary
 from kbtool.task import catalog
 from kbtool.task.model import Task
 from kbtool.ui.display import RunDisplay
+from kbtool.util.files import write_atomic
 
-TASKS_FILE = "tasks.json"
+log = logging.getLogger(__name__)
 
 
 def default_run_dir(config: Config) -> Path:
     return config.data_dir / "runs" / time.strftime("%Y%m%d-%H%M%S")
-
-
-def _strategy(config: Config) -> Any:
-    strategies = plugins.collect("register_search_strategies")
-    if config.strategy not in strategies:
-        raise KbtoolError(f"unknown strategy {config.strategy!r} "
-                          f"(strategies: {', '.join(sorted(strategies))})")
-    return strategies[config.strategy]
 
 
 def plan_calls(config: Config, tasks: list[Task]) -> int:
@@ -42,28 +47,38 @@ def plan_calls(config: Config, tasks: list[Task]) -> int:
     return len(tasks) * (1 + config.num_phases * config.num_samples * (config.max_fix_attempts + 1))
 
 
-def start(config: Config, words: list[str]) -> dict[str, Any]:
+def run_baselines(config: Config, tasks: list[Task]) -> list[str]:
+    """The baselines the run times: ``baselines`` or every baseline of the tasks' kinds."""
+    if config.baselines is not None:
+        return list(config.baselines)
+    names: list[str] = []
+    for task in tasks:
+        names += [b for b in catalog.kind_of(task).baselines if b not in names]
+    return names
+
+
+def start(config: Config, words: list[str]) -> RunSummary | dict[str, Any]:
     """A new run over the tasks named by ``words`` (ids or files) or selected by config."""
     tasks = [catalog.resolve(w, config) for w in words] if words else catalog.select(config)
     if not tasks:
-        raise KbtoolError("no tasks selected (check source, level, task_start, task_end)")
+        raise UsageError("no tasks selected (check source, level, task_start, task_end)")
+    catalog.check_settings(tasks, config)
     run_dir = config.run_dir or default_run_dir(config)
     config = config.model_copy(update={"run_dir": run_dir})
-    _strategy(config)
+    registry.STRATEGIES.get(config.strategy)
     store = RunStore(run_dir)
     store.save_config(config)
-    write_atomic(run_dir / TASKS_FILE, json.dumps(
-        [{"id": t.id, "path": str(t.path)} for t in tasks], indent=1))
+    write_atomic(store.layout.tasks, json.dumps(
+        [{"id": t.id, "path": str(t.path), "kind": t.kind} for t in tasks], indent=1))
     return _execute(config, store, tasks, resumed=False)
 
 
-def resume(run_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+def resume(run_dir: Path, overrides: dict[str, Any]) -> RunSummary | dict[str, Any]:
     """Continue a run: every recorded LLM answer and evaluation is reused, not repeated."""
     store = RunStore(run_dir, resume=True)
-    saved = store.load_config()
-    config = load_config({**saved, **overrides, "run_dir": str(run_dir)})
+    config = load_config({**store.load_config(), **overrides, "run_dir": str(run_dir)})
     tasks = []
-    for item in json.loads((run_dir / TASKS_FILE).read_text()):
+    for item in json.loads(store.layout.tasks.read_text()):
         word = item["path"] if item["id"].startswith("file/") else item["id"]
         tasks.append(catalog.resolve(word, config))
     if overrides:
@@ -71,30 +86,31 @@ def resume(run_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     return _execute(config, store, tasks, resumed=True)
 
 
-def _execute(config: Config, store: RunStore, tasks: list[Task], resumed: bool) -> dict[str, Any]:
-    strategy = _strategy(config)
+def _execute(config: Config, store: RunStore, tasks: list[Task],
+             resumed: bool) -> RunSummary | dict[str, Any]:
+    strategy = registry.STRATEGIES.get(config.strategy)
     provider_name, model, provider = make_provider(config)
-    display = RunDisplay(len(tasks), enabled=not config.dry_run)
-
-    def emit(event: dict[str, Any]) -> None:
-        store.emit(event)
-        display.event(event)
-
+    display = RunDisplay(len(tasks), plan_calls(config, tasks), enabled=not config.dry_run)
+    store.subscribe(display.event)
     pool = make_backend(config)
     try:
         env = pool.env
         device = (f"{env.get('device_name')} (a GPU)" if env.get("device") == "cuda" else
                   f"a CPU ({env.get('device_name')}, {env.get('num_threads')} threads)"
                   if env else "the workers' device")
-        llm = LLMClient(provider, config, store.calls_dir, on_event=emit)
+        llm = LLMClient(provider, config, store.calls_dir, on_event=store.emit)
         ctx = SearchContext(config, store, llm, provider_name, model, pool, device)
         if config.dry_run:
             return _dry_run(ctx, tasks)
-        emit({"type": "run_started", "tasks": [t.id for t in tasks], "resumed": resumed,
-              "model": config.model_name, "strategy": config.strategy, "env": env})
+        baselines = run_baselines(config, tasks)
+        modes = {catalog.kind_of(t).resolve_mode(config) for t in tasks} - {None}
+        store.emit(RunStarted(tasks=[t.id for t in tasks], resumed=resumed,
+                              model=config.model_name, strategy=config.strategy, env=env,
+                              mode=next(iter(modes)) if len(modes) == 1 else None,
+                              baselines=baselines, kinds={t.id: t.kind for t in tasks}))
         status = "finished"
         try:
-            threads = [threading.Thread(target=_run_task, args=(ctx, strategy, task, emit),
+            threads = [threading.Thread(target=_run_task, args=(ctx, strategy, task, baselines),
                                         daemon=True) for task in tasks]
             for thread in threads:
                 thread.start()
@@ -107,8 +123,9 @@ def _execute(config: Config, store: RunStore, tasks: list[Task], resumed: bool) 
             status = "interrupted"
             raise
         finally:
-            summary = write_summary(ctx, tasks, status)
-            emit({"type": "run_finished", "status": status})
+            summary = write_summary(ctx, tasks, status, baselines,
+                                    next(iter(modes)) if len(modes) == 1 else None)
+            store.emit(RunFinished(status=status))
             display.close()
         return summary
     finally:
@@ -116,40 +133,43 @@ def _execute(config: Config, store: RunStore, tasks: list[Task], resumed: bool) 
         store.close()
 
 
-def _run_task(ctx: SearchContext, strategy: Any, task: Task, emit: Any) -> None:
+def _run_task(ctx: SearchContext, strategy: Any, task: Task, baselines: list[str]) -> None:
     record = ctx.record(task)
-    emit({"type": "task_started", "task": task.id})
+    emit = ctx.store.emit
+    emit(TaskStarted(task=task.id))
     try:
-        for mode in ctx.config.baselines:
-            stats = ctx.pool.baseline(task, mode)
+        kind = ctx.kind(task)
+        for mode in [b for b in baselines if b in kind.baselines]:
+            stats = ctx.pool.baseline(task, mode, ctx.task_config(task))
             record.baselines[mode] = stats
-            emit({"type": "baseline", "task": task.id, "mode": mode, "ms": stats.median_ms})
+            emit(Baseline(task=task.id, mode=mode, ms=stats.median_ms))
         strategy(ctx, task)
     except KbtoolError as exc:  # e.g. too large for this machine: the other tasks go on
-        emit({"type": "task_skipped", "task": task.id, "reason": str(exc)[:1000]})
+        emit(TaskSkipped(task=task.id, reason=str(exc)[:1000]))
         return
     except Exception as exc:  # a bug in a strategy must not lose the other tasks' work
-        emit({"type": "task_failed", "task": task.id, "error": f"{type(exc).__name__}: {exc}"})
-        print(f"kbtool: task {task.id} failed: {exc!r}", file=sys.stderr)
+        emit(TaskFailed(task=task.id, error=f"{type(exc).__name__}: {exc}"))
+        log.error("task %s failed: %r", task.id, exc)
+        log.debug("traceback of task %s", task.id, exc_info=True)
         return
     summary = task_summary(ctx, task)
-    emit({"type": "task_done", "task": task.id, "correct": summary["correct"],
-          "best_runtime_ms": summary["best_runtime_ms"], "speedup": summary["speedup"]})
+    emit(TaskDone(task=task.id, correct=summary.correct,
+                  best_runtime_ms=summary.best_runtime_ms, speedup=summary.speedup))
 
 
-def write_summary(ctx: SearchContext, tasks: list[Task], status: str) -> dict[str, Any]:
+def write_summary(ctx: SearchContext, tasks: list[Task], status: str, baselines: list[str],
+                  mode: str | None) -> RunSummary:
     usage = ctx.llm.usage
-    summary = {
-        "status": status, "model": ctx.config.model_name, "strategy": ctx.config.strategy,
-        "budget": ctx.llm.exhausted,
-        "tasks": {task.id: task_summary(ctx, task) for task in tasks},
-        "totals": {"calls": usage.calls, "paid_calls": usage.paid_calls,
-                   "cached_calls": usage.cached_calls, "prompt_tokens": usage.prompt_tokens,
-                   "completion_tokens": usage.completion_tokens,
-                   "cost_usd": round(usage.cost_usd, 6), "llm_errors": usage.errors,
-                   "evaluations": len(list((ctx.store.dir / "evals").glob("*.json")))},
-    }
-    write_atomic(ctx.store.dir / SUMMARY, json.dumps(summary, indent=2))
+    summary = RunSummary(
+        status=status, model=ctx.config.model_name, strategy=ctx.config.strategy,
+        budget=ctx.llm.exhausted, mode=mode, baselines=baselines,
+        tasks={task.id: task_summary(ctx, task) for task in tasks},
+        totals={"calls": usage.calls, "paid_calls": usage.paid_calls,
+                "cached_calls": usage.cached_calls, "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "cost_usd": round(usage.cost_usd, 6), "llm_errors": usage.errors,
+                "evaluations": len(list(ctx.store.layout.evals.glob("*.json")))})
+    write_atomic(ctx.store.layout.summary, summary.model_dump_json(indent=2))
     return summary
 
 
@@ -164,15 +184,16 @@ def _dry_run(ctx: SearchContext, tasks: list[Task]) -> dict[str, Any]:
         try:
             check()  # credentials and endpoint, without a call
         except ProviderError as exc:
-            raise KbtoolError(f"provider {ctx.provider}: {exc}") from None
+            raise UsageError(f"provider {ctx.provider}: {exc}") from None
+    layout: RunLayout = ctx.store.layout
     for task in tasks:
-        info = ctx.pool.inspect(task)  # the task loads and fits here
+        info = ctx.pool.inspect(task, ctx.task_config(task))  # the task loads and fits here
         ideas = ctx.render("ideas", task)
         first = ctx.render("generate", task, idea="(the first idea from the ideas step)")
-        base = Path("plan") / task.id.replace("/", "_")
+        base = layout.plan_dir(task.id)
         ctx.store.write(base / "ideas_prompt.md", ideas)
         ctx.store.write(base / "generate_prompt.md", first)
-        plan["tasks"][task.id] = {"sizes": info.get("sizes"), "dtype": info.get("dtype"),
-                                  "prompts": str(base)}
-    write_atomic(ctx.store.dir / "plan.json", json.dumps(plan, indent=2, default=str))
+        plan["tasks"][task.id] = {"kind": task.kind, "info": info,
+                                  "prompts": layout.relative(base)}
+    write_atomic(layout.plan, json.dumps(plan, indent=2, default=str))
     return plan

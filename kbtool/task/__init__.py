@@ -1,5 +1,6 @@
-"""Tasks: the task model, the interfaces of task sources and task kinds, and finding tasks."""
+"""Tasks: the task model, the task kind contract, task sources, and finding tasks."""
 
-from kbtool.task.model import Task, TaskKind, TaskRefused, TaskSource
+from kbtool.task.kind import NoDetails, TaskKind
+from kbtool.task.model import Task, TaskRefused, TaskSource
 
-__all__ = ["Task", "TaskKind", "TaskRefused", "TaskSource"]
+__all__ = ["NoDetails", "Task", "TaskKind", "TaskRefused", "TaskSource"]

@@ -1,36 +1,38 @@
-"""Find tasks: by id, by problem-file path, or by level/task_start/task_end of a source."""
+"""Find tasks: by id, by the file that defines one, or by level/task_start/task_end of a source."""
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
-from kbtool_plugins.kernelbench.problem import task_number
-
-from kbtool.config.settings import Config
-from kbtool.errors import KbtoolError
-from kbtool.plugin import manager as plugins
-from kbtool.task.model import Task, TaskSource
-
-
-def sources() -> dict[str, TaskSource]:
-    return plugins.collect("register_task_sources")
+from kbtool.config import Config
+from kbtool.errors import UsageError, unknown
+from kbtool.plugin import registry
+from kbtool.task.kind import TaskKind
+from kbtool.task.model import Task
 
 
 def source_tasks(name: str, config: Config) -> list[Task]:
-    found = sources()
-    if name not in found:
-        close = difflib.get_close_matches(name, list(found), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else f" (sources: {', '.join(found)})"
-        raise KbtoolError(f"unknown task source {name!r}{hint}")
-    return found[name].tasks(config)
+    return registry.TASK_SOURCES.get(name).tasks(config)
+
+
+def kind_of(task: Task) -> TaskKind:
+    """The task's kind; a one-line error when no plugin provides it."""
+    kinds = registry.TASK_KINDS.all()
+    if task.kind not in kinds:
+        raise unknown("task kind", task.kind, kinds,
+                      hint=f"task {task.id} needs a plugin that registers it")
+    return kinds[task.kind]
 
 
 def task_from_file(path: Path) -> Task:
+    """The task a file defines, read by the first kind that reads such files."""
     if not path.is_file():
-        raise KbtoolError(f"problem file not found: {path}")
-    return Task(id=f"file/{path.stem}", source="file", name=path.stem, path=path.resolve(),
-                number=task_number(path.stem))
+        raise UsageError(f"problem file not found: {path}")
+    for kind in registry.TASK_KINDS.all().values():
+        task = kind.task_from_file(path.resolve())
+        if task is not None:
+            return task
+    raise UsageError(f"no task kind reads {path} as a task")
 
 
 def resolve(word: str, config: Config) -> Task:
@@ -51,10 +53,9 @@ def resolve(word: str, config: Config) -> Task:
     if len(matches) == 1:
         return matches[0]
     if matches:
-        raise KbtoolError(f"task {word!r} is ambiguous: {', '.join(t.id for t in matches[:5])}")
-    close = difflib.get_close_matches(word, [t.id for t in tasks], n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else f" (see: kbtool tasks list {source})"
-    raise KbtoolError(f"no task {word!r}{hint}")
+        raise UsageError(f"task {word!r} is ambiguous: {', '.join(t.id for t in matches[:5])}")
+    raise unknown("task", word, [t.id for t in tasks] if len(tasks) < 5000 else [],
+                  hint=f"see: kbtool tasks list {source}")
 
 
 def select(config: Config, source: str | None = None) -> list[Task]:
@@ -67,3 +68,13 @@ def select(config: Config, source: str | None = None) -> list[Task]:
     if config.task_end is not None:
         tasks = [t for t in tasks if t.number is not None and t.number <= config.task_end]
     return tasks
+
+
+def check_settings(tasks: list[Task], config: Config) -> None:
+    """Settings that apply to none of the tasks (a misspelled size name) are an error; each
+    kind judges its own tasks."""
+    by_kind: dict[str, list[Task]] = {}
+    for task in tasks:
+        by_kind.setdefault(task.kind, []).append(task)
+    for members in by_kind.values():
+        kind_of(members[0]).check_settings(members, config)

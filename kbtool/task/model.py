@@ -1,34 +1,52 @@
-"""The task model and the interfaces of task sources and task kinds.
+"""The task model and the interface of task sources.
 
-A task names a problem and the *kind* of check it needs.  KernelBench problems are the
-kind ``kernelbench`` (reference ``Model``, ``get_inputs``, ``get_init_inputs``; candidates
-define ``ModelNew``).  Later kinds plug in through ``register_task_kinds`` with their own
-payload in ``meta`` (a repository task: repo, file, method, test ids; a performance commit:
-parent and human commits, the benchmark command) and their own ``check``.
+A task names a problem and the *kind* of check it needs.  What a task is made of beyond its
+name (a problem file, a repository method, a library release pair) is its kind's business:
+``path`` is where it is defined when that is one file, ``payload`` holds the rest, and the
+task kind (``kbtool.task.kind.TaskKind``) validates and reads it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 if TYPE_CHECKING:
-    from kbtool.config.settings import Config
-    from kbtool.sandbox.isolation import Reporter
-    from kbtool.timing.base import Timer
+    from kbtool.config.model import Config
+
+log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Task:
-    id: str                      # "<source>/<level>/<file stem>", unique across sources
+class Task(BaseModel):
+    """One task; crosses process and machine boundaries (jobs, run directories) as JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(description="'<source>/<level>/<name>', unique across sources")
     source: str
     name: str
     kind: str = "kernelbench"
-    path: Path | None = None
+    path: Path | None = Field(None, description="the file that defines the task, if one does")
     level: int | None = None
     number: int | None = None
-    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    payload: dict[str, Any] = Field(default_factory=dict,
+                                    description="the kind's data, validated by the kind")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _meta_is_payload(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "meta" in data:
+            log.warning("Task(meta=...) is deprecated; use Task(payload=...)")
+            data = {**data}
+            data.setdefault("payload", data.pop("meta") or {})
+            data.pop("meta", None)
+        return data
+
+    def __hash__(self) -> int:  # the payload is a dict: hash by identity fields
+        return hash((self.id, self.kind, self.path))
 
 
 class TaskSource(Protocol):
@@ -36,32 +54,6 @@ class TaskSource(Protocol):
 
     def tasks(self, config: Config) -> list[Task]:
         """All tasks of this source, sorted by level and number."""
-        ...
-
-
-class TaskKind(Protocol):
-    """How one kind of task is checked.  Every method runs in an isolated child process
-    (``kbtool.sandbox.isolation``): candidate code is never run in the caller's process."""
-
-    def inspect(self, task: Task, config: Config) -> dict[str, Any]:
-        """Metadata (sizes, dtype, estimated memory); raise ``TaskRefused`` for a task that
-        cannot run here."""
-        ...
-
-    def baseline(self, task: Task, config: Config, mode: str, timer: Timer,
-                 report: Reporter) -> dict[str, Any]:
-        """Time the reference under ``mode``; return ``{"timing": TimingStats dict}``."""
-        ...
-
-    def check(self, task: Task, solution: Path, config: Config, timer: Timer,
-              report: Reporter) -> dict[str, Any]:
-        """Load, check and time a candidate; return fields of ``EvalResult``."""
-        ...
-
-    def side_by_side(self, task: Task, solution: Path, config: Config, timer: Timer,
-                     report: Reporter) -> dict[str, Any]:
-        """Time reference and candidate alternately in one process; return ``baseline_ms``
-        and ``runtime_ms`` (used to re-check a suspiciously large speedup)."""
         ...
 
 

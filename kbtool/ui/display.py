@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from kbtool.evaluation.result import EvalResult, Status
+from kbtool.runs.summary import RunSummary
 
 _STYLE = {Status.ok: "green", Status.incorrect: "yellow", Status.rejected: "magenta"}
 
@@ -37,8 +39,9 @@ def print_result(result: EvalResult) -> None:
                       f"{result.baseline.trials} trials")
     if result.speedup is not None:
         console.print(f"speedup: [bold]{_speedup(result)}[/bold]")
-    if result.max_abs_diff:
-        console.print(f"max abs diff: {result.max_abs_diff}")
+    for key, value in (result.model_extra or {}).items():  # the task kind's own fields
+        if value not in (None, [], {}, ""):
+            console.print(f"{key.replace('_', ' ')}: {value}", markup=False, highlight=False)
     if result.flags:
         console.print(f"flags: {', '.join(result.flags)}")
     if result.error:
@@ -75,24 +78,27 @@ def print_batch_table(results: list[EvalResult], skipped: dict[str, str]) -> Non
 
 
 class RunDisplay:
-    """Progress of ``kbtool run``: a live rich bar on a terminal, plain log lines otherwise."""
+    """Progress of ``kbtool run``, fed every event the run logs: a live rich bar on a
+    terminal that moves with each evaluation, plain log lines otherwise (batch jobs)."""
 
-    def __init__(self, tasks: int, enabled: bool = True) -> None:
+    def __init__(self, tasks: int, max_calls: int, enabled: bool = True) -> None:
         self.enabled = enabled
         self.tty = enabled and sys.stderr.isatty()
+        self.tasks = tasks
         self.counts = {"tasks": 0, "calls": 0, "evals": 0, "ok": 0}
-        self._progress = None
+        self._progress: Any = None
         if self.tty:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(TextColumn("[bold]kbtool run"), BarColumn(),
-                                      TextColumn("{task.completed}/{task.total} tasks"),
                                       TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
                                       console=Console(stderr=True), transient=False)
-            self._bar = self._progress.add_task("run", total=tasks, detail="")
+            # The bar measures LLM calls against the most the run can make; it jumps to
+            # the end when the last task is done (chains that succeed early make fewer).
+            self._bar = self._progress.add_task("run", total=max(1, max_calls), detail="")
             self._progress.start()
 
-    def event(self, event: dict) -> None:
+    def event(self, event: dict[str, Any]) -> None:
         if not self.enabled:
             return
         kind = event.get("type")
@@ -106,24 +112,28 @@ class RunDisplay:
         line = self._line(event)
         if self._progress is not None:
             c = self.counts
-            self._progress.update(self._bar, completed=c["tasks"],
-                                  detail=f"{c['calls']} calls, {c['evals']} evals, "
-                                         f"{c['ok']} correct")
+            done = c["tasks"] >= self.tasks
+            self._progress.update(
+                self._bar, completed=self._progress.tasks[0].total if done else c["calls"],
+                detail=f"{c['tasks']}/{self.tasks} tasks, {c['calls']} calls, "
+                       f"{c['evals']} evals, {c['ok']} correct")
             if line and kind != "eval":
                 self._progress.console.print(line, markup=False, highlight=False)
         elif line:
             print(line, file=sys.stderr, flush=True)
 
     @staticmethod
-    def _line(event: dict) -> str | None:
+    def _line(event: dict[str, Any]) -> str | None:
         kind = event.get("type")
         if kind == "eval":
             speed = f" speedup {event['speedup']:.2f}x" if event.get("speedup") else ""
-            return f"eval {event['step']}: {event['status']}{speed}"
+            return f"eval {event.get('sample') or event.get('step')}: {event['status']}{speed}"
         if kind == "task_done":
             best = event.get("speedup") or {}
             shown = ", ".join(f"{k} {v:.2f}x" for k, v in best.items() if v)
-            return f"task {event['task']}: done, " + (f"best {shown}" if shown else "no correct")
+            verdict = f"best {shown}" if shown else ("correct" if event.get("correct")
+                                                     else "no correct")
+            return f"task {event['task']}: done, {verdict}"
         if kind in ("task_skipped", "task_failed"):
             return f"task {event['task']}: {kind[5:]}: {event.get('reason') or event.get('error')}"
         if kind in ("budget_exhausted", "llm_failed"):
@@ -137,14 +147,18 @@ class RunDisplay:
             self._progress.stop()
 
 
-def print_run_summary(summary: dict) -> None:
+def print_run_summary(summary: RunSummary) -> None:
     """One line per task and the totals, on stdout."""
-    for task_id, info in summary["tasks"].items():
-        speed = ", ".join(f"{mode} {x:.2f}x" for mode, x in info["speedup"].items() if x)
-        best = f"best {info['best_runtime_ms']:.4g} ms ({speed})" if info["correct"] else \
-            "no correct solution"
-        print(f"{task_id}: {best}; {info['correct_candidates']}/{info['candidates']} correct")
-    t = summary["totals"]
-    print(f"run {summary['status']}: {t['calls']} LLM calls ({t['paid_calls']} to the "
+    for task_id, info in summary.tasks.items():
+        speed = ", ".join(f"{mode} {x:.2f}x" for mode, x in info.speedup.items() if x)
+        if not info.correct:
+            best = "no correct solution"
+        elif info.best_runtime_ms is not None:
+            best = f"best {info.best_runtime_ms:.4g} ms ({speed})"
+        else:
+            best = "correct"
+        print(f"{task_id}: {best}; {info.correct_candidates}/{info.candidates} correct")
+    t = summary.totals
+    print(f"run {summary.status}: {t['calls']} LLM calls ({t['paid_calls']} to the "
           f"provider, {t['cached_calls']} reused), {t['prompt_tokens'] + t['completion_tokens']} tokens, "
           f"${t['cost_usd']:.4f}, {t['evaluations']} evaluations")

@@ -23,38 +23,56 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
-QUEUE_SCHEMA = 1
+from kbtool.task.model import Task
+from kbtool.util.files import write_atomic, write_new
+
+JOB_SCHEMA = 2     # 2: the task travels whole (its kind's payload); 1: a problem file's text
+RESULT_SCHEMA = 1
 
 
 class Job(BaseModel):
-    """An evaluation request."""
+    """An evaluation request: the task (made self-contained by its kind), the candidate's
+    text and the settings that change a verdict."""
 
-    schema_version: Literal[1] = QUEUE_SCHEMA
+    schema_version: Literal[2] = JOB_SCHEMA
     id: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="also a file name: no dots")
-    kind: Literal["eval", "baseline"] = "eval"
-    task_id: str
-    task_source: str = Field(description="the problem file's text")
-    task_kind: str = "kernelbench"
-    solution: str = Field(description="the candidate file's text")
+    kind: Literal["eval", "baseline", "inspect"] = "eval"
+    task: Task
+    candidate: str = Field("", description="the candidate file's text (eval jobs)")
     config: dict[str, Any] = Field(default_factory=dict, description="evaluation settings")
     submitted: float = Field(default_factory=time.time)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_v1(cls, data: Any) -> Any:
+        """Version 1 (kbtool 0.1): KernelBench only, the problem's text in ``task_source``."""
+        if not isinstance(data, dict) or (data.get("schema_version") != 1
+                                           and "task_source" not in data):
+            return data
+        task_id = str(data.get("task_id", ""))
+        return {"schema_version": 2, "id": data.get("id"), "kind": data.get("kind", "eval"),
+                "task": {"id": task_id, "source": "queue", "name": task_id.rsplit("/", 1)[-1],
+                         "kind": data.get("task_kind", "kernelbench"),
+                         "payload": {"problem": data.get("task_source")}},
+                "candidate": data.get("solution", ""), "config": data.get("config") or {},
+                "submitted": data.get("submitted", time.time())}
+
 
 class JobResult(BaseModel):
-    schema_version: Literal[1] = QUEUE_SCHEMA
+    schema_version: Literal[1] = RESULT_SCHEMA
     id: str
     worker: str
     ok: bool = Field(description="the evaluation ran (whatever its verdict)")
     result: dict[str, Any] | None = Field(None, description="an EvalResult")
+    info: dict[str, Any] | None = Field(None, description="what an inspect job found")
     error: str | None = None
     finished: float = Field(default_factory=time.time)
 
@@ -62,15 +80,6 @@ class JobResult(BaseModel):
 def new_job_id() -> str:
     # Time first: names sort roughly by submission, which helps people reading the folder.
     return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 class Queue:
@@ -94,7 +103,7 @@ class Queue:
 
     # -- producer ---------------------------------------------------------------------------
     def submit(self, job: Job) -> str:
-        write_atomic(self._pending(job.id), job.model_dump_json())
+        write_atomic(self._pending(job.id), job.model_dump_json(), fsync=True, mkdir=False)
         return job.id
 
     def result(self, job_id: str) -> JobResult | None:
@@ -148,21 +157,7 @@ class Queue:
 
     def finish(self, job_id: str, result: JobResult) -> bool:
         """Store the result unless one exists (idempotent); False if it already existed."""
-        target = self.result_path(job_id)
-        fresh = False
-        if not target.exists():
-            fd, tmp = tempfile.mkstemp(dir=self.output_dir, prefix=".", suffix=".tmp")
-            with os.fdopen(fd, "w") as handle:
-                handle.write(result.model_dump_json())
-                handle.flush()
-                os.fsync(handle.fileno())  # never an empty result after a power loss
-            try:
-                os.link(tmp, target)  # fails if a result appeared meanwhile: first one wins
-                fresh = True
-            except FileExistsError:
-                pass
-            finally:
-                os.unlink(tmp)
+        fresh = write_new(self.result_path(job_id), result.model_dump_json())
         self._release(job_id, result.worker)
         return fresh
 
@@ -174,7 +169,8 @@ class Queue:
         bad = self.input_dir / "bad" / name
         try:
             os.rename(path, bad)
-            write_atomic(bad.with_name(name + ".reason"), f"{type(reason).__name__}: {reason}\n")
+            write_atomic(bad.with_name(name + ".reason"), f"{type(reason).__name__}: {reason}\n",
+                         mkdir=False)
         except OSError:
             pass
 

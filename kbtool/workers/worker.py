@@ -10,6 +10,7 @@ the worker exits.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -18,13 +19,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from kbtool.config.settings import EVAL_KEYS, Config
+from kbtool.config import Config, config_as_dict, route, validate
 from kbtool.errors import KbtoolError
 from kbtool.evaluation.evaluator import Evaluator
 from kbtool.evaluation.result import EvalResult, Status
-from kbtool.task.model import Task
+from kbtool.task.catalog import kind_of
 from kbtool.workers.jobqueue import Job, JobResult, Queue
 from kbtool.workers.watch import FolderWatch
 
@@ -127,10 +126,7 @@ class Worker:
         renewer = threading.Thread(target=renew, daemon=True)
         renewer.start()
         try:
-            result = JobResult(id=job.id, worker=self.id, ok=True,
-                               result=self.evaluate(job, evaluator).model_dump(mode="json"))
-        except KbtoolError as exc:
-            result = JobResult(id=job.id, worker=self.id, ok=False, error=str(exc))
+            result = self.answer(job, evaluator)
         finally:
             renewing.set()
             renewer.join()
@@ -143,29 +139,35 @@ class Worker:
             self.stats["last_finished"] = time.time()
         self._beat()
 
-    def evaluate(self, job: Job, evaluator: Evaluator) -> EvalResult:
+    def answer(self, job: Job, evaluator: Evaluator) -> JobResult:
+        """Do what ``job`` asks; errors become a failed ``JobResult``, not a dead worker."""
+        try:
+            settings = route({k: v for k, v in job.config.items() if k != "device"})
+            base = route(config_as_dict(evaluator.config))
+            sections = {**base.get("sections", {}), **settings.get("sections", {})}
+            config = validate({**base, **settings, "sections": sections})
+            kind_of(job.task)
+            if job.kind == "inspect":
+                return JobResult(id=job.id, worker=self.id, ok=True,
+                                 info=evaluator.inspect(job.task, config))
+            if job.kind == "baseline":
+                result = evaluator.baseline_result(job.task, None, config)
+            else:
+                result = self._evaluate(job, evaluator, config)
+            return JobResult(id=job.id, worker=self.id, ok=True,
+                             result=result.model_dump(mode="json"))
+        except KbtoolError as exc:
+            return JobResult(id=job.id, worker=self.id, ok=False, error=str(exc))
+
+    def _evaluate(self, job: Job, evaluator: Evaluator, config: Config) -> EvalResult:
         folder = self._scratch / job.id
         folder.mkdir(parents=True, exist_ok=True)
-        problem = folder / "problem.py"
-        problem.write_text(job.task_source)
-        solution = folder / "solution.py"
-        solution.write_text(job.solution)
-        task = Task(id=job.task_id, source="queue", name=job.task_id.rsplit("/", 1)[-1],
-                    kind=job.task_kind, path=problem)
-        settings = {k: v for k, v in job.config.items() if k in EVAL_KEYS and k != "device"}
+        candidate = folder / f"candidate{kind_of(job.task).candidate_suffix}"
+        candidate.write_text(job.candidate)
         try:
-            config = Config.model_validate({**evaluator.config.model_dump(), **settings})
-        except ValidationError as exc:
-            raise KbtoolError(f"job {job.id} has bad settings: {exc.errors()[0]['msg']}") \
-                from None
-        try:
-            if job.kind == "baseline":
-                return evaluator.baseline_result(task, config.mode, config)
-            return evaluator.evaluate(task, solution, config)
+            return evaluator.evaluate(job.task, candidate, config)
         finally:
-            for path in (problem, solution):
-                path.unlink(missing_ok=True)
-            folder.rmdir()
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def status(queue: Queue, stale_s: float = 3 * HEARTBEAT_S) -> dict[str, Any]:

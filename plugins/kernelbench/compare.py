@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kbtool.config.settings import DEFAULT_TOLERANCES, Config
+from kbtool_plugins.kernelbench.settings import DEFAULT_TOLERANCES, Tolerance
 
 # Relative L2 error (||new - ref|| / ||ref||) no honest kernel comes near, by dtype.
 REL_L2_BOUND = {"float64": 1e-6, "float32": 1e-2, "float16": 5e-2, "bfloat16": 5e-2}
@@ -35,7 +35,7 @@ def flatten(obj: Any) -> list[Any]:
     raise TypeError(f"output of type {type(obj).__name__} is not a tensor or a tuple of tensors")
 
 
-def compare_outputs(ref: Any, new: Any, config: Config) -> Comparison:
+def compare_outputs(ref: Any, new: Any, tolerances: dict[str, Tolerance]) -> Comparison:
     import torch
 
     ref_t, new_t = flatten(ref), flatten(new)
@@ -64,7 +64,7 @@ def compare_outputs(ref: Any, new: Any, config: Config) -> Comparison:
                 result.incorrect = f"output {i}: values differ (max abs diff {worst:.3g}); " \
                                    "exact match needed"
             continue
-        tol = config.tolerances.get(dtype, DEFAULT_TOLERANCES["float32"])
+        tol = tolerances.get(dtype, DEFAULT_TOLERANCES["float32"])
         bad = ~(diff <= tol.atol + tol.rtol * r64.abs()) & ~same
         if bool(bad.any()):
             result.incorrect = (f"output {i}: {int(bad.sum())} of {r.numel()} values differ beyond "

@@ -11,6 +11,9 @@ outputs are checked again after timing.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.resources
+import json
 import os
 import sys
 import threading
@@ -27,15 +30,26 @@ from kbtool_plugins.kernelbench.problem import (
     estimate_bytes,
     load_module,
     size_constants,
+    task_number,
     tensors,
+)
+from kbtool_plugins.kernelbench.settings import (
+    KernelBenchDetails,
+    KernelBenchPayload,
+    KernelBenchSettings,
 )
 from kbtool_plugins.kernelbench.static_checks import analyse
 
-from kbtool.config.settings import Config
+from kbtool.config import Config
+from kbtool.errors import unknown
+from kbtool.evaluation.result import EvalResult
 from kbtool.sandbox import devicelock
 from kbtool.sandbox.isolation import Reporter
+from kbtool.task.kind import TaskKind, fenced_blocks
 from kbtool.task.model import Task, TaskRefused
 from kbtool.timing.base import Timer, TimingSettings
+
+TEMPLATES = Path(str(importlib.resources.files("kbtool_templates"))) / "kernelbench"
 
 # Copies alive at once while checking: reference and candidate parameters, inputs and a
 # clone for each model, both models' outputs.
@@ -51,9 +65,27 @@ def _gb(n: float) -> str:
     return f"{n / 1e9:.2f} GB"
 
 
+def settings(config: Config) -> KernelBenchSettings:
+    return config.section(KernelBenchSettings)
+
+
+def raw_source(task: Task) -> str:
+    """The problem file's text, as written (inline in the payload, or at ``task.path``)."""
+    inline = KernelBenchPayload.model_validate(task.payload).problem
+    if inline is not None:
+        return inline
+    if task.path is None:
+        raise TaskRefused(f"task {task.id} has neither a problem file nor its text")
+    return task.path.read_text()
+
+
+def problem_filename(task: Task) -> str:
+    return str(task.path) if task.path is not None else f"<{task.id}>"
+
+
 def problem_source(task: Task, config: Config) -> str:
-    assert task.path is not None
-    return apply_sizes(task.path.read_text(), config.sizes, filename=str(task.path))
+    """The problem's text with the size overrides applied."""
+    return apply_sizes(raw_source(task), settings(config).sizes, filename=problem_filename(task))
 
 
 def make_inputs(module: Any, seed: int, device: str, variant: str = "plain") -> list[Any]:
@@ -121,6 +153,7 @@ class _Check:
     def __init__(self, task: Task, solution: Path, config: Config) -> None:
         self.task, self.solution, self.config = task, solution, config
         self.device = config.device
+        self.tolerances = settings(config).tolerances
         self.flags: list[str] = []
         self.findings: list[str] = []
         self.worst: list[float | None] = []
@@ -162,7 +195,7 @@ class _Check:
         return out
 
     def compare(self, expected: Any, got: Any, when: str) -> None:
-        comparison = compare_outputs(expected, got, self.config)
+        comparison = compare_outputs(expected, got, self.tolerances)
         self.worst = merge_worst(self.worst, comparison.max_abs_diff)
         if comparison.incorrect:
             raise Incorrect(f"{when}: {comparison.incorrect}")
@@ -181,16 +214,93 @@ class _Check:
         guards.scrub_freed_memory(size, self.device)
 
 
-class KernelBenchKind:
+class KernelBenchKind(TaskKind):
     """Check a ``ModelNew`` against the reference ``Model`` of a KernelBench problem."""
 
+    name = "kernelbench"
+    description = "a PyTorch Model made faster as ModelNew (PyTorch, C++/CUDA, Triton)"
+    payload_model = KernelBenchPayload
+    settings_model = KernelBenchSettings
+    details_model = KernelBenchDetails
+    baselines = ("eager", "compile")
+    templates = TEMPLATES
+    # Imported once by the warm process: torch itself, and torch._dynamo, which replaces
+    # torch functions when imported lazily (the guards would take that for patching).
+    preload = ("torch", "torch._dynamo")
+
+    # -- parent side ----------------------------------------------------------------------
+    def task_from_file(self, path: Path) -> Task | None:
+        if path.suffix != ".py":
+            return None
+        return Task(id=f"file/{path.stem}", source="file", name=path.stem, kind=self.name,
+                    path=path, number=task_number(path.stem))
+
+    def pack(self, task: Task) -> Task:
+        return task.model_copy(update={"payload": {"problem": raw_source(task)}, "path": None})
+
+    def describe(self, task: Task) -> str:
+        return raw_source(task)
+
+    def fields(self, task: Task) -> dict[str, Any]:
+        return {}  # the problem's text is what ``describe`` prints
+
+    def configure(self, task: Task, config: Config) -> Config:
+        """Size overrides apply to the tasks that define those constants."""
+        own = settings(config)
+        if not own.sizes:
+            return config
+        known = size_constants(raw_source(task))
+        kept = {k: v for k, v in own.sizes.items() if k in known}
+        return config.with_section(own.model_copy(update={"sizes": kept}))
+
+    def check_settings(self, tasks: list[Task], config: Config) -> None:
+        """Every size override must name a constant of at least one of ``tasks``."""
+        names = set(settings(config).sizes)
+        if not names or not tasks:
+            return
+        known: set[str] = set()
+        for task in tasks:
+            known |= set(size_constants(raw_source(task)))
+        for name in sorted(names - known):
+            raise unknown("size constant", name, known,
+                          hint="no selected task defines it") from None
+
+    def baseline_key(self, task: Task, config: Config, mode: str) -> str | None:
+        parts = {"problem": hashlib.sha256(problem_source(task, config).encode()).hexdigest(),
+                 "mode": mode,
+                 "compile_mode": settings(config).compile_mode if mode == "compile" else None}
+        return json.dumps(parts, sort_keys=True)
+
+    def prompt_context(self, task: Task, config: Config) -> dict[str, str]:
+        tol = settings(config).tolerances["float32"]
+        return {"reference": raw_source(task),
+                "tolerance": f"atol={tol.atol:g}, rtol={tol.rtol:g} for float32"}
+
+    def extract_candidate(self, reply: str) -> str | None:
+        """The fenced block that defines ``ModelNew`` (else the last Python block)."""
+        for _, body in fenced_blocks(reply):
+            if "class ModelNew" in body:
+                return body.strip() + "\n"
+        return super().extract_candidate(reply)
+
+    def null_candidate(self, task: Task) -> str | None:
+        return raw_source(task).rstrip() + "\n\n\nModelNew = Model\n"
+
+    def feedback(self, result: EvalResult, config: Config) -> str:
+        if result.status.value == "incorrect":
+            diffs = (result.model_extra or {}).get("max_abs_diff", [])
+            return (f"It ran but its outputs are wrong. Max abs difference per output: "
+                    f"{diffs}.\n{(result.error or '')[-10_000:]}")
+        return super().feedback(result, config)
+
+    # -- child side -----------------------------------------------------------------------
     def inspect(self, task: Task, config: Config) -> dict[str, Any]:
         source = problem_source(task, config)
-        module = load_module(source, "kbtool_reference", str(task.path))
+        module = load_module(source, "kbtool_reference", problem_filename(task))
         est = estimate_bytes(module)
         needed = (_PARAM_COPIES * est["param_bytes"] + _INPUT_COPIES * est["input_bytes"]
                   + _OUTPUT_COPIES * est["output_bytes"])
-        allowed = min(available_memory_bytes() * config.max_task_memory_fraction,
+        allowed = min(available_memory_bytes() * settings(config).max_task_memory_fraction,
                       config.memory_limit_mb * 1024 * 1024)
         constants = size_constants(source)
         if needed > allowed:
@@ -205,11 +315,12 @@ class KernelBenchKind:
     def _reference(self, task: Task, config: Config, mode: str = "eager") -> tuple[Any, Any]:
         import torch
 
-        module = load_module(problem_source(task, config), "kbtool_reference", str(task.path))
+        module = load_module(problem_source(task, config), "kbtool_reference",
+                             problem_filename(task))
         torch.manual_seed(config.seed)
         model = module.Model(*module.get_init_inputs()).to(config.device)
         if mode == "compile":
-            model = torch.compile(model, mode=config.compile_mode)
+            model = torch.compile(model, mode=settings(config).compile_mode)
         return module, model
 
     def baseline(self, task: Task, config: Config, mode: str, timer: Timer,
@@ -238,6 +349,11 @@ class KernelBenchKind:
 
     def check(self, task: Task, solution: Path, config: Config, timer: Timer,
               report: Reporter) -> dict[str, Any]:
+        sizes = size_constants(problem_source(task, config))
+        return {**self._check(task, solution, config, timer, report), "sizes": sizes}
+
+    def _check(self, task: Task, solution: Path, config: Config, timer: Timer,
+               report: Reporter) -> dict[str, Any]:
         import torch
 
         if config.device == "cpu":
@@ -309,7 +425,7 @@ class KernelBenchKind:
 
     def _correctness(self, check: _Check, ref_module: Any, ref: Any, new: Any,
                      snapshot: guards.IdentitySnapshot) -> None:
-        for trial in range(check.config.correctness_trials):
+        for trial in range(settings(check.config).correctness_trials):
             variant = VARIANTS[trial % len(VARIANTS)]
             inputs = make_inputs(ref_module, check.config.seed + 1 + trial, check.device, variant)
             check.trial(ref, new, inputs, snapshot, f"trial {trial + 1} ({variant} inputs)")
@@ -355,7 +471,7 @@ class KernelBenchKind:
         value = constants[name] // 2 if constants[name] > 1 else 2
         try:
             alt = load_module(apply_sizes(source, {name: value}), "kbtool_reference_alt",
-                              str(check.task.path))
+                              problem_filename(check.task))
             ref = check.build(alt.Model, alt)
             inputs = make_inputs(alt, check.config.seed + 30_000, check.device)
             expected = ref(*_clone(inputs))
@@ -364,7 +480,7 @@ class KernelBenchKind:
         try:
             got = check.build(cand_module.ModelNew, alt)(*_clone(inputs))
             _sync(check.device)
-            comparison = compare_outputs(expected, got, check.config)
+            comparison = compare_outputs(expected, got, check.tolerances)
             problem = comparison.incorrect or comparison.slipped
         except Exception as exc:
             problem = f"{type(exc).__name__}: {exc}"

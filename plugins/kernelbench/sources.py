@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 
 from kbtool_plugins.kernelbench.problem import task_number
+from kbtool_plugins.kernelbench.settings import KernelBenchSettings
 
-from kbtool.config.settings import Config
-from kbtool.errors import KbtoolError
+from kbtool.config import Config
+from kbtool.errors import UsageError
 from kbtool.task.model import Task
 
 _LEVEL_DIR = re.compile(r"^level_?(\w+)$")
@@ -42,7 +43,7 @@ class BuiltinSource:
     description = "kbtool's own problems (tasks/ in the repository)"
 
     def tasks(self, config: Config) -> list[Task]:
-        root = Path(str(importlib.resources.files("kbtool_tasks")))
+        root = Path(str(importlib.resources.files("kbtool_tasks"))) / "kernelbench"
         return scan_problems(root, "builtin")
 
 
@@ -50,15 +51,15 @@ class KernelBenchSource:
     description = "a KernelBench checkout (kernelbench_path= or $KERNELBENCH_PATH)"
 
     def tasks(self, config: Config) -> list[Task]:
-        path = config.kernelbench_path or os.environ.get("KERNELBENCH_PATH")
+        path = config.section(KernelBenchSettings).kernelbench_path or os.environ.get("KERNELBENCH_PATH")
         if not path:
-            raise KbtoolError("the kernelbench source needs kernelbench_path=PATH "
+            raise UsageError("the kernelbench source needs kernelbench_path=PATH "
                               "(a KernelBench checkout) or $KERNELBENCH_PATH")
         root = Path(path).expanduser()
         if (root / "KernelBench").is_dir():
             root = root / "KernelBench"
         if not root.is_dir() or not any(_LEVEL_DIR.match(p.name) for p in root.iterdir()):
-            raise KbtoolError(f"{path} is not a KernelBench checkout (no level1/, level2/, ... "
+            raise UsageError(f"{path} is not a KernelBench checkout (no level1/, level2/, ... "
                               "folders in it or in its KernelBench/ folder)")
         return scan_problems(root, "kernelbench")
 
@@ -67,9 +68,10 @@ class DirSource:
     description = "any folder of problem files (tasks_dir=PATH)"
 
     def tasks(self, config: Config) -> list[Task]:
-        if config.tasks_dir is None:
-            raise KbtoolError("the dir source needs tasks_dir=PATH")
-        root = config.tasks_dir.expanduser()
+        tasks_dir = config.section(KernelBenchSettings).tasks_dir
+        if tasks_dir is None:
+            raise UsageError("the dir source needs tasks_dir=PATH")
+        root = tasks_dir.expanduser()
         if not root.is_dir():
-            raise KbtoolError(f"tasks_dir {root} is not a folder")
+            raise UsageError(f"tasks_dir {root} is not a folder")
         return scan_problems(root, "dir")

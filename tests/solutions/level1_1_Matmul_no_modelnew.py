@@ -1,4 +1,4 @@
-# Broken candidate for tasks/level1/1_Matmul.py: defines no ModelNew class.
+# Broken candidate for tasks/kernelbench/level1/1_Matmul.py: defines no ModelNew class.
 import torch
 import torch.nn as nn
 

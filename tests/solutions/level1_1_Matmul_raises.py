@@ -1,4 +1,4 @@
-# Broken candidate for tasks/level1/1_Matmul.py: forward raises RuntimeError("boom").
+# Broken candidate for tasks/kernelbench/level1/1_Matmul.py: forward raises RuntimeError("boom").
 import torch
 import torch.nn as nn
 

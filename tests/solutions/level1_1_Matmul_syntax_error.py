@@ -1,4 +1,4 @@
-# Broken candidate for tasks/level1/1_Matmul.py: contains a Python syntax error.
+# Broken candidate for tasks/kernelbench/level1/1_Matmul.py: contains a Python syntax error.
 import torch
 import torch.nn as nn
 

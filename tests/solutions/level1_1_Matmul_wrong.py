@@ -1,4 +1,4 @@
-# INCORRECT candidate for tasks/level1/1_Matmul.py: computes A @ B.T instead of A @ B.
+# INCORRECT candidate for tasks/kernelbench/level1/1_Matmul.py: computes A @ B.T instead of A @ B.
 import torch
 import torch.nn as nn
 

@@ -1,4 +1,4 @@
-# Honest C++ (CPU, load_inline) candidate for tasks/level1/2_ReLU.py.
+# Honest C++ (CPU, load_inline) candidate for tasks/kernelbench/level1/2_ReLU.py.
 import torch
 import torch.nn as nn
 from torch.utils.cpp_extension import load_inline

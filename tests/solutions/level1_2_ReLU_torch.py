@@ -1,4 +1,4 @@
-# Honest plain-PyTorch candidate for tasks/level1/2_ReLU.py (ReLU via torch.clamp_min).
+# Honest plain-PyTorch candidate for tasks/kernelbench/level1/2_ReLU.py (ReLU via torch.clamp_min).
 import torch
 import torch.nn as nn
 

@@ -1,4 +1,4 @@
-# Honest Triton candidate for tasks/level1/2_ReLU.py (works on GPU or under TRITON_INTERPRET=1 on CPU).
+# Honest Triton candidate for tasks/kernelbench/level1/2_ReLU.py (works on GPU or under TRITON_INTERPRET=1 on CPU).
 import os
 
 import torch

@@ -1,4 +1,4 @@
-# Honest plain-PyTorch candidate for tasks/level2/1_Linear_ReLU_Add.py (addmm + in-place relu/add).
+# Honest plain-PyTorch candidate for tasks/kernelbench/level2/1_Linear_ReLU_Add.py (addmm + in-place relu/add).
 import torch
 import torch.nn as nn
 

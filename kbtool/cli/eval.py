@@ -1,0 +1,94 @@
+"""``kbtool eval``: one candidate, or a batch of them, checked and timed."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kbtool.cli.app import ConfigFile, ConfigProfile, Sizes, app
+from kbtool.cli.common import make_config
+from kbtool.config import Config, split_overrides
+from kbtool.errors import UsageError
+from kbtool.evaluation.backend import make_backend
+from kbtool.evaluation.batch import run_batch
+from kbtool.task import catalog
+from kbtool.task.model import Task
+from kbtool.ui.display import print_batch_table, print_result, progress_line
+
+
+@app.command("eval")
+def eval_command(
+    args: Annotated[list[str] | None, typer.Argument(
+        help="TASK (an id or a task file) and key=value settings.")] = None,
+    solution: Annotated[Path | None, typer.Option(
+        help="Candidate file (KernelBench: a file defining ModelNew).")] = None,
+    solutions: Annotated[str | None, typer.Option(
+        help="Batch mode: 'baseline' or a folder of solutions named after the tasks.")] = None,
+    mode: Annotated[str | None, typer.Option(
+        help="The baseline to compare against (KernelBench: eager or compile).")] = None,
+    timer: Annotated[str | None, typer.Option(help="Timing backend (see kbtool plugins).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    output: Annotated[Path | None, typer.Option(
+        help="Batch mode: JSON-lines file for the results.")] = None,
+    size: Sizes = None,
+    config_file: ConfigFile = None,
+    config_profile: ConfigProfile = None,
+) -> None:
+    """Check a candidate's correctness and time it against the reference.
+
+    kbtool eval TASK --solution FILE [--mode eager|compile] [--timer NAME] [--device cpu|cuda] [--json]
+    kbtool eval level=1 --solutions baseline|DIR [--mode eager|compile]
+
+    Evaluates on this machine, or through the worker queue when worker_input_dir and
+    worker_output_dir are set (eval_backend= picks another backend).
+    """
+    words, overrides = split_overrides(args or [])
+    config = make_config(overrides, config_file, config_profile, size,
+                         mode=mode, timer=timer, device=device)
+    if solutions is not None:
+        if solution is not None:
+            raise UsageError("use either --solution (one task) or --solutions (batch), not both")
+        tasks = [catalog.resolve(w, config) for w in words] if words else catalog.select(config)
+        _eval_batch(config, tasks, solutions, output, as_json)
+        return
+    if len(words) != 1:
+        raise UsageError("kbtool eval needs one TASK (an id or a problem file) and --solution "
+                         "FILE, or --solutions baseline|DIR for a batch")
+    if solution is None:
+        raise UsageError("missing --solution FILE (or --solutions baseline|DIR for a batch)")
+    if not solution.is_file():
+        raise UsageError(f"solution file not found: {solution}")
+    task = catalog.resolve(words[0], config)
+    catalog.check_settings([task], config)
+    backend = make_backend(config)
+    try:
+        result = backend.evaluate(task, solution, catalog.kind_of(task).configure(task, config))
+    finally:
+        backend.close()
+    if as_json:
+        print(result.model_dump_json())
+    else:
+        print_result(result)
+
+
+def _eval_batch(config: Config, tasks: list[Task], solutions: str, output: Path | None,
+                as_json: bool) -> None:
+    out_path = output or Path("eval-results") / f"eval-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    backend = make_backend(config)
+    try:
+        outcome = run_batch(backend, config, tasks, solutions, out_path,
+                            lambda task, res: progress_line(task.id, res))
+    finally:
+        backend.close()
+    if as_json:
+        print(json.dumps({"results": [r.model_dump(mode="json") for r in outcome.results],
+                          "skipped": outcome.skipped}))
+    else:
+        print_batch_table(outcome.results, outcome.skipped)
+        print(f"results: {out_path}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Small helpers every concept uses: atomic files, per-user directories."""

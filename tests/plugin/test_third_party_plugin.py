@@ -1,0 +1,160 @@
+"""A real third-party plugin: build and install ``kbtool-demo-plugin`` with pip, then run kbtool.
+
+The distribution (tests/fixtures/kbtool-demo-plugin) declares two entry points in the
+``kbtool`` group: ``demo`` (a task source and a timer) and ``broken`` (a module that fails
+to import).  kbtool runs in subprocesses with the install folder on PYTHONPATH, so the
+plugins are found exactly as an installed package's would be.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import FIXTURES
+
+FIXTURE = FIXTURES / "kbtool-demo-plugin"
+
+SOLUTION = """\
+import torch
+import torch.nn as nn
+
+
+class ModelNew(nn.Module):
+    def __init__(self):
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + x
+"""
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the installed kbtool-demo-plugin (its modules and dist-info)."""
+    # Build from a copy: an in-tree build would leave build/ and *.egg-info in tests/fixtures.
+    source = tmp_path_factory.mktemp("demo-src") / "kbtool-demo-plugin"
+    shutil.copytree(FIXTURE, source, ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", "__pycache__"))
+    target = tmp_path_factory.mktemp("demo-site")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
+         "--no-input", "--disable-pip-version-check", "--target", str(target), str(source)],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"pip install failed:\n{proc.stdout}\n{proc.stderr}"
+    assert any(target.glob("kbtool_demo_plugin-0.3.1.dist-info")), sorted(os.listdir(target))
+    return target
+
+
+@pytest.fixture(scope="module")
+def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
+def run_kbtool(site: Path, cache: Path, *args: str, cwd: Path | None = None,
+               **env_vars: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    for name in ("KBTOOL_LOAD_PLUGINS", "KBTOOL_BLOCK_PLUGINS"):
+        env.pop(name, None)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH")) if p)
+    env["XDG_CACHE_HOME"] = str(cache)
+    env.update(env_vars)
+    return subprocess.run([sys.executable, "-m", "kbtool", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=300)
+
+
+def plugins_json(proc: subprocess.CompletedProcess[str]) -> dict[str, dict]:
+    assert proc.returncode == 0, proc.stderr
+    return {info["name"]: info for info in json.loads(proc.stdout)}
+
+
+BUILTINS = {"kernelbench", "backends", "timers", "strategies", "provider_replay",
+            "provider_openai", "provider_litellm", "engines", "slurm"}
+
+
+def test_plugins_lists_demo_and_warns_about_broken(plugin_site: Path, cache_home: Path) -> None:
+    proc = run_kbtool(plugin_site, cache_home, "plugins", "--json")
+    infos = plugins_json(proc)
+    assert set(infos) >= BUILTINS
+    assert all(infos[name]["builtin"] for name in BUILTINS)
+    demo = infos["demo"]
+    assert demo["version"] == "0.3.1"
+    assert demo["builtin"] is False
+    assert {"register_task_sources", "register_timers"} <= set(demo["hooks"])
+    assert "broken" not in infos
+    warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert any("'broken'" in line and "ImportError" in line for line in warnings), proc.stderr
+
+
+def test_plugins_table_names_demo(plugin_site: Path, cache_home: Path) -> None:
+    proc = run_kbtool(plugin_site, cache_home, "plugins")
+    assert proc.returncode == 0, proc.stderr
+    assert any(line.startswith("demo 0.3.1 (third-party)") for line in proc.stdout.splitlines())
+
+
+def test_tasks_list_demo(plugin_site: Path, cache_home: Path) -> None:
+    proc = run_kbtool(plugin_site, cache_home, "tasks", "list", "demo")
+    assert proc.returncode == 0, proc.stderr
+    assert "demo/1/1_Scale" in proc.stdout.split()
+
+
+def test_eval_with_demo_source_and_timer(plugin_site: Path, cache_home: Path,
+                                         tmp_path: Path) -> None:
+    solution = tmp_path / "scale_solution.py"
+    solution.write_text(SOLUTION)
+    proc = run_kbtool(plugin_site, cache_home, "eval", "demo/1/1_Scale", "--solution", str(solution),
+                      "--timer", "demo-timer", "--device", "cpu", "--config-profile", "quick",
+                      "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["status"] == "ok", result
+    assert result["task"] == "demo/1/1_Scale"
+    assert result["timer"] == "demo-timer"
+    assert result["correct"] is True
+    assert result["timing"]["timer"] == "demo-timer"
+    assert result["baseline"]["timer"] == "demo-timer"
+    assert result["runtime_ms"] > 0
+
+
+def test_load_plugins_empty_loads_no_third_party(plugin_site: Path, cache_home: Path) -> None:
+    proc = run_kbtool(plugin_site, cache_home, "plugins", "--json", KBTOOL_LOAD_PLUGINS="")
+    infos = plugins_json(proc)
+    assert set(infos) == BUILTINS
+    assert "broken" not in proc.stderr
+    assert "kbtool: warning" not in proc.stderr
+
+
+def test_load_plugins_demo_only(plugin_site: Path, cache_home: Path) -> None:
+    proc = run_kbtool(plugin_site, cache_home, "plugins", "--json", KBTOOL_LOAD_PLUGINS="demo")
+    infos = plugins_json(proc)
+    assert set(infos) == BUILTINS | {"demo"}
+    assert "broken" not in proc.stderr
+    assert "kbtool: warning" not in proc.stderr
+
+
+def test_block_plugins(plugin_site: Path, cache_home: Path) -> None:
+    proc = run_kbtool(plugin_site, cache_home, "plugins", "--json",
+                      KBTOOL_BLOCK_PLUGINS="demo,broken")
+    infos = plugins_json(proc)
+    assert set(infos) == BUILTINS
+    assert "kbtool: warning" not in proc.stderr
+
+
+def test_block_wins_over_load(plugin_site: Path, cache_home: Path) -> None:
+    proc = run_kbtool(plugin_site, cache_home, "plugins", "--json",
+                      KBTOOL_LOAD_PLUGINS="demo,broken", KBTOOL_BLOCK_PLUGINS="broken")
+    infos = plugins_json(proc)
+    assert set(infos) == BUILTINS | {"demo"}
+    assert "kbtool: warning" not in proc.stderr
+
+
+def test_blocked_plugin_source_is_unknown(plugin_site: Path, cache_home: Path) -> None:
+    proc = run_kbtool(plugin_site, cache_home, "tasks", "list", "demo", KBTOOL_BLOCK_PLUGINS="demo")
+    assert proc.returncode != 0
+    assert "unknown task source 'demo'" in proc.stderr
