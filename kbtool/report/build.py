@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from kbtool.errors import UsageError
 from kbtool.evaluation.result import Status
+from kbtool.report.sections import KindReport, RunView, Table
 from kbtool.runs.layout import RunLayout, parse_step_path, safe_name
 from kbtool.runs.store import read_events
 from kbtool.runs.summary import Attempt, RunSummary, TaskSummary, finite, summarize_task
@@ -374,6 +375,41 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def kind_of_tasks(run: RunData) -> dict[str, str]:
+    """Each task's kind, as the run recorded it (runs before kinds were named: KernelBench)."""
+    kinds: dict[str, str] = {}
+    for event in run.events:
+        if event.get("type") == "run_started" and isinstance(event.get("kinds"), dict):
+            kinds.update({str(k): str(v) for k, v in event["kinds"].items()})
+    try:
+        listed = json.loads(RunLayout(run.dir).tasks.read_text())
+    except (OSError, ValueError):
+        listed = []
+    for item in listed if isinstance(listed, list) else []:
+        if isinstance(item, dict) and item.get("kind") and item.get("id"):
+            kinds.setdefault(str(item["id"]), str(item["kind"]))
+    return {task_id: kinds.get(task_id, "kernelbench") for task_id in run.tasks}
+
+
+def kind_reports(run: RunData) -> list[KindReport]:
+    """What each task kind of the run adds to the report (``TaskKind.report``)."""
+    from kbtool.plugin import registry
+
+    kinds = kind_of_tasks(run)
+    view = RunView(run.dir, list(run.tasks), kinds, dict(run.tasks))
+    found = []
+    installed = registry.TASK_KINDS.all()
+    for name in dict.fromkeys(kinds.values()):
+        if name not in installed:
+            log.warning("%s: tasks of kind %r, which no installed plugin knows; only the "
+                        "common metrics are reported", run.dir, name)
+            continue
+        section = installed[name].report(view)
+        if section is not None:
+            found.append(section)
+    return found
+
+
 def combined_json(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One run: its report.  Several: ``{"runs": {label: report}}``, with the first run's
     ``fast_p`` repeated at the top level so that ``fast_p`` is always there."""
@@ -521,10 +557,15 @@ def _print_comparison(out: _Printer, reports: dict[str, dict[str, Any]]) -> None
                for label, rep in reports.items()])
 
 
-def print_reports(reports: dict[str, dict[str, Any]]) -> None:
+def print_reports(reports: dict[str, dict[str, Any]],
+                  sections: dict[str, list[KindReport]] | None = None) -> None:
     out = _Printer()
     for label, rep in reports.items():
         _print_run(out, label, rep)
+        for section in (sections or {}).get(label, []):
+            for table in section.tables:
+                out.table(f"{section.kind}: {table.title}", table.columns,
+                          [[_text(cell) for cell in row] for row in table.rows])
     if len(reports) > 1:
         _print_comparison(out, reports)
 
@@ -540,6 +581,34 @@ def _out_dir(path: Path) -> Path:
 
 def _cell(value: Any) -> Any:
     return "" if value is None else value
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def write_kind_csv(sections: dict[str, list[KindReport]], directory: Path) -> list[Path]:
+    """Each kind's tables as ``<kind>_<table>.csv``, one block of rows per run."""
+    directory = _out_dir(directory)
+    tables: dict[str, list[tuple[str, Table]]] = {}
+    for label, found in sections.items():
+        for section in found:
+            for table in section.tables:
+                tables.setdefault(f"{section.kind}_{table.name}", []).append((label, table))
+    written = []
+    for name, entries in tables.items():
+        path = directory / f"{_safe(name)}.csv"
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["run", *entries[0][1].columns])
+            for label, table in entries:
+                writer.writerows([label, *[_cell(c) for c in row]] for row in table.rows)
+        written.append(path)
+    return written
 
 
 def write_csv(reports: dict[str, dict[str, Any]], directory: Path) -> list[Path]:
@@ -651,12 +720,15 @@ def main(run_dirs: list[Path], as_json: bool = False, csv_dir: Path | None = Non
             raise UsageError(f"{option} {target}: exists and is not a directory")
     runs = dict(zip(_labels(run_dirs), (load_run(Path(d)) for d in run_dirs), strict=True))
     reports = {label: build_report(run) for label, run in runs.items()}
+    sections = {label: kind_reports(run) for label, run in runs.items()}
+    for label, found in sections.items():
+        reports[label]["kinds"] = _finite({s.kind: s.data for s in found})
     if as_json:
         print(json.dumps(combined_json(reports), allow_nan=False))
     else:
-        print_reports(reports)
+        print_reports(reports, sections)
     if csv_dir is not None:
-        files = write_csv(reports, csv_dir)
+        files = write_csv(reports, csv_dir) + write_kind_csv(sections, csv_dir)
         print(f"kbtool report: wrote {', '.join(f.name for f in files)} to {csv_dir}",
               file=sys.stderr)
     if export_dir is not None:
@@ -667,4 +739,6 @@ def main(run_dirs: list[Path], as_json: bool = False, csv_dir: Path | None = Non
         from kbtool.report.plots import write_plots
 
         files = write_plots(reports, plots_dir)
+        for found in sections.values():
+            files += [f for s in found if s.plot is not None for f in s.plot(plots_dir)]
         print(f"kbtool report: wrote {len(files)} figures to {plots_dir}", file=sys.stderr)

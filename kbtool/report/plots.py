@@ -14,7 +14,11 @@ from kbtool.errors import UsageError
 
 FIGURES = ("best_runtime_per_phase", "geomean_speedup_per_phase", "speedup_distribution",
            "fast_p")
-_MODES = ("eager", "compile")
+
+
+def _modes(reports: dict[str, dict[str, Any]]) -> list[str]:
+    """The baselines of the runs, in order (one panel each); one empty panel for none."""
+    return list(dict.fromkeys(m for rep in reports.values() for m in rep["baselines"])) or [""]
 
 
 def _short(labels: list[str]) -> dict[str, str]:
@@ -111,9 +115,10 @@ def _geomean_per_phase(Figure: Any, reports: dict[str, dict[str, Any]],
     """Geometric-mean speedup per phase, vs eager and vs compile; one colour per run, solid
     over correct tasks, dashed over all tasks clamped at 1."""
     fig = Figure(figsize=(11, 4.5), layout="constrained")
-    axes = fig.subplots(1, len(_MODES), squeeze=False)[0]
+    modes = _modes(reports)
+    axes = fig.subplots(1, len(modes), squeeze=False)[0]
     colors = _colors(len(reports))
-    for ax, mode in zip(axes, _MODES, strict=True):
+    for ax, mode in zip(axes, modes, strict=True):
         for color, (label, rep) in zip(colors, reports.items(), strict=True):
             phases = [p["phase"] for p in rep["phases"]]
             correct = [_nan(p["geomean_speedup"]["correct_tasks"].get(mode)) for p in rep["phases"]]
@@ -138,10 +143,11 @@ def _distribution(Figure: Any, reports: dict[str, dict[str, Any]], names: dict[s
     """Per-task speedups of the best solutions, one strip per run (log scale), with the
     geometric mean over correct tasks as a bar."""
     n = len(reports)
-    fig = Figure(figsize=(max(8, 2.2 * n * len(_MODES)), 4.8), layout="constrained")
-    axes = fig.subplots(1, len(_MODES), squeeze=False, sharey=True)[0]
+    modes = _modes(reports)
+    fig = Figure(figsize=(max(8, 2.2 * n * len(modes)), 4.8), layout="constrained")
+    axes = fig.subplots(1, len(modes), squeeze=False, sharey=True)[0]
     colors = _colors(n)
-    for ax, mode in zip(axes, _MODES, strict=True):
+    for ax, mode in zip(axes, modes, strict=True):
         ticks = []
         for i, (color, (label, rep)) in enumerate(zip(colors, reports.items(), strict=True)):
             values = [t["speedup"].get(mode) for t in rep["tasks"].values()]
@@ -168,9 +174,10 @@ def _distribution(Figure: Any, reports: dict[str, dict[str, Any]], names: dict[s
 def _fast_p(Figure: Any, reports: dict[str, dict[str, Any]], names: dict[str, str]) -> Any:
     """fast_p against p, vs eager and vs compile; one line per run."""
     fig = Figure(figsize=(11, 4.2), layout="constrained")
-    axes = fig.subplots(1, len(_MODES), squeeze=False, sharey=True)[0]
+    modes = _modes(reports)
+    axes = fig.subplots(1, len(modes), squeeze=False, sharey=True)[0]
     colors = _colors(len(reports))
-    for ax, mode in zip(axes, _MODES, strict=True):
+    for ax, mode in zip(axes, modes, strict=True):
         for color, (label, rep) in zip(colors, reports.items(), strict=True):
             keys = rep["p_values"]
             ax.plot([float(k) for k in keys], [_nan(rep["fast_p"][mode][k]) for k in keys],

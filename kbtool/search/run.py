@@ -69,7 +69,8 @@ def start(config: Config, words: list[str]) -> RunSummary | dict[str, Any]:
     store = RunStore(run_dir)
     store.save_config(config)
     write_atomic(store.layout.tasks, json.dumps(
-        [{"id": t.id, "path": str(t.path), "kind": t.kind} for t in tasks], indent=1))
+        [{"id": t.id, "path": str(t.path), "kind": t.kind,
+          "labels": catalog.kind_of(t).labels(t)} for t in tasks], indent=1))
     return _execute(config, store, tasks, resumed=False)
 
 

@@ -37,6 +37,7 @@ from kbtool.task.model import Task
 
 if TYPE_CHECKING:
     from kbtool.evaluation.result import EvalResult
+    from kbtool.report.sections import KindReport, RunView
     from kbtool.sandbox.isolation import Reporter
     from kbtool.timing.base import Timer
 
@@ -114,6 +115,11 @@ class TaskKind:
         payload = self.payload(task)
         return payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
 
+    def labels(self, task: Task) -> dict[str, str]:
+        """Small facts about a task that a run records for its reports (a repository
+        item's task type, a package's name)."""
+        return {}
+
     def configure(self, task: Task, config: Config) -> Config:
         """The settings to evaluate ``task`` with (e.g. only the overrides that apply to it);
         raise ``UsageError`` for settings that can never apply."""
@@ -174,6 +180,11 @@ class TaskKind:
             return f"It timed out after {config.timeout_s:g} s.\n{tail}"
         what = "compile or load" if status == "compile_error" else "run"
         return f"It failed to {what}:\n{tail}"
+
+    def report(self, view: RunView) -> KindReport | None:
+        """What ``kbtool report`` shows of this kind's tasks beyond the core metrics
+        (``kbtool.report.sections``); None: nothing more."""
+        return None
 
     def details(self, result: EvalResult) -> BaseModel:
         """The fields this kind added to ``result``, typed."""
