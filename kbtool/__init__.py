@@ -1,3 +1,7 @@
-"""kbtool: search for faster GPU kernels with LLM agents, and measure them honestly."""
+"""kbtool: search for better code with LLM agents, and measure it honestly."""
 
-__version__ = "0.1.0"
+from kbtool import compat
+
+__version__ = "0.2.0"
+
+compat.install()  # kbtool 0.1's module names keep working (with a deprecation line)

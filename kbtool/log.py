@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 ROOTS = ("kbtool", "kbtool_plugins")
 
@@ -70,3 +72,17 @@ def setup(verbose: bool = False) -> None:
 
 def verbose() -> bool:
     return logging.getLogger("kbtool").isEnabledFor(logging.DEBUG)
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Only errors inside the block (a second process repeating the first one's warnings)."""
+    loggers = [logging.getLogger(name) for name in ROOTS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

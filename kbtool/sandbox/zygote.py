@@ -142,8 +142,11 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
     from kbtool.plugin import registry
 
     log.setup()
+    # What loading the plugins has to say, the caller (which loaded them too) said already.
+    with log.quiet():
+        kinds = registry.TASK_KINDS.all()
     # The point of this process: pay the task kinds' heavy imports (torch) once.
-    for kind in registry.TASK_KINDS.all().values():
+    for kind in kinds.values():
         for module in kind.preload:
             try:
                 importlib.import_module(module)

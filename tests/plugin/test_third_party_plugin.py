@@ -140,7 +140,7 @@ def test_load_plugins_demo_only(plugin_site: Path, cache_home: Path) -> None:
 
 def test_block_plugins(plugin_site: Path, cache_home: Path) -> None:
     proc = run_kbtool(plugin_site, cache_home, "plugins", "--json",
-                      KBTOOL_BLOCK_PLUGINS="demo,broken")
+                      KBTOOL_BLOCK_PLUGINS="demo,broken,legacy")
     infos = plugins_json(proc)
     assert set(infos) == BUILTINS
     assert "kbtool: warning" not in proc.stderr
@@ -148,7 +148,7 @@ def test_block_plugins(plugin_site: Path, cache_home: Path) -> None:
 
 def test_block_wins_over_load(plugin_site: Path, cache_home: Path) -> None:
     proc = run_kbtool(plugin_site, cache_home, "plugins", "--json",
-                      KBTOOL_LOAD_PLUGINS="demo,broken", KBTOOL_BLOCK_PLUGINS="broken")
+                      KBTOOL_LOAD_PLUGINS="demo,broken", KBTOOL_BLOCK_PLUGINS="broken,legacy")
     infos = plugins_json(proc)
     assert set(infos) == BUILTINS | {"demo"}
     assert "kbtool: warning" not in proc.stderr
@@ -158,3 +158,20 @@ def test_blocked_plugin_source_is_unknown(plugin_site: Path, cache_home: Path) -
     proc = run_kbtool(plugin_site, cache_home, "tasks", "list", "demo", KBTOOL_BLOCK_PLUGINS="demo")
     assert proc.returncode != 0
     assert "unknown task source 'demo'" in proc.stderr
+
+
+def test_a_plugin_on_kbtool_0_1_names_still_evaluates(plugin_site: Path, cache_home: Path,
+                                                      tmp_path: Path) -> None:
+    """Old module names, a kind without the base class, Task(meta=...): it all runs, through
+    the evaluation process too, and each old name is named once on stderr."""
+    solution = tmp_path / "anything.py"
+    solution.write_text("x = 1\n")
+    proc = run_kbtool(plugin_site, cache_home, "eval", "old/1/1_Old", "--solution",
+                      str(solution), "--device", "cpu", "--config-profile", "quick", "--json",
+                      KBTOOL_LOAD_PLUGINS="legacy", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["status"] == "ok" and result["mode"] == "eager" and result["speedup"] > 0
+    assert "kbtool.hookspecs is deprecated; import kbtool.plugin.hookspecs" in proc.stderr
+    assert "task kind 'old' does not subclass kbtool.task.kind.TaskKind" in proc.stderr
+    assert "Traceback" not in proc.stderr
