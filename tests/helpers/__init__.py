@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,3 +30,32 @@ def run_kbtool(*args: str, env: dict[str, str] | None = None,
     """The installed CLI, in a subprocess, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "kbtool", *args], capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout)
+
+
+def install_distribution(source: Path, target: Path, scratch: Path) -> Path:
+    """``pip install --target`` a distribution of tests/fixtures (built from a copy, so no
+    build/ or *.egg-info lands in the repository); returns ``target``."""
+    copy = scratch / source.name
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("build", "*.egg-info",
+                                                                "__pycache__"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
+         "--no-input", "--disable-pip-version-check", "--target", str(target), str(copy)],
+        capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pip install of {source.name} failed:\n{proc.stdout}\n{proc.stderr}")
+    return target
+
+
+def run_with_site(site: Path, cache: Path, *args: str, cwd: Path | None = None,
+                  **env_vars: str) -> subprocess.CompletedProcess[str]:
+    """The CLI with ``site`` (installed plugins) first on the import path, as an installed
+    package's plugins would be found, and a cache of its own."""
+    env = dict(os.environ)
+    for name in ("KBTOOL_LOAD_PLUGINS", "KBTOOL_BLOCK_PLUGINS"):
+        env.pop(name, None)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH")) if p)
+    env["XDG_CACHE_HOME"] = str(cache)
+    env.update(env_vars)
+    return subprocess.run([sys.executable, "-m", "kbtool", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=600)

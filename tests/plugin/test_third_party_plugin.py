@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, install_distribution, run_with_site
 
 FIXTURE = FIXTURES / "kbtool-demo-plugin"
 
@@ -38,16 +36,8 @@ class ModelNew(nn.Module):
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding the installed kbtool-demo-plugin (its modules and dist-info)."""
-    # Build from a copy: an in-tree build would leave build/ and *.egg-info in tests/fixtures.
-    source = tmp_path_factory.mktemp("demo-src") / "kbtool-demo-plugin"
-    shutil.copytree(FIXTURE, source, ignore=shutil.ignore_patterns(
-        "build", "*.egg-info", "__pycache__"))
-    target = tmp_path_factory.mktemp("demo-site")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-         "--no-input", "--disable-pip-version-check", "--target", str(target), str(source)],
-        capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"pip install failed:\n{proc.stdout}\n{proc.stderr}"
+    target = install_distribution(FIXTURE, tmp_path_factory.mktemp("demo-site"),
+                                  tmp_path_factory.mktemp("demo-src"))
     assert any(target.glob("kbtool_demo_plugin-0.3.1.dist-info")), sorted(os.listdir(target))
     return target
 
@@ -57,16 +47,7 @@ def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("xdg-cache")
 
 
-def run_kbtool(site: Path, cache: Path, *args: str, cwd: Path | None = None,
-               **env_vars: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    for name in ("KBTOOL_LOAD_PLUGINS", "KBTOOL_BLOCK_PLUGINS"):
-        env.pop(name, None)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH")) if p)
-    env["XDG_CACHE_HOME"] = str(cache)
-    env.update(env_vars)
-    return subprocess.run([sys.executable, "-m", "kbtool", *args], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=300)
+run_kbtool = run_with_site
 
 
 def plugins_json(proc: subprocess.CompletedProcess[str]) -> dict[str, dict]:
