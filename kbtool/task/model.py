@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from kbtool.errors import UsageError
+
 if TYPE_CHECKING:
     from kbtool.config.model import Config
 
@@ -57,5 +59,5 @@ class TaskSource(Protocol):
         ...
 
 
-class TaskRefused(Exception):
+class TaskRefused(UsageError):
     """The task cannot run here (too large for this machine, bad size override)."""

@@ -303,6 +303,10 @@ class KernelBenchKind(TaskKind):
         allowed = min(available_memory_bytes() * settings(config).max_task_memory_fraction,
                       config.memory_limit_mb * 1024 * 1024)
         constants = size_constants(source)
+        if est["empty_outputs"]:
+            # Empty outputs compare equal to anything: no verdict could mean something.
+            raise TaskRefused(f"task {task.id} has empty outputs at these sizes "
+                              f"({', '.join(f'{k}={v}' for k, v in constants.items())})")
         if needed > allowed:
             raise TaskRefused(
                 f"task {task.id} needs about {_gb(needed)} for its tensors (inputs "

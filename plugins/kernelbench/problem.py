@@ -58,6 +58,10 @@ def apply_sizes(source: str, sizes: dict[str, int | float], filename: str = "<pr
             raise TaskRefused(f"{filename} has no size constant {name!r} (its constants: {valid})")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TaskRefused(f"size {name}={value!r} must be a number")
+        default = ast.literal_eval(assigns[name].value)  # type: ignore[attr-defined]
+        if value <= 0 < default:
+            # A zero or negative size makes empty tensors, which compare equal to anything.
+            raise TaskRefused(f"size {name}={value!r} must be positive (its default is {default})")
         assigns[name].value = ast.Constant(value)  # type: ignore[attr-defined]
     return ast.unparse(ast.fix_missing_locations(tree))
 
@@ -84,7 +88,7 @@ def tensors(obj: Any) -> list[Any]:
     return []
 
 
-def estimate_bytes(module: types.ModuleType) -> dict[str, int | str | None]:
+def estimate_bytes(module: types.ModuleType) -> dict[str, Any]:
     """Bytes of inputs, parameters and outputs, measured on the meta device (no allocation)."""
     import torch
 
@@ -103,6 +107,7 @@ def estimate_bytes(module: types.ModuleType) -> dict[str, int | str | None]:
         "input_bytes": sum(t.nelement() * t.element_size() for t in inp),
         "param_bytes": sum(t.nelement() * t.element_size() for t in params),
         "output_bytes": sum(t.nelement() * t.element_size() for t in outputs),
+        "empty_outputs": sum(1 for t in outputs if t.nelement() == 0),
         "dtype": str(floats[0]).replace("torch.", "") if floats else None,
     }
 

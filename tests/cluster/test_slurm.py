@@ -216,6 +216,17 @@ def test_real_slurm_worker_array_eval_status_cancel_failure(tmp_path: Path) -> N
                   "--json", *queue, "--config-profile", "quick", env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["correct"] is True
+    # 2b. a batch through the same queue (the backend is chosen in one place for both)
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    shutil.copy(ROOT / "tests" / "solutions" / "level1_2_ReLU_torch.py", solutions / "2_ReLU.py")
+    done_before = len(list(qout.glob("*.json")))
+    proc = kbtool("eval", "level=1", "task_start=2", "task_end=2", "--solutions",
+                  str(solutions), "--json", *queue, "--config-profile", "quick",
+                  f"--output={tmp_path / 'batch.jsonl'}", env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["status"] for r in json.loads(proc.stdout)["results"]] == ["ok"]
+    assert len(list(qout.glob("*.json"))) == done_before + 1  # answered by a worker
     # 3. a long job, then cancel
     proc = kbtool("submit", "workers", *common, "job_name=kbtool-workers-long", *queue,
                   f"cache_dir={tmp_path / 'cache'}", env=env)
@@ -232,6 +243,10 @@ def test_real_slurm_worker_array_eval_status_cancel_failure(tmp_path: Path) -> N
     assert "nonexistent" in log.read_text()
     proc = kbtool("jobs", env=env)
     assert "FAILED" in proc.stdout and str(log) in proc.stdout
+    active = kbtool("jobs", "--no-all", "--json", env=env)  # only what is queued or running
+    assert active.returncode == 0, active.stderr
+    active_ids = {j["id"] for j in json.loads(active.stdout)["jobs"]}
+    assert bad_id not in active_ids and long_id in active_ids  # the long job runs until cancelled
     # cancel
     assert _wait(lambda: _jobs(env)[long_id]["state"] in ("RUNNING", "PENDING"), 30)
     proc = kbtool("jobs", "cancel", long_id, env=env)

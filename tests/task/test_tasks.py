@@ -127,6 +127,27 @@ def test_size_overrides() -> None:
         apply_sizes(source, {"nope": 1})
     with pytest.raises(TaskRefused, match="must be a number"):
         apply_sizes(source, {name: "big"})
+    for degenerate in (0, -5):  # empty tensors compare equal to anything
+        with pytest.raises(TaskRefused, match=f"size {name}={degenerate} must be positive"):
+            apply_sizes(source, {name: degenerate})
+
+
+@pytest.mark.parametrize("args", [["tasks", "show", "builtin/1/1", "--size", "N=-5"],
+                                  ["eval", "builtin/1/1", "--solution", "SOLUTION", "--size",
+                                   "N=0", "--device", "cpu"],
+                                  ["eval", "level=1", "--solutions", "baseline", "sizes.Nx=4"]])
+def test_degenerate_and_unknown_sizes_are_one_line_usage_errors(args: list[str],
+                                                                tmp_path: Path) -> None:
+    """A zero, negative or misspelled size is refused before anything runs: one line, exit 2
+    (a wrong matmul once came back ``ok`` at N=0: empty outputs compare equal)."""
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text("import torch\nclass ModelNew(torch.nn.Module):\n"
+                     "    def forward(self, a, b):\n        return a\n")
+    proc = run_kbtool(*[str(wrong) if a == "SOLUTION" else a for a in args], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kbtool: error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_oversized_task_is_refused_before_allocating(tmp_path: Path) -> None:
