@@ -4,7 +4,9 @@ One worker owns one device (a GPU, or the CPU) and runs ``eval_workers`` jobs at
 load and compile side by side, and take turns for correctness and timing (a device lock),
 because a timing measured next to another evaluation is not worth publishing.  Each claim's
 lease is renewed by a thread while its job runs; SIGTERM lets the current jobs finish, then
-the worker exits.
+the worker exits.  A queue that stops answering (its folder vanished: an unmounted share, a
+cleaned scratch) stops the worker with one line (a ``RunError``), never a thread's traceback;
+the jobs it held go back to the queue when their leases expire.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kbtool.config import Config, config_as_dict, route, validate
-from kbtool.errors import KbtoolError
+from kbtool.errors import KbtoolError, RunError
 from kbtool.evaluation.evaluator import Evaluator
 from kbtool.evaluation.result import EvalResult, Status
 from kbtool.task.catalog import kind_of
@@ -43,6 +46,11 @@ class Worker:
                                       "busy": 0, "slots": config.eval_workers}
         self._lock = threading.Lock()
         self._scratch = Path(config.cache_dir) / "worker" / self.id
+        self.failure: OSError | None = None  # the queue error that stopped the worker
+
+    def make_evaluator(self) -> Evaluator:
+        """One job slot's evaluator."""
+        return Evaluator(self.config)
 
     def drain(self, *_: Any) -> None:
         """Finish the current jobs, claim no other."""
@@ -53,9 +61,30 @@ class Worker:
             stats = dict(self.stats)
         self.queue.heartbeat(self.id, stats)
 
+    def _fail(self, exc: OSError) -> None:
+        """A queue operation failed: claim nothing more; ``serve`` reports the first error."""
+        with self._lock:
+            self.failure = self.failure or exc
+        self.stopping.set()
+
+    def _guarded(self, operation: Callable[[], Any]) -> None:
+        try:
+            operation()
+        except OSError as exc:
+            self._fail(exc)
+
+    def _failure_line(self) -> str:
+        done = self.stats["done"]
+        folders = (self.queue.input_dir / "pending", self.queue.output_dir)
+        gone = [str(f) for f in folders if not f.is_dir()]
+        what = (f"the queue folder {gone[0]} is gone (unmounted or removed?)" if gone
+                else f"the queue failed ({self.failure})")
+        return (f"worker {self.id}: {what}; stopped after {done} job{'s' * (done != 1)} (jobs "
+                "it held go back to the queue when their leases expire)")
+
     def serve(self, max_jobs: int | None = None, idle_exit_s: float | None = None) -> int:
         signal.signal(signal.SIGTERM, self.drain)
-        evaluators = [Evaluator(self.config) for _ in range(self.config.eval_workers)]
+        evaluators = [self.make_evaluator() for _ in range(self.config.eval_workers)]
         self.stats["env"] = evaluators[0].env
         budget = {"left": max_jobs, "idle_since": time.monotonic()}
         slots = [threading.Thread(target=self._slot, args=(ev, budget, idle_exit_s), daemon=True)
@@ -66,9 +95,9 @@ class Worker:
             last_recover = 0.0
             while any(slot.is_alive() for slot in slots):
                 if time.monotonic() - last_recover >= min(self.config.lease_s / 3, 10.0):
-                    self.queue.recover_expired(self.id)
+                    self._guarded(lambda: self.queue.recover_expired(self.id))
                     last_recover = time.monotonic()
-                self._beat()
+                self._guarded(self._beat)
                 for slot in slots:
                     slot.join(timeout=HEARTBEAT_S / len(slots))
         finally:
@@ -79,7 +108,9 @@ class Worker:
                 evaluator.close()
             with self._lock:
                 self.stats["stopped"] = time.time()
-            self._beat()
+            self._guarded(self._beat)
+        if self.failure is not None:
+            raise RunError(self._failure_line())
         return self.stats["done"]
 
     def _take(self, budget: dict[str, Any]) -> bool:
@@ -111,6 +142,8 @@ class Worker:
                 budget["idle_since"] = time.monotonic()
             if budget["left"] is not None and budget["left"] <= 0:
                 self.stopping.set()
+        except OSError as exc:  # claim, finish or a heartbeat: the queue is unreachable
+            self._fail(exc)
         finally:
             watch.close()
 
@@ -121,7 +154,7 @@ class Worker:
 
         def renew() -> None:
             while not renewing.wait(self.config.lease_s / 3):
-                self.queue.renew(job.id, self.id)
+                self._guarded(lambda: self.queue.renew(job.id, self.id))
 
         renewer = threading.Thread(target=renew, daemon=True)
         renewer.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -255,3 +256,51 @@ def test_device_lock_is_exclusive_and_dies_with_its_holder(tmp_path: Path) -> No
     holder.wait()
     assert waiter.stdout.readline().strip() == "held"
     assert waiter.wait(30) == 0
+
+
+def _serving(queue: Queue, worker: subprocess.Popen[bytes]) -> None:
+    """Until the worker's first heartbeat: it is up and serving."""
+    deadline = time.monotonic() + 60
+    while not list(queue.workers()):
+        assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def _stopped_with_one_line(worker: subprocess.Popen[bytes]) -> str:
+    try:
+        code = worker.wait(60)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    stderr = worker.stderr.read().decode() if worker.stderr else ""
+    assert code == 1, stderr
+    lines = stderr.strip().splitlines()  # the worker's "serving" line, then the error
+    assert "Traceback" not in stderr and sum("error" in line for line in lines) == 1, stderr
+    return lines[-1]
+
+
+def test_a_worker_whose_queue_folder_vanishes_stops_with_one_line(tmp_path: Path) -> None:
+    queue = Queue(tmp_path / "in", tmp_path / "out", lease_s=1.5)
+    worker = _worker(tmp_path)
+    _serving(queue, worker)
+    shutil.rmtree(tmp_path / "in")  # an unmounted share, a cleaned scratch
+    line = _stopped_with_one_line(worker)
+    assert line.startswith("kbtool: error: worker ")
+    assert f"the queue folder {tmp_path / 'in' / 'pending'} is gone" in line
+    assert "stopped after 0 jobs" in line
+
+
+def test_a_job_running_when_the_queue_vanishes_still_stores_its_result(tmp_path: Path) -> None:
+    queue = Queue(tmp_path / "in", tmp_path / "out", lease_s=1.5)
+    job_id = queue.submit(job(SLOW_OK.format(delay=2)))
+    worker = _worker(tmp_path)
+    deadline = time.monotonic() + 60
+    while queue.depth()["claimed"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    shutil.rmtree(tmp_path / "in")  # lease renewals and heartbeats now fail
+    line = _stopped_with_one_line(worker)
+    assert "is gone" in line and "stopped after 1 job " in line
+    reply = JobResult.model_validate_json((tmp_path / "out" / f"{job_id}.json").read_text())
+    assert reply.ok and reply.result["status"] == "ok"
