@@ -4,6 +4,8 @@
 ``vllm/MODEL``    a vLLM server at VLLM_BASE_URL (else OPENAI_BASE_URL); no key needed
 ``local/MODEL``   any OpenAI-compatible server at KBTOOL_LOCAL_BASE_URL (else OPENAI_BASE_URL)
 
+The setting ``llm_base_url`` overrides these variables (``autorun=true`` sets it per server).
+
 The client makes no retries of its own (``max_retries=0``): ``kbtool.llm.client.LLMClient``
 retries what this module marks retryable.
 """
@@ -71,7 +73,7 @@ class OpenAIProvider:
         except ImportError:
             raise ProviderError(f"the {self.name} provider needs the openai package: "
                                 "pip install openai", retryable=False) from None
-        base_url = _env(self.endpoint.base_url_vars)
+        base_url = self.config.llm_base_url or _env(self.endpoint.base_url_vars)
         key = _env(self.endpoint.key_vars)
         if self.name != "openai" and base_url is None:
             raise ProviderError(f"{self.name}/MODEL needs the server's URL: set "

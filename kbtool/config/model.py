@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kbtool.util.dirs import cache_dir
 
@@ -105,6 +105,21 @@ class Config(BaseModel):
     max_cost_usd: float | None = Field(None, gt=0, description="budget: dollars in the run")
     prices: dict[str, list[float]] = Field(
         default_factory=dict, description="USD per million tokens [in, out] by model prefix")
+    llm_base_url: str | None = Field(None, description="the OpenAI-compatible server's URL "
+                                     "(over the provider's environment variable)")
+
+    # LLM serving: `kbtool serve MODEL`, and `kbtool run ... autorun=true` (docs/serving.md)
+    autorun: bool = Field(False, description="kbtool run starts one server per GPU of gpu_ids "
+                          "for model_name's model, routes each task to one, stops them at the end")
+    gpu_ids: list[int] = Field(default_factory=lambda: [0], min_length=1,
+                               description="GPUs to serve on, one server each (gpu_ids=0,1)")
+    base_port: int = Field(3117, ge=1, le=65535, description="server i listens on base_port + GPU")
+    serve_command: str = Field(
+        "vllm serve {model} --host {host} --port {port}",
+        description="a server's command; {model}, {port}, {host}, {gpu} are filled in")
+    serve_timeout_s: float = Field(600.0, gt=0, description="wait this long for GET /health")
+    serve_log_dir: Path | None = Field(None, description="server logs (gpu<G>.log); default: "
+                                       "RUN_DIR/serve, or data_dir/serve for kbtool serve")
     eval_workers: int = Field(1, ge=1, description="evaluations at once; they compile side by "
                               "side and take turns on the device")
     device_lock: bool = Field(True, description="one evaluation at a time measures per device")
@@ -127,6 +142,14 @@ class Config(BaseModel):
 
     # Task kinds' sections, by section name (validated by load_config; read with section()).
     sections: dict[str, dict[str, Any]] = Field(default_factory=dict, exclude=False)
+
+    @field_validator("gpu_ids", mode="before")
+    @classmethod
+    def _gpu_list(cls, value: Any) -> Any:
+        """``gpu_ids=0,1`` (one word on the command line) and ``gpu_ids=0`` are lists too."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return [value] if isinstance(value, int) else value
 
     def section(self, model: type[S]) -> S:
         """The typed settings of one section (its defaults where nothing was set)."""

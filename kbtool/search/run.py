@@ -14,6 +14,7 @@ from kbtool.errors import KbtoolError, UsageError
 from kbtool.evaluation.backend import make_backend
 from kbtool.llm.client import LLMClient
 from kbtool.llm.model import ProviderError
+from kbtool.llm.serve import ModelServers
 from kbtool.plugin import registry
 from kbtool.runs.events import (
     Baseline,
@@ -91,10 +92,16 @@ def _execute(config: Config, store: RunStore, tasks: list[Task],
              resumed: bool) -> RunSummary | dict[str, Any]:
     strategy = registry.STRATEGIES.get(config.strategy)
     provider_name, model, provider = make_provider(config)
+    servers = ModelServers.from_config(config, model, config.serve_log_dir or store.dir / "serve") \
+        if config.autorun else None
+    if servers is not None:  # each task's calls meet one server, whose prefix cache they fill
+        provider = servers.router(config, [t.id for t in tasks])
     display = RunDisplay(len(tasks), plan_calls(config, tasks), enabled=not config.dry_run)
     store.subscribe(display.event)
     pool = make_backend(config)
     try:
+        if servers is not None and not config.dry_run:
+            servers.start()
         env = pool.env
         device = (f"{env.get('device_name')} (a GPU)" if env.get("device") == "cuda" else
                   f"a CPU ({env.get('device_name')}, {env.get('num_threads')} threads)"
@@ -130,6 +137,8 @@ def _execute(config: Config, store: RunStore, tasks: list[Task],
             display.close()
         return summary
     finally:
+        if servers is not None:
+            servers.stop()
         pool.close()
         store.close()
 

@@ -294,6 +294,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.rstrip("/") in ("/v1/models", "/models"):
             self._send(200, {"object": "list", "data": [{"id": "test-model", "object": "model"}]})
+        elif self.path.rstrip("/") == "/health":  # as vLLM's: what `kbtool serve` polls
+            self._send(200, {})
         else:
             self._send(404, _error("not found", "invalid_request_error"))
 
