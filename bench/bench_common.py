@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from typing import Any
+
+SMOKE_HELP = ("a small run (seconds) that only checks the benchmark still works: CI runs every "
+              "benchmark so (bench/smoke.py); its figures mean nothing")
+
+
+def add_smoke(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+
+
+def apply_smoke(args: argparse.Namespace, **small: Any) -> argparse.Namespace:
+    """With ``--smoke``, ``small`` replaces the sizes given (or defaulted)."""
+    if args.smoke:
+        for name, value in small.items():
+            setattr(args, name, value)
+    return args
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_common import fmt, json_safe, percentile
+from bench_common import add_smoke, apply_smoke, fmt, json_safe, percentile
 
 TARGET_MEDIAN_S = 0.25
 TARGET_RATIO = 5.0
@@ -46,14 +46,14 @@ import json, sys, time
 spec = json.loads(sys.argv[1])
 from pathlib import Path
 import torch  # noqa: F401  (what every fresh worker pays)
-from kbtool.plugin import manager as plugins
 from kbtool.config import Config
+from kbtool.plugin import registry
 from kbtool.task.model import Task
 
 config = Config.model_validate(spec["config"])
-timer = plugins.collect("register_timers")[spec["timer"]]
-kind = plugins.collect("register_task_kinds")[spec["task"]["kind"]]
-task = Task(**{**spec["task"], "path": Path(spec["task"]["path"])})
+timer = registry.TIMERS.get(spec["timer"])
+task = Task.model_validate(spec["task"])
+kind = registry.TASK_KINDS.get(task.kind)
 stamps = {}
 
 
@@ -74,6 +74,13 @@ with open(spec["out"], "w") as handle:
 """
 
 
+
+
+def correctness_trials(config: Any) -> int:
+    """The kernelbench kind's setting (the built-in tasks are KernelBench problems)."""
+    from kbtool_plugins.kernelbench.settings import KernelBenchSettings
+
+    return config.section(KernelBenchSettings).correctness_trials
 
 
 def med(values: list[float]) -> float:
@@ -108,8 +115,7 @@ def eval_fresh(config: Any, timer_name: str, task: Any, solution: Path,
     out.unlink(missing_ok=True)
     spec = {
         "config": config.model_dump(mode="json"),
-        "task": {"id": task.id, "source": task.source, "name": task.name, "kind": task.kind,
-                 "path": str(task.path), "level": task.level, "number": task.number},
+        "task": task.model_dump(mode="json"),
         "solution": str(solution), "out": str(out), "timer": timer_name,
     }
     start = time.perf_counter()
@@ -147,7 +153,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "torch's default, one thread per core)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     p.add_argument("--verbose", action="store_true", help="print a line per evaluation")
-    args = p.parse_args(argv)
+    add_smoke(p)
+    args = apply_smoke(p.parse_args(argv), repeats=1, fresh_repeats=1, tasks=["builtin/1/2"])
     if args.repeats < 1 or args.fresh_repeats < 0:
         p.error("--repeats must be >= 1 and --fresh-repeats >= 0")
     return args
@@ -197,7 +204,7 @@ def measure(args: argparse.Namespace, evaluator: Any, tasks: list[Any], work: Pa
           f"({env.get('device_name')}), torch {env.get('torch_version')}, "
           f"python {platform.python_version()}, {os.cpu_count()} cpus, "
           f"torch threads {env.get('num_threads')}")
-    print(f"settings: correctness_trials={config.correctness_trials} warmup_trials="
+    print(f"settings: correctness_trials={correctness_trials(config)} warmup_trials="
           f"{config.warmup_trials} min_trials={config.min_trials} max_timing_s="
           f"{config.max_timing_s} target_rel_ci={config.target_rel_ci} timer={evaluator.timer.name}")
     print(f"kbtool start-up (Evaluator(): warm process, torch import; paid once): {startup_s:.2f} s")
@@ -302,7 +309,7 @@ def report(args, config, tasks, rows, failures) -> dict[str, Any]:
 
     return {
         "settings": {"repeats": args.repeats, "fresh_repeats": args.fresh_repeats,
-                     "device": config.device, "correctness_trials": config.correctness_trials,
+                     "device": config.device, "correctness_trials": correctness_trials(config),
                      "min_trials": config.min_trials, "max_timing_s": config.max_timing_s,
                      "threads": args.threads,
                      "fresh_design": "python -c: import torch+kbtool, kind.check in-process"},

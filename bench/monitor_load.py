@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_common import add_smoke, apply_smoke
+
 from kbtool.monitor.app import DetailScreen, MonitorApp
 from kbtool.monitor.state import RunFollower
 
@@ -187,7 +189,8 @@ def main() -> None:
     parser.add_argument("--size", default="120x40", help="terminal WIDTHxHEIGHT")
     parser.add_argument("--repeats", type=int, default=3, help="fold timings to take")
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()
+    add_smoke(parser)
+    args = apply_smoke(parser.parse_args(), events=3000, tasks=20, repeats=1)
     width, height = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory(prefix="kbtool-monitor-bench-") as tmp:
         run_dir = Path(tmp) / "run"

@@ -11,9 +11,11 @@ are trivial: a worker claims a job and at once stores a result, nothing is evalu
   (multiprocessing, ``--start-method fork`` by default) running kbtool's own
   ``Worker.serve`` loop unchanged: heartbeats, ``recover_expired``, ``Queue.claim``, and when
   nothing is pending ``FolderWatch.wait(min(worker_poll_s, lease_s / 3))`` on inotify.  Only
-  the evaluator is stubbed (``evaluate`` returns an ``ok`` EvalResult at once), so
-  ``Worker.run_job`` runs as in production: lease-renewal thread, ``Queue.finish``, and the
-  heartbeat it writes after every job.  Workers stop with SIGTERM (their drain).
+  the evaluator is stubbed (``Worker.make_evaluator``: ``evaluate`` returns an ``ok``
+  EvalResult at once), so ``Worker.run_job`` runs as in production: lease-renewal thread,
+  the candidate written to the worker's scratch folder, ``Queue.finish``, and the heartbeat
+  it writes after every job.  A worker counts as started when its first heartbeat is in the
+  queue (what ``kbtool worker status`` reads); workers stop with SIGTERM (their drain).
 * polling design (PIKE's): the sender writes ``<uuid>.json``, then an empty ``<uuid>.done``;
   every ``--poll-s`` (1 s) a receiver lists ``*.done``, sorts the names and processes them in
   order (result ``<uuid>.json`` + ``<uuid>.done`` in the output folder).  So that several
@@ -63,11 +65,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench_common import add_smoke, apply_smoke, json_safe, percentile
 from bench_common import fmt as _fmt
-from bench_common import json_safe, percentile
 
 from kbtool.config import Config
 from kbtool.evaluation.result import EvalResult, Status
+from kbtool.task.model import Task
 from kbtool.workers.jobqueue import Job, JobResult, Queue, new_job_id
 from kbtool.workers.worker import Worker
 
@@ -110,9 +113,12 @@ def loadavg() -> str:
         return "?"
 
 
+TRIVIAL_TASK = Task(id="bench/1/trivial", source="bench", name="trivial",
+                    payload={"problem": "# trivial\n"})
+
+
 def trivial_job(job_id: str) -> Job:
-    return Job(id=job_id, task_id="bench/trivial", task_source="# trivial\n",
-               solution="# trivial\n")
+    return Job(id=job_id, task=TRIVIAL_TASK, candidate="# trivial\n")
 
 
 def count_results(out_dir: Path, suffix: str) -> int:
@@ -122,8 +128,15 @@ def count_results(out_dir: Path, suffix: str) -> int:
 
 # -- kbtool design: the real Worker.serve loop with a stub evaluator -------------------------
 class _NoEvaluator:
-    def __init__(self) -> None:
+    """Answers every candidate ``ok`` at once: the jobs measure the queue, not evaluations."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
         self.env: dict[str, Any] = {"device": "none", "bench": "queue_dispatch"}
+
+    def evaluate(self, task: Task, solution: Path, config: Config | None = None) -> EvalResult:
+        return EvalResult(task=task.id, solution=str(solution), device="none", mode="eager",
+                          status=Status.ok, correct=True)
 
     def close(self) -> None:
         pass
@@ -132,33 +145,27 @@ class _NoEvaluator:
 class BenchWorker(Worker):
     """kbtool's Worker, unchanged except that a job is not evaluated."""
 
-    def __init__(self, config: Config, queue: Queue, worker_id: str, ready: Any) -> None:
+    def __init__(self, config: Config, queue: Queue, worker_id: str) -> None:
         super().__init__(config, queue, worker_id)
-        self._ready = ready
         self.records: list[tuple[str, float, float, float]] = []
 
-    @property
-    def evaluator(self) -> Any:  # serve() reads .env right after installing its SIGTERM handler
-        self._ready.set()
-        return _NoEvaluator()
+    def make_evaluator(self) -> Any:
+        return _NoEvaluator(self.config)
 
-    def run_job(self, job: Job) -> None:
+    def run_job(self, job: Job, evaluator: Any) -> None:
         claimed = time.time()  # claim() has returned the parsed job
-        super().run_job(job)
+        super().run_job(job, evaluator)
         self.records.append((job.id, job.submitted, claimed, time.time()))
-
-    def evaluate(self, job: Job) -> EvalResult:
-        return EvalResult(task=job.task_id, solution=None, device="none", mode="eager",
-                          status=Status.ok, correct=True)
 
 
 def kbtool_worker_main(in_dir: str, out_dir: str, side: str, worker_id: str, ready: Any,
                        stop: Any, poll_s: float, lease_s: float) -> None:
+    del ready, stop  # started: its first heartbeat; stopped: SIGTERM
     config = Config.model_validate({
         "worker_input_dir": in_dir, "worker_output_dir": out_dir, "worker_poll_s": poll_s,
         "lease_s": lease_s, "cache_dir": str(Path(side).parent / "cache")})
     queue = Queue(Path(in_dir), Path(out_dir), config.lease_s, config.max_attempts)
-    worker = BenchWorker(config, queue, worker_id, ready)
+    worker = BenchWorker(config, queue, worker_id)
     worker.serve()  # until SIGTERM (drain)
     Path(side).write_text(json.dumps(worker.records))
 
@@ -218,6 +225,16 @@ DESIGNS = {
 
 
 # -- one run: start workers, produce, wait for every result ----------------------------------
+def workers_started(design: str, queue: Queue | None, readies: list[Any],
+                    procs: list[Any]) -> bool:
+    """kbtool's workers: each has written a heartbeat (``kbtool worker status`` counts it
+    alive); the polling receivers set their event."""
+    if queue is not None:
+        beating = {w.get("pid") for w in queue.workers() if not w.get("stopped")}
+        return all(p.pid in beating for p in procs)
+    return all(ready.is_set() for ready in readies)
+
+
 def run_dispatch(ctx: Any, design: str, workers: int, jobs: int, interval_s: float,
                  root: Path, args: argparse.Namespace) -> dict[str, Any]:
     spec = DESIGNS[design]
@@ -243,9 +260,13 @@ def run_dispatch(ctx: Any, design: str, workers: int, jobs: int, interval_s: flo
         procs.append(proc)
         readies.append(ready)
         sides.append(side)
-    for ready in readies:
-        if not ready.wait(60):
+    started = time.monotonic()
+    while not workers_started(design, queue, readies, procs):
+        if time.monotonic() - started > 60 or not all(p.is_alive() for p in procs):
+            for proc in procs:
+                proc.kill()
             raise RuntimeError(f"{design}: a worker did not start")
+        time.sleep(0.02)
     time.sleep(0.2)  # let every worker reach its first idle wait
 
     submit_s: list[float] = []
@@ -435,7 +456,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--start-method", default="fork", choices=["fork", "spawn", "forkserver"])
     p.add_argument("--dir", type=Path, default=None, help="where the temp queues go")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    args = p.parse_args(argv)
+    add_smoke(p)
+    args = apply_smoke(p.parse_args(argv), jobs=100, paced_jobs=10, workers=[1],
+                       depths=[10, 100], claims=10)
     if args.jobs < 1 or args.paced_jobs < 0 or args.claims < 1 or min(args.workers) < 1:
         p.error("--jobs, --claims and --workers must be >= 1, --paced-jobs >= 0")
     return args

@@ -24,7 +24,7 @@ or baselines carried over) and the same server settings:
 
 The lower bound of one run comes from its own event log, the server's request times and
 the wall times of its evaluator calls (``Evaluator.__init__``/``baseline``/``evaluate`` and
-``EvaluatorPool.get`` are wrapped in this process):
+``LocalBackend.get`` are wrapped in this process):
 
 * S  = evaluator start-up (the shortest ``Evaluator()`` of the run): nothing is evaluated
   before one exists;
@@ -57,7 +57,9 @@ or not (1 if a run failed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -68,13 +70,12 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench_common import add_smoke, apply_smoke, json_safe
 from bench_common import fmt as _fmt
-from bench_common import json_safe
 
 from kbtool.plugin.hookspecs import hookimpl
 
@@ -169,19 +170,22 @@ def tree_barrier(ctx: Any, task: Any) -> None:
     """``tree`` with a barrier per round: all replies of a round, then all its evaluations."""
     from kbtool_plugins.strategies import ideas, improve_prompt, pick_seeds
 
+    from kbtool.runs.events import FormatError, PhaseDone
     from kbtool.search.engine import Candidate, split_samples
-    from kbtool.search.prompts import extract_code
 
     config = ctx.config
+    kind = ctx.kind(task)
+    layout = ctx.store.layout
     idea_list = ideas(ctx, task, config.num_samples)
     seeds: list[Any] = []
 
     def ask(phase: int, step: int, chain: dict[str, Any]) -> None:
         agent, messages = chain["agent"], chain["messages"]
-        where = ctx.store.step_dir(task.id, phase, agent, step).relative_to(ctx.store.dir)
-        chain["where"], chain["code"] = where, None
+        where = layout.step_dir(task.id, phase, agent, step)
+        sample = f"{task.id}/p{phase}/a{agent}/s{step}"
+        chain.update(where=where, sample=sample, code=None)
         ctx.store.write(where / "prompt.md", messages[-1][1])
-        reply = ctx.ask(task, f"{task.id}/p{phase}/a{agent}/s{step}", messages,
+        reply = ctx.ask(task, sample, messages,
                         {"kind": "generate" if step == 0 else "fix", "phase": phase,
                          "agent": agent, "attempt": step,
                          "seeded": chain["branch"] != "reference"})
@@ -190,16 +194,15 @@ def tree_barrier(ctx: Any, task: Any) -> None:
             return
         ctx.store.write(where / "response.md", reply)
         messages.append(("assistant", reply))
-        chain["code"] = extract_code(reply)
+        chain["code"] = kind.extract_candidate(reply)
         if chain["code"] is None:
-            ctx.store.emit({"type": "format_error", "step": f"{task.id}/p{phase}/a{agent}/s{step}",
-                            "task": task.id})
-            messages.append(("user", ctx.templates.render("format_error")))
+            ctx.store.emit(FormatError(sample=sample, task=task.id))
+            messages.append(("user", ctx.render("format_error", task)))
 
     def evaluate(phase: int, step: int, chain: dict[str, Any]) -> None:
         code, where, agent = chain["code"], chain["where"], chain["agent"]
-        path = ctx.store.write(where / "candidate.py", code)
-        result = ctx.evaluate(task, code, path, f"{task.id}/p{phase}/a{agent}/s{step}")
+        path = ctx.store.write(layout.candidate(where, kind.candidate_suffix), code)
+        result = ctx.evaluate(task, code, path, chain["sample"])
         ctx.store.write(where / "eval.json", result.model_dump_json(indent=2))
         candidate = Candidate(task.id, phase, agent, step, chain["branch"], path, result)
         ctx.record(task).add(candidate)
@@ -233,9 +236,10 @@ def tree_barrier(ctx: Any, task: Any) -> None:
             ctx.run_chains([partial(evaluate, phase, step, c) for c in live
                             if not c.get("done") and c["code"] is not None])     # barrier
         correct = ctx.record(task).correct(phase)
-        ctx.store.emit({"type": "phase_done", "step": f"{task.id}/p{phase}", "task": task.id,
-                        "phase": phase, "correct": len(correct),
-                        "best_runtime_ms": correct[0].runtime_ms if correct else None})
+        ctx.store.emit(PhaseDone(sample=f"{task.id}/p{phase}", task=task.id, phase=phase,
+                                 correct=len(correct),
+                                 best_runtime_ms=correct[0].result.runtime_ms if correct
+                                 else None))
         seeds = pick_seeds(correct, config.num_branches) if correct else []
 
 
@@ -263,8 +267,8 @@ class Probe:
             self.rows.append(row)
 
     def install(self) -> None:
+        from kbtool.evaluation.backend import LocalBackend
         from kbtool.evaluation.evaluator import Evaluator
-        from kbtool.search.engine import EvaluatorPool
 
         probe = self
         init, baseline, evaluate = Evaluator.__init__, Evaluator.baseline, Evaluator.evaluate
@@ -296,10 +300,10 @@ class Probe:
                 probe._add(kind="eval", evaluator=id(self), task=task.id,
                            path=str(solution), t_req=t_req, t0=t0, t1=time.time())
 
-        get = EvaluatorPool.get
+        get = LocalBackend.get
         self._saved_get = get
 
-        @contextmanager
+        @contextlib.contextmanager
         def timed_get(self: Any) -> Any:
             t_req = time.time()
             with get(self) as evaluator:
@@ -314,15 +318,15 @@ class Probe:
         Evaluator.__init__ = timed_init
         Evaluator.baseline = timed_baseline
         Evaluator.evaluate = timed_evaluate
-        EvaluatorPool.get = timed_get
+        LocalBackend.get = timed_get
 
     def uninstall(self) -> None:
+        from kbtool.evaluation.backend import LocalBackend
         from kbtool.evaluation.evaluator import Evaluator
-        from kbtool.search.engine import EvaluatorPool
 
         for name, fn in self._saved.items():
             setattr(Evaluator, name, fn)
-        EvaluatorPool.get = self._saved_get
+        LocalBackend.get = self._saved_get
 
     def take(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -351,10 +355,12 @@ def merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 def analyse(run_dir: Path, rows: list[dict[str, Any]], server_records: list[Any], config: Any,
             wall: float, t_call: float, t_return: float) -> dict[str, Any]:
+    from kbtool.runs.events import Eval, LLMCall, parse
     from kbtool.runs.store import read_events
 
-    events = read_events(run_dir)
-    first = {e["type"]: e["t"] for e in reversed(events)}
+    # Typed (kbtool.runs.events): a renamed field fails here, not as a wrong figure.
+    events = [e for e in map(parse, read_events(run_dir)) if e is not None]
+    first = {e.type: e.t for e in reversed(events)}
     # LLM latency of a call: the server's time for its request (the fixed latency plus HTTP
     # handling), matched by the messages; latency_s of the llm_call event (the client's
     # view, with the client's own overhead) is kept beside it.
@@ -366,11 +372,11 @@ def analyse(run_dir: Path, rows: list[dict[str, Any]], server_records: list[Any]
     latency: dict[str, float] = {}
     client_latency: dict[str, float] = {}
     for e in events:
-        if e["type"] == "llm_call":
-            client_latency[e["sample"]] = e["latency_s"]
-            request = json.loads((run_dir / "calls" / f"{e['key']}.json").read_text())["request"]
+        if isinstance(e, LLMCall):
+            client_latency[e.sample] = e.latency_s
+            request = json.loads((run_dir / "calls" / f"{e.key}.json").read_text())["request"]
             found = served.get(json.dumps([list(m) for m in request["messages"]]))
-            latency[e["sample"]] = found.pop(0) if found else e["latency_s"]
+            latency[e.sample] = found.pop(0) if found else e.latency_s
     eval_wall = {r["path"]: r["t1"] - r["t0"] for r in rows if r["kind"] == "eval"}
     baseline = defaultdict(float)
     for r in rows:
@@ -388,10 +394,10 @@ def analyse(run_dir: Path, rows: list[dict[str, Any]], server_records: list[Any]
             if where[3] == 0:
                 first_reply[where[:2]] = min(first_reply.get(where[:2], math.inf), lat)
     for e in events:
-        if e["type"] == "eval":
-            where = parse_sample(e["step"])
+        if isinstance(e, Eval):
+            where = parse_sample(e.sample)
             if where:
-                took = eval_wall.get(str(run_dir / e["path"]), 0.0)
+                took = eval_wall.get(str(run_dir / (e.path or "")), 0.0)
                 chains[where[:3]] += took
                 phase_evals[where[:2]] += took
     w = config.eval_workers
@@ -427,22 +433,22 @@ def analyse(run_dir: Path, rows: list[dict[str, Any]], server_records: list[Any]
     # or baseline waited for an evaluator (hand-off overhead) and idle with none waiting.
     t_start, t_end = first.get("run_started", t_call), t_return
     for e in events:
-        if e["type"] == "run_finished":
-            t_end = e["t"]
+        if e.type == "run_finished":
+            t_end = e.t
     leases = [r for r in rows if r["kind"] == "lease"]
     # The search loop's own time around an evaluation: from the llm_call event of the reply
     # to asking for an evaluator (files, code extraction, hashing), and from the end of the
     # evaluation to its eval event (result files, event log).
     by_path = {r["path"]: r for r in rows if r["kind"] == "eval"}
-    reply_t = {e["sample"]: e["t"] for e in events if e["type"] == "llm_call"}
+    reply_t = {e.sample: e.t for e in events if isinstance(e, LLMCall)}
     before, after = [], []
     waits: dict[str, list[float]] = {"first_try": [], "fix": []}
     for e in events:
-        r = by_path.get(str(run_dir / e.get("path", ""))) if e["type"] == "eval" else None
-        if r is not None and e["step"] in reply_t:
-            before.append(r["t_req"] - reply_t[e["step"]])
-            after.append(e["t"] - r["t1"])
-            where = parse_sample(e["step"])
+        r = by_path.get(str(run_dir / (e.path or ""))) if isinstance(e, Eval) else None
+        if r is not None and e.sample in reply_t:
+            before.append(r["t_req"] - reply_t[e.sample])
+            after.append(e.t - r["t1"])
+            where = parse_sample(e.sample)
             if where:
                 waits["fix" if where[3] else "first_try"].append(r["t0"] - r["t_req"])
     idle = idle_split(leases, config.eval_workers, t_start, t_end)
@@ -513,6 +519,7 @@ def idle_split(leases: list[dict[str, Any]], workers: int, t_start: float,
 def run_schedule(name: str, args: argparse.Namespace, work: Path, tasks_dir: Path,
                  server: Any, probe: Probe, index: int) -> dict[str, Any]:
     from kbtool.config import load_config
+    from kbtool.runs.summary import RunSummary
     from kbtool.search import run
 
     base = work / f"{index}-{name}"
@@ -529,21 +536,26 @@ def run_schedule(name: str, args: argparse.Namespace, work: Path, tasks_dir: Pat
     server.reset()
     probe.take()
     t_call = time.time()
+    progress = io.StringIO()  # kbtool run's progress lines: shown with --verbose or on failure
     t0 = time.perf_counter()
-    summary = run.start(config, [])
+    with contextlib.nullcontext() if args.verbose else contextlib.redirect_stderr(progress):
+        summary = run.start(config, [])
     wall = time.perf_counter() - t0
     t_return = time.time()
     figures = analyse(base / "run", probe.take(), list(server.requests), config, wall, t_call,
                       t_return)
     figures["schedule"] = name
-    figures["status"] = summary.get("status")
+    summary = RunSummary.model_validate(summary)  # a dry run's dict never comes here
+    figures["status"] = summary.status
     figures["server_requests"] = len(server.completed())
     figures["server_max_active"] = server.max_active
-    figures["tasks_correct"] = sum(bool(t["correct"]) for t in summary["tasks"].values())
+    figures["tasks_correct"] = sum(t.correct for t in summary.tasks.values())
     figures["run_dir"] = str(base / "run")
-    figures["failed"] = (summary.get("status") != "finished" or
-                         figures["tasks_correct"] != len(summary["tasks"]) or
-                         summary["totals"]["llm_errors"] > 0)
+    figures["failed"] = (summary.status != "finished" or
+                         figures["tasks_correct"] != len(summary.tasks) or
+                         summary.totals["llm_errors"] > 0)
+    if figures["failed"]:
+        print(progress.getvalue()[-3000:], file=sys.stderr)
     return figures
 
 
@@ -575,7 +587,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="keep the run directories under this folder")
     p.add_argument("--verbose", action="store_true", help="kbtool's progress lines")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    args = p.parse_args(argv)
+    add_smoke(p)
+    args = apply_smoke(p.parse_args(argv), tasks=1, samples=2, phases=1, latency=0.05,
+                       max_sleep=0.2, repeats=1)
     if not 1 <= args.samples <= 10:
         p.error("--samples must be 1..10 (the ideas reply has 10 ideas; more would repeat "
                 "candidates, which kbtool evaluates once)")
@@ -600,14 +614,10 @@ def main(argv: list[str] | None = None) -> int:
             (tasks_dir / f"{n}_BenchReLU.py").write_text(PROBLEM.format(n=n))
 
         from kbtool.plugin import manager as plugins
-        from kbtool.search import run
-        from kbtool.ui.display import RunDisplay
         from tests.helpers.llm_server import LLMServer
 
         plugins.load_plugins()
         plugins.pm.register(BarrierPlugin(), name="bench_tree_barrier")
-        if not args.verbose:
-            run.RunDisplay = lambda n, enabled=True: RunDisplay(n, enabled=False)
         probe = Probe()
         probe.install()
         replies = Replies(args.min_sleep, args.max_sleep, args.wrong)
