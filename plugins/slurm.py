@@ -93,11 +93,15 @@ class Slurm:
                 return False
             return not any(s in (proc.stderr or "").lower() for s in NOT_TRANSIENT)
 
+        def last_answer(state: tenacity.RetryCallState) -> subprocess.CompletedProcess:
+            assert state.outcome is not None
+            return state.outcome.result()  # retries spent: the caller reads the failure
+
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.retries + 1),
             wait=tenacity.wait_exponential(multiplier=self.backoff_s),
             retry=tenacity.retry_if_result(transient), sleep=self.sleep,
-            retry_error_callback=lambda state: state.outcome.result())  # the last answer
+            retry_error_callback=last_answer)
         return retrying(self.runner, argv)
 
     def job_table(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:

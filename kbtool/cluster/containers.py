@@ -105,6 +105,7 @@ class WorkerSpec:
     def serve_args(self, inside: bool = True) -> list[str]:
         """``worker serve`` and its settings, with the paths a container sees (``inside``)
         or the host's."""
+        paths: tuple[Path, Path, Path, Path | None]
         if inside:
             paths = (INSIDE_INPUT, INSIDE_OUTPUT, INSIDE_CACHE, INSIDE_CONFIG)
         else:

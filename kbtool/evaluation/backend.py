@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from kbtool.config import Config, eval_settings
 from kbtool.errors import RunError, UsageError
@@ -109,12 +109,13 @@ class QueueBackend:
         live = [w for w in self.queue.workers() if w.get("env") and not w.get("stopped")]
         self.env: dict[str, Any] = live[0]["env"] if live else {}
 
-    def job(self, task: Task, kind: str, config: Config, candidate: str = "") -> Job:
+    def job(self, task: Task, kind: Literal["eval", "baseline", "inspect"], config: Config,
+            candidate: str = "") -> Job:
         settings = eval_settings(config)
         if config.device == "auto":
             settings.pop("device")  # the worker's own device
-        return Job(id=new_job_id(), kind=kind,  # type: ignore[arg-type]
-                   task=kind_of(task).pack(task), candidate=candidate, config=settings)
+        return Job(id=new_job_id(), kind=kind, task=kind_of(task).pack(task),
+                   candidate=candidate, config=settings)
 
     def _ask(self, job: Job) -> JobResult:
         self.queue.submit(job)

@@ -57,7 +57,7 @@ class Evaluator:
 
     def __init__(self, config: Config) -> None:
         self.zygote = Zygote()
-        device = self.zygote.call(Request("device", Limits(), {"device": config.device}))
+        device = self.zygote.device(config.device)
         # CUDA reserves vast virtual ranges: there the RSS watch is the only memory limit.
         self.limits = Limits(timeout_s=config.timeout_s, memory_mb=config.memory_limit_mb,
                              output_tail_chars=config.output_tail_chars,

@@ -294,7 +294,7 @@ def build_report(run: RunData) -> dict[str, Any]:
     means["n_correct"] = sum(t.correct for t in tasks)
     means["n_tasks"] = n
 
-    phases = []
+    phases: list[dict[str, Any]] = []
     so_far: dict[str, float | None] = {t.id: None for t in tasks}
     for phase in range(max((len(t.phases) for t in tasks), default=0)):
         per_task = {}
@@ -302,7 +302,8 @@ def build_report(run: RunData) -> dict[str, Any]:
         for t in tasks:
             entry = t.phases[phase].model_dump() if phase < len(t.phases) else {}
             own = _number(entry.get("best_runtime_ms"))
-            if own is not None and (so_far[t.id] is None or own < so_far[t.id]):
+            previous = so_far[t.id]
+            if own is not None and (previous is None or own < previous):
                 so_far[t.id] = own
             best = so_far[t.id]
             speedup: dict[str, float | None] = {}

@@ -209,7 +209,7 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
     # time until its timeout, never memory or disk.
     tail = bytearray()
     keep = max(4 * limits.output_tail_chars, 1)
-    status = None
+    status: int | None = None
     open_fds = {read_fd, out_read}
     pidfd = _pidfd(pid)  # readable when the child exits: no polling delay at the end
     finished_at: list[float] = []
@@ -280,10 +280,11 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
             if line.strip():
                 handle(line)
     finally:
-        for fd in (read_fd, out_read, pidfd):
-            if fd is not None:
-                os.close(fd)
+        for open_fd in (read_fd, out_read, pidfd):
+            if open_fd is not None:
+                os.close(open_fd)
     outcome.wall_s = end - start
+    assert status is not None
     if os.WIFSIGNALED(status):
         outcome.signal = os.WTERMSIG(status)
     else:

@@ -105,7 +105,9 @@ def _sweep(root: Path, older_s: float = 600.0) -> None:
 
 def remove_cgroup(group: Path | None) -> None:
     """Remove a cgroup once the kernel has finished killing what was in it (up to ~1 s)."""
-    for _ in range(50) if group is not None else ():
+    if group is None:
+        return
+    for _ in range(50):
         try:
             group.rmdir()
             return
@@ -167,9 +169,9 @@ def _become_pid_namespace_init(report_pid) -> None:
         signal.signal(sig, signal.SIG_IGN)
     _, status = os.waitpid(child, 0)
     if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
+        died_of = os.WTERMSIG(status)
+        signal.signal(died_of, signal.SIG_DFL)
+        os.kill(os.getpid(), died_of)
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 

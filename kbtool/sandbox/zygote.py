@@ -20,7 +20,7 @@ import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from kbtool.errors import KbtoolError, RunError, UsageError
 from kbtool.sandbox.isolation import Limits, Outcome, Reporter, run_isolated
@@ -33,13 +33,13 @@ class Request:
     kwargs: dict[str, Any]
 
 
-def _send(stream: BinaryIO, obj: Any) -> None:
+def _send(stream: IO[bytes], obj: Any) -> None:
     data = pickle.dumps(obj)
     stream.write(struct.pack("!Q", len(data)) + data)
     stream.flush()
 
 
-def _receive(stream: BinaryIO) -> Any:
+def _receive(stream: IO[bytes]) -> Any:
     header = stream.read(8)
     if len(header) < 8:
         raise EOFError
@@ -65,6 +65,16 @@ class Zygote:
         return proc
 
     def call(self, request: Request) -> Outcome:
+        """Run ``request`` in a child of the zygote and say what happened."""
+        outcome: Outcome = self._ask(request)
+        return outcome
+
+    def device(self, name: str) -> str:
+        """``auto``/``cpu``/``cuda`` resolved where the evaluations run."""
+        resolved: str = self._ask(Request("device", Limits(), {"device": name}))
+        return resolved
+
+    def _ask(self, request: Request) -> Any:
         with self._lock:
             for attempt in (1, 2):
                 if self._proc is None or self._proc.poll() is not None:
@@ -137,7 +147,7 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def serve(requests: BinaryIO, replies: BinaryIO) -> None:
+def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
     from kbtool import log
     from kbtool.plugin import registry
 

@@ -27,15 +27,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from kbtool.task.model import Task
 from kbtool.util.files import write_atomic, write_new
 
-JOB_SCHEMA = 2     # 2: the task travels whole (its kind's payload); 1: a problem file's text
-RESULT_SCHEMA = 1
+JOB_SCHEMA: Final = 2  # 2: the task travels whole (its kind's payload); 1: a problem file's text
+RESULT_SCHEMA: Final = 1
 
 
 class Job(BaseModel):

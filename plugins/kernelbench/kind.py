@@ -500,7 +500,7 @@ class KernelBenchKind(TaskKind):
             os.environ["TRITON_INTERPRET"] = "1"
         check = _Check(task, solution, config)
         report.stage("load")
-        ref_module, ref = self._reference(task, config, config.mode)
+        ref_module, ref = self._reference(task, config, self.resolve_mode(config) or "eager")
         _, new = self._load_candidate(check, ref_module)
         inputs = make_inputs(ref_module, config.seed + TIMING_SEED + 1, check.device)
         settings = TimingSettings.from_config(config)

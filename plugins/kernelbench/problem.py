@@ -43,7 +43,8 @@ def _is_number(node: ast.AST) -> bool:
 
 def size_constants(source: str) -> dict[str, int | float]:
     tree = ast.parse(source)
-    return {name: ast.literal_eval(node.value) for name, node in _constant_assigns(tree).items()}
+    return {name: ast.literal_eval(node.value)  # type: ignore[attr-defined]
+            for name, node in _constant_assigns(tree).items()}
 
 
 def apply_sizes(source: str, sizes: dict[str, int | float], filename: str = "<problem>") -> str:

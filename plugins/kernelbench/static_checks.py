@@ -110,7 +110,7 @@ class _Visitor(ast.NodeVisitor):
         if name in ("__import__", "import_module") and node.args:
             arg = node.args[0]
             if isinstance(arg, ast.Constant) and str(arg.value).split(".")[0] in HARNESS_MODULES:
-                self._violation(node.lineno, f"imports the harness ({arg.value})")
+                self._violation(node.lineno, f"imports the harness ({arg.value!s})")
         if name in KERNEL_MARKERS and (path is None or "cpp_extension" in path or "triton" in path
                                        or name != "load"):
             self.report.custom_kernel = True
