@@ -47,7 +47,6 @@ INSIDE_OUTPUT = Path("/kbtool-worker/out")
 INSIDE_CACHE = Path("/kbtool-worker/cache")
 INSIDE_CONFIG = Path("/kbtool-worker/config.yaml")
 IMAGE_NAME = "kbtool-worker"
-HOOK = "register_container_engines"
 
 
 def cuda_arch_list(arch: str) -> str | None:
@@ -254,12 +253,6 @@ class OciEngine(ContainerEngine):
         for arg in build_args or []:
             argv += ["--build-arg", arg]
         return [*argv, str(context)]
-
-
-def engines() -> dict[str, type[ContainerEngine]]:
-    from kbtool.plugin import registry
-
-    return registry.CONTAINER_ENGINES.all()
 
 
 def get_engine(name: str) -> ContainerEngine:

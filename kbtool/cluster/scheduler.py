@@ -24,8 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from kbtool.config import Config
 from kbtool.errors import KbtoolError, UsageError
 
-PROFILE_HOOK = "register_site_profiles"
-SCHEDULER_HOOK = "register_schedulers"
 DIRECTIVE_KEYS = ("account", "partition", "qos", "constraint", "time", "gpus_per_node",
                   "cpus_per_task", "mem")
 _TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$|^\d+$")
@@ -372,7 +370,3 @@ def _abs_setting(setting: str, workdir: str) -> str:
         if not path.is_absolute() and "$" not in value:
             return f"{key}={Path(workdir) / path}"
     return setting
-
-
-def profile_summary(profile: SiteProfile) -> dict[str, Any]:
-    return profile.model_dump(mode="json")

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from kbtool import __version__
-from kbtool.cluster.containers import WorkerSpec, cuda_arch_list, engines, get_engine
+from kbtool.cluster.containers import WorkerSpec, cuda_arch_list, get_engine
 from kbtool.errors import KbtoolError
+from kbtool.plugin import registry
 from tests.helpers import REPO, SOLUTIONS, run_kbtool
 
 IN, OUT, CACHE = Path("/q/in"), Path("/q/out"), Path("/c/kbtool")
@@ -47,7 +48,7 @@ def pairs(argv: list[str]) -> set[tuple[str, str]]:
 
 def test_engines_are_plugins() -> None:
     assert {"local", "docker", "podman", "podman-hpc", "apptainer", "singularity"} <= \
-        set(engines())
+        set(registry.CONTAINER_ENGINES.all())
     proc = run_kbtool("plugins", "--json")
     info = {p["name"]: p for p in json.loads(proc.stdout)}
     assert "register_container_engines" in info["engines"]["hooks"]
