@@ -191,7 +191,8 @@ class Judge:
         self.channel = channel
         self.workspace = os.path.realpath(config["workspace"])
         self.edited = os.path.realpath(os.path.join(config["workspace"], config["edited"]))
-        self.wanted = set(config["tests"])
+        # None: every test the labels select (``kbtool tasks build`` surveys a suite).
+        self.wanted = None if config.get("labels") else set(config["tests"])
         self.machinery: dict[str, tuple[int, int]] = {}
         self.tests: dict[str, tuple[int, int]] = {}   # test id -> its function, its code
         self.compiled: dict[str, types.CodeType | None] = {}
@@ -201,6 +202,9 @@ class Judge:
 
             self.coverage = coverage.Coverage(data_file=config["coverage"],
                                               source=[config["coverage_source"]])
+
+    def wants(self, test_id: str) -> bool:
+        return self.wanted is None or test_id in self.wanted
 
     def freeze(self) -> None:
         self.machinery = snapshot()
@@ -350,14 +354,14 @@ def install_unittest(judge: Judge) -> None:
         if not state["frozen"]:  # the outermost suite: every test is loaded, none has run
             state["frozen"] = True
             for test in _unittest_ids(self):
-                if test.id() in judge.wanted:
+                if judge.wants(test.id()):
                     judge.remember(test.id(), test_function(test))
             judge.tampering("before the first test")
         return original_suite_run(self, result, debug)
 
     def run(self: Any, result: Any = None) -> Any:
         test_id = self.id()
-        if result is None or test_id not in judge.wanted:
+        if result is None or not judge.wants(test_id):
             return original_run(self, result)
         judge.started(test_id, test_function(self))
         recording = _Recording(result)
@@ -379,7 +383,7 @@ def run_django(judge: Judge, config: dict[str, Any]) -> None:
     install_unittest(judge)
     judge.freeze()
     sys.argv = [os.path.join(tests_dir, "runtests.py"), "--verbosity", "0", "--noinput",
-                "--parallel", "1", *config["tests"]]
+                "--parallel", "1", *(config.get("labels") or config["tests"])]
     sys.path.insert(0, tests_dir)
     os.chdir(tests_dir)
     runpy.run_path(sys.argv[0], run_name="__main__")
@@ -412,7 +416,7 @@ def run_pytest(judge: Judge, config: dict[str, Any]) -> None:
         @pytest.hookimpl(trylast=True)
         def pytest_collection_finish(self, session: Any) -> None:
             for item in session.items:
-                if item.nodeid in judge.wanted:
+                if judge.wants(item.nodeid):
                     module = getattr(item, "module", None)
                     rewritten = "@py_builtins" in vars(module) if module else False
                     judge.remember(item.nodeid, getattr(item, "function", None), rewritten)
@@ -420,7 +424,7 @@ def run_pytest(judge: Judge, config: dict[str, Any]) -> None:
 
         @pytest.hookimpl(hookwrapper=True)
         def pytest_runtest_protocol(self, item: Any, nextitem: Any) -> Any:
-            wanted = item.nodeid in judge.wanted
+            wanted = judge.wants(item.nodeid)
             if wanted:
                 judge.started(item.nodeid, getattr(item, "function", None))
             yield
@@ -447,7 +451,7 @@ def run_pytest(judge: Judge, config: dict[str, Any]) -> None:
 
     os.chdir(config["workspace"])
     args = ["-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--rootdir",
-            config["workspace"], *config["tests"]]
+            config["workspace"], *(config.get("labels") or config["tests"])]
     pytest.main(args, plugins=[Recorder()])
 
 

@@ -48,14 +48,15 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from kbtool_plugins.repo.repository import Repository
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kbtool.sandbox.isolation import Limits, run_isolated
+from kbtool.sandbox.isolation import Limits, Outcome, run_isolated
 from kbtool.sandbox.namespaces import SandboxPolicy
+from kbtool_plugins.repo.repository import Repository
 
 MAX_TESTS = 20
 HARNESS = Path(__file__).with_name("harness.py")
@@ -341,13 +342,13 @@ def test_env(repo: Repository, workspace: Path, scratch: Path) -> dict[str, str]
             "PYTHONPATH": os.pathsep.join(str(p) for p in repo.python_path(workspace))}
 
 
-def harness_config(repo: Repository, request: RunRequest, workspace: Path, judge_dir: Path,
+def harness_config(repo: Repository, file_path: str, tests: list[str], workspace: Path,
+                   judge_dir: Path, labels: list[str] | None = None,
                    coverage: Path | None = None) -> tuple[dict[str, Any], bytes]:
     """The harness's settings for one run, and the key its records are signed with."""
     key = secrets.token_bytes(32)
-    config = {"runner": repo.spec.runner, "workspace": str(workspace),
-              "edited": request.file_path, "tests": request.tests,
-              "test_root": repo.spec.test_root,
+    config = {"runner": repo.spec.runner, "workspace": str(workspace), "edited": file_path,
+              "tests": tests, "labels": labels, "test_root": repo.spec.test_root,
               "python_path": [str(p) for p in repo.python_path(workspace)],
               "results": str(judge_dir / "results.jsonl"),
               "key_file": str(judge_dir / "key"), "nonce": secrets.token_hex(16),
@@ -440,10 +441,70 @@ def run_local(argv: list[str], env: dict[str, str], cwd: Path, output: Path,
             proc.wait()
 
 
+class Execution(BaseModel):
+    """One run of the harness, before any verdict."""
+
+    records: Records
+    timed_out: bool
+    output: str
+    writes: list[str]
+    workspace: str
+
+
+def execute(repo: Repository, file_path: str, text: str, tests: list[str], limits: RunLimits,
+            scratch: Path, labels: list[str] | None = None,
+            coverage: Path | None = None) -> Execution:
+    """Run the repository's runner on ``text`` as ``file_path`` in a fresh workspace under
+    ``scratch``: ``tests`` (or every test that ``labels`` select, with ``coverage``
+    recording which lines each test runs, for ``kbtool tasks build``)."""
+    judge_dir = scratch / "judge"
+    judge_dir.mkdir(mode=0o700)
+    workspace = Workspace(repo, scratch, file_path, text)
+    try:
+        config, key = harness_config(repo, file_path, tests, workspace.root, judge_dir, labels,
+                                     coverage)
+        (judge_dir / "key").write_bytes(key)
+        (judge_dir / "config.json").write_text(json.dumps(config))
+        output = judge_dir / "output.log"
+        argv = [sys.executable, "-s", str(HARNESS), str(judge_dir / "config.json")]
+        timed_out = run_local(argv, test_env(repo, workspace.root, scratch), workspace.root,
+                              output, limits)
+        records = read_records(Path(config["results"]), key, config["nonce"])
+        writes = workspace.changes()
+    finally:
+        workspace.close()
+    return Execution(records=records, timed_out=timed_out, writes=writes,
+                     output=_tail(output, limits.output_tail_chars), workspace=workspace.kind)
+
+
+def verdict(tests: list[str], run: Execution, edited: str | None, wall_s: float) -> RunResult:
+    """The result of a run on the selected ``tests`` (see the module docstring)."""
+    records = run.records
+    outcomes = [records.results.get(t) or TestOutcome(test=t, outcome="not_run") for t in tests]
+    result = RunResult(status="failed", total=len(outcomes),
+                       passed=sum(o.outcome == "passed" for o in outcomes), outcomes=outcomes,
+                       output=run.output, edited_file=edited,
+                       problems=[*records.problems,
+                                 *(f"wrote the repository: {w}" for w in run.writes)],
+                       wall_s=round(wall_s, 3),
+                       sandbox=[f"{run.workspace} workspace"] +
+                               ([records.confinement] if records.confinement else []))
+    if not records.started:
+        last = (run.output.strip().splitlines() or ["no output"])[-1]
+        result.status = "infrastructure"
+        result.infrastructure_error = f"the test harness did not start: {last}"
+    elif result.problems:
+        result.status = "rejected"
+    elif run.timed_out:
+        result.status = "timeout"
+    elif result.passed == result.total:
+        result.status = "passed"
+    return result
+
+
 def judge(repo: Repository, request: RunRequest, limits: RunLimits | None = None,
-          scratch: Path | None = None, coverage: Path | None = None) -> RunResult:
-    """Check one request in this process's sandbox (see the module docstring).
-    ``coverage``: also record which lines each test runs (``kbtool tasks build``)."""
+          scratch: Path | None = None) -> RunResult:
+    """Check one request in this process's sandbox (see the module docstring)."""
     limits = limits or RunLimits()
     scratch = Path(scratch or Path.cwd())
     start = time.monotonic()
@@ -457,42 +518,19 @@ def judge(repo: Repository, request: RunRequest, limits: RunLimits | None = None
                                 f"{(exc.text or '').rstrip()}",
                          outcomes=[TestOutcome(test=t, outcome="not_run")
                                    for t in request.tests])
-    judge_dir = scratch / "judge"
-    judge_dir.mkdir(mode=0o700)
-    workspace = Workspace(repo, scratch, request.file_path, text)
-    try:
-        config, key = harness_config(repo, request, workspace.root, judge_dir, coverage)
-        (judge_dir / "key").write_bytes(key)
-        (judge_dir / "config.json").write_text(json.dumps(config))
-        output = judge_dir / "output.log"
-        argv = [sys.executable, "-s", str(HARNESS), str(judge_dir / "config.json")]
-        timed_out = run_local(argv, test_env(repo, workspace.root, scratch), workspace.root,
-                              output, limits)
-        records = read_records(Path(config["results"]), key, config["nonce"])
-        writes = workspace.changes()
-    finally:
-        workspace.close()
-    outcomes = [records.results.get(t) or TestOutcome(test=t, outcome="not_run")
-                for t in request.tests]
-    result = RunResult(status="failed", total=len(outcomes),
-                       passed=sum(o.outcome == "passed" for o in outcomes), outcomes=outcomes,
-                       output=_tail(output, limits.output_tail_chars), edited_file=edited,
-                       problems=[*records.problems, *(f"wrote the repository: {w}"
-                                                      for w in writes)],
-                       wall_s=round(time.monotonic() - start, 3),
-                       sandbox=[f"{workspace.kind} workspace"] +
-                               ([records.confinement] if records.confinement else []))
-    if not records.started:
-        result.status = "infrastructure"
-        result.infrastructure_error = ("the test harness did not start: "
-                                       f"{(result.output.strip().splitlines() or ['no output'])[-1]}")
-    elif result.problems:
-        result.status = "rejected"
-    elif timed_out:
-        result.status = "timeout"
-    elif result.passed == result.total:
-        result.status = "passed"
-    return result
+    run = execute(repo, request.file_path, text, request.tests, limits, scratch)
+    return verdict(request.tests, run, edited, time.monotonic() - start)
+
+
+def sandboxed(fn: Callable[[], Any], limits: RunLimits,
+              sandbox: Literal["auto", "required", "off"] = "auto",
+              max_processes: int = 256) -> Outcome:
+    """``fn()`` in a child forked from this process under kbtool's sandbox, its scratch
+    the working directory."""
+    child = Limits(timeout_s=limits.timeout_s + 60, memory_mb=limits.memory_mb + 1024,
+                   output_tail_chars=4000,
+                   sandbox=SandboxPolicy(mode=sandbox, max_processes=max_processes))
+    return run_isolated(lambda _: fn(), child)
 
 
 def run_item(repo: Repository, request: RunRequest, limits: RunLimits | None = None,
@@ -502,11 +540,8 @@ def run_item(repo: Repository, request: RunRequest, limits: RunLimits | None = N
     that dies or hangs is an ``infrastructure`` result."""
     limits = limits or RunLimits()
     request.source(repo)  # a bad path is the caller's error, raised here
-    child = Limits(timeout_s=limits.timeout_s + 60, memory_mb=limits.memory_mb + 1024,
-                   output_tail_chars=4000,
-                   sandbox=SandboxPolicy(mode=sandbox, max_processes=max_processes))
-    outcome = run_isolated(lambda _: judge(repo, request, limits).model_dump(mode="json"),
-                           child)
+    outcome = sandboxed(lambda: judge(repo, request, limits).model_dump(mode="json"), limits,
+                        sandbox, max_processes)
     if outcome.value is None:
         why = outcome.error.strip().splitlines()[-1] if outcome.error else \
             f"the judging process {outcome.describe_exit()}"
