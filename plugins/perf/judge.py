@@ -1,0 +1,283 @@
+"""The judge: runs one workload of one version in a fresh process and keeps the clock.
+
+It runs in kbtool's isolated check process and never imports the library under test.  Per
+run: a fresh interpreter (``runner.py``) with an empty home and temp folder that are
+removed afterwards, a seed drawn after the library was imported, and the judge's own
+monotonic clock from ``go`` to the arrival of the stored result.  After each run: the
+process and everything it started must be gone, nothing may have changed in the patched
+tree, the workloads or the runner, and the run's CPU time (``wait4``) is kept so that work
+moved out of the timed region shows up (``moved_out_ms``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from kbtool_plugins.perf.patching import changed_files, snapshot
+
+RUNNER = Path(__file__).with_name("runner.py")
+PR_SET_CHILD_SUBREAPER = 36
+_EXIT_GRACE_S = 10.0
+_OUTPUT_TAIL = 4000
+
+
+class Violation(Exception):
+    """The candidate broke a rule of the benchmark: the verdict is ``rejected``."""
+
+
+class RunFailed(Exception):
+    """A workload process failed (raised, died, or ran out of time)."""
+
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+@dataclass(frozen=True)
+class Version:
+    name: str           # "baseline", "human" or "agent"
+    python: Path        # the venv's interpreter
+    root: Path          # the folder put first on sys.path (the tree's import root)
+
+
+@dataclass(frozen=True)
+class Run:
+    experiment_ms: float   # the judge's clock: go -> the stored result received
+    load_ms: float         # process start -> library imported
+    setup_ms: float        # seed sent -> inputs ready
+    cpu_ms: float          # CPU time of the process and the children it waited for
+    result: Any
+
+
+def load_workload(path: Path) -> ModuleType:
+    """A workload module, for its ``check_equivalence`` (its top level imports only the
+    standard library; the library under test is imported by ``load()``, never here)."""
+    spec = importlib.util.spec_from_file_location(f"kbtool_perf_check_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def become_subreaper() -> None:
+    """Orphans of the runs become this process's children, so none goes unnoticed (in
+    kbtool's PID namespace this process is init and already is)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+class Judge:
+    """Runs workloads in fresh processes under the rules above."""
+
+    def __init__(self, scratch: Path, protected: list[Path], run_timeout_s: float) -> None:
+        self.scratch = scratch
+        self.runs_dir = scratch / "runs"
+        self.runs_dir.mkdir(exist_ok=True)
+        self.runner = scratch / "bench" / "runner.py"
+        self.runner.parent.mkdir(exist_ok=True)
+        shutil.copyfile(RUNNER, self.runner)
+        self.protected = [*protected, self.runner.parent]
+        self.timeout_s = run_timeout_s
+        self.count = 0
+        self._snapshots: dict[Path, dict[str, str]] = {}
+        self._entries: set[str] = set()
+        become_subreaper()
+
+    def seal(self) -> None:
+        """Record the protected files and the scratch folder as they must stay."""
+        self._snapshots = {p: snapshot(p) for p in self.protected}
+        self._entries = set(os.listdir(self.scratch))
+
+    def verify(self, who: str) -> None:
+        """Nothing protected changed and nothing new lies in the scratch folder."""
+        for path, before in self._snapshots.items():
+            changed = changed_files(before, snapshot(path))
+            if changed:
+                raise Violation(f"{who} changed files the benchmark relies on "
+                                f"({', '.join(changed[:5])} in {path.name}/)")
+        extra = sorted(set(os.listdir(self.scratch)) - self._entries)
+        if extra:
+            raise Violation(f"{who} left files behind ({', '.join(extra[:5])})")
+
+    def run(self, version: Version, workload: Path, seed: int) -> Run:
+        self.count += 1
+        home = self.runs_dir / str(self.count)
+        home.mkdir()
+        try:
+            return self._run(version, workload, seed, home)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+            self._reap(version.name)
+            self.verify(f"the {version.name} run of {workload.stem}")
+
+    def _run(self, version: Version, workload: Path, seed: int, home: Path) -> Run:
+        ctl_r, ctl_w = os.pipe()
+        res_r, res_w = os.pipe()
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home),
+               "LANG": "C.UTF-8"}
+        log = (home / "output.log").open("wb")
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                [str(version.python), "-I", "-B", str(self.runner), str(ctl_r), str(res_w),
+                 str(version.root), str(workload)],
+                pass_fds=(ctl_r, res_w), stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, cwd=home, env=env, start_new_session=True)
+        except OSError:
+            os.close(ctl_w)
+            os.close(res_r)
+            raise
+        finally:
+            os.close(ctl_r)
+            os.close(res_w)
+            log.close()
+        deadline = start + self.timeout_s
+        reader = _Lines(res_r)
+        control = os.fdopen(ctl_w, "w")
+        try:
+            self._expect(reader, "loaded", deadline, proc, home)
+            loaded = time.monotonic()
+            _send(control, f"{seed}\n")
+            self._expect(reader, "ready", deadline, proc, home)
+            ready = time.monotonic()
+            go = time.monotonic()
+            _send(control, "go\n")
+            message = self._expect(reader, "result", deadline, proc, home)
+            done = time.monotonic()
+            cpu_ms = self._wait(proc, version.name)
+            if reader.pending():
+                raise Violation(f"the {version.name} run wrote more than its result to the "
+                                "judge's pipe")
+        except BaseException:
+            _kill(proc)
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                control.close()
+            os.close(res_r)
+        return Run(experiment_ms=(done - go) * 1e3, load_ms=(loaded - start) * 1e3,
+                   setup_ms=(ready - loaded) * 1e3, cpu_ms=cpu_ms, result=message["result"])
+
+    def _expect(self, reader: _Lines, key: str, deadline: float, proc: subprocess.Popen[bytes],
+                home: Path) -> dict[str, Any]:
+        stage = {"loaded": "load", "ready": "setup", "result": "experiment"}[key]
+        line = reader.line(deadline)
+        if line is None:
+            timed_out = time.monotonic() >= deadline
+            _kill(proc)
+            proc.wait()
+            how = (f"ran longer than {self.timeout_s:g} s" if timed_out else
+                   f"exited with code {proc.returncode}" if proc.returncode >= 0 else
+                   f"was killed by {signal.Signals(-proc.returncode).name}")
+            raise RunFailed(f"the workload process {how} during {stage}\n"
+                            f"--- output (tail) ---\n{_tail(home / 'output.log')}", timed_out)
+        try:
+            message = json.loads(line)
+        except ValueError:
+            raise Violation(f"something wrote {line[:80]!r} into the judge's pipe during "
+                            f"{stage}") from None
+        if not isinstance(message, dict) or set(message) != {key}:
+            raise Violation(f"unexpected message on the judge's pipe during {stage}: "
+                            f"{str(message)[:80]!r}")
+        return message
+
+    def _wait(self, proc: subprocess.Popen[bytes], who: str) -> float:
+        """Reap the run's process; its CPU time (with the children it waited for) in ms."""
+        deadline = time.monotonic() + _EXIT_GRACE_S
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                break
+            if time.monotonic() > deadline:
+                raise Violation(f"the {who} run kept running {_EXIT_GRACE_S:g} s after "
+                                "sending its result")
+            time.sleep(0.002)
+        if proc.returncode != 0:
+            raise RunFailed(f"the {who} run exited with code {proc.returncode} after its "
+                            "result")
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, 0)  # anything left in its process group?
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise Violation(f"the {who} run left a process running")
+        return (usage.ru_utime + usage.ru_stime) * 1e3
+
+    def _reap(self, who: str) -> None:
+        """Orphans handed to this process: a run started a process that outlived it."""
+        found = []
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                found.append("one still running")
+                break
+            found.append(str(pid))
+        if found:
+            raise Violation(f"the {who} run started processes that outlived it ({', '.join(found)})")
+
+
+class _Lines:
+    """Whole lines from a pipe, waiting at most until a deadline."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+
+    def line(self, deadline: float) -> str | None:
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                return None
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode(errors="replace")
+
+    def pending(self) -> bool:
+        os.set_blocking(self.fd, False)
+        with contextlib.suppress(BlockingIOError, OSError):
+            self.buffer += os.read(self.fd, 1 << 16)
+        return bool(self.buffer.strip())
+
+
+def _send(control: Any, text: str) -> None:
+    try:
+        control.write(text)
+        control.flush()
+    except (BrokenPipeError, OSError):
+        pass  # the process died: the next read says how
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError, OSError):
+        if proc.poll() is None:
+            proc.wait(5)
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_bytes()[-_OUTPUT_TAIL:].decode(errors="replace")
+    except OSError:
+        return ""

@@ -1,0 +1,309 @@
+"""Releases on this machine: their source trees, the human patch, a venv per version.
+
+Source archives come from PyPI by pip and are cached by content hash through the repo
+plugin's cache (``kbtool_plugins.repo.repository``: pinned, unpacked safely, compiled,
+read-only).  Everything else lives under ``<cache_dir>/perf`` and is made by
+:func:`prepare`, in kbtool's own process (it needs the network and a writable cache); the
+isolated check only reads it, through :func:`locate`, which never downloads::
+
+    index/<package>-<version>.json    the archive hash of an unpinned release, once fetched
+    human/<key>/tree, .../human.diff  the baseline tree with the human patch, compiled
+    venvs/<key>/                      the release installed with its test requirements
+
+A worker on another node finds the same paths from the same task and cache (``kbtool perf
+prepare`` fills a cache for workers without network).
+"""
+
+from __future__ import annotations
+
+import compileall
+import difflib
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from kbtool.config import Config
+from kbtool.errors import RunError, UsageError
+from kbtool.task.model import TaskRefused
+from kbtool.util.files import write_atomic
+from kbtool_plugins.perf.settings import PerfPayload
+from kbtool_plugins.repo import repository
+from kbtool_plugins.repo.repository import RepoSpec
+
+PIP_TIMEOUT_S = 600
+# Names that are never the package's source, wherever they are (pytest collects them).
+TEST_NAMES = ("tests", "test", "testing", "conftest.py")
+
+
+def perf_root(config: Config) -> Path:
+    return Path(config.cache_dir).expanduser() / "perf"
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def _run(argv: list[str], what: str, cwd: Path | None = None) -> None:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=PIP_TIMEOUT_S,
+                              cwd=cwd)
+    except subprocess.TimeoutExpired:
+        raise RunError(f"{what}: no answer within {PIP_TIMEOUT_S} s") from None
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines()
+                 if ln.strip() and not ln.startswith("WARNING")]
+        raise RunError(f"{what} failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
+
+
+# -- source archives and trees (the repo plugin's cache: fetched by pip, pinned by hash) ------
+
+def _index(root: Path, package: str, version: str) -> Path:
+    return root / "index" / f"{package.lower()}-{version}.json"
+
+
+def release_spec(root: Path, payload: PerfPayload, version: str) -> RepoSpec:
+    """The release as the repo plugin's cache names it; its hash is the task's pin, else
+    the one recorded when it was first fetched here."""
+    sha = payload.sha256.get(version)
+    index = _index(root, payload.package, version)
+    if sha is None and index.is_file():
+        sha = str(json.loads(index.read_text())["sha256"])
+    return RepoSpec(name=payload.package.lower(), requirement=f"{payload.package}=={version}",
+                    sha256=sha, import_name=payload.module)
+
+
+def fetch_tree(config: Config, payload: PerfPayload, version: str) -> tuple[str, Path, Path]:
+    """``(sha256, archive-free source tree, cache entry)`` of a release, fetched once."""
+    root = perf_root(config)
+    repo = repository.fetch(release_spec(root, payload, version), Path(config.cache_dir))
+    sha = repo.spec.sha256
+    assert sha is not None
+    if version not in payload.sha256:
+        write_atomic(_index(root, payload.package, version), json.dumps({"sha256": sha}))
+    return sha, repo.src, repo.root
+
+
+def find_tree(config: Config, payload: PerfPayload, version: str) -> tuple[str, Path] | None:
+    spec = release_spec(perf_root(config), payload, version)
+    repo = repository.find(spec, Path(config.cache_dir))
+    return None if repo is None or spec.sha256 is None else (spec.sha256, repo.src)
+
+
+def package_dir(tree: Path, module: str) -> tuple[str, str]:
+    """``(import root, package path)`` relative to a source tree: ``("src",
+    "src/packaging")`` or ``("", "idna")``, or a single-module file ``("", "six.py")``."""
+    for root in ("src", ""):
+        base = tree / root if root else tree
+        if (base / module / "__init__.py").is_file():
+            return root, str(Path(root) / module) if root else module
+        if (base / f"{module}.py").is_file():
+            return root, str(Path(root) / f"{module}.py") if root else f"{module}.py"
+    raise RunError(f"no module {module!r} in {tree.name} (looked in src/ and the top folder)")
+
+
+def copy_tree(source: Path, dest: Path) -> None:
+    """A writable copy of a (read-only) cached tree, with its files' times, so that its
+    byte-compiled files stay valid."""
+    shutil.copytree(source, dest, symlinks=True)
+    for base, dirnames, filenames in os.walk(dest):
+        for name in [*dirnames, *filenames]:
+            path = os.path.join(base, name)
+            if not os.path.islink(path):
+                os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) | 0o200)
+    os.chmod(dest, stat.S_IMODE(os.stat(dest).st_mode) | 0o200)
+
+
+def _compile(tree: Path) -> None:
+    compileall.compile_dir(str(tree), quiet=2, workers=1)
+
+
+# -- the human patch --------------------------------------------------------------------------
+
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError):
+        return None
+
+
+def file_diff(path: str, old: str | None, new: str | None) -> str:
+    """A git-style unified diff of one text file (``None``: absent)."""
+    a = (old or "").splitlines(keepends=True)
+    b = (new or "").splitlines(keepends=True)
+    body = []
+    for line in difflib.unified_diff(a, b, f"a/{path}" if old is not None else "/dev/null",
+                                     f"b/{path}" if new is not None else "/dev/null", n=3):
+        if not line.endswith("\n"):
+            line += "\n\\ No newline at end of file\n"
+        body.append(line)
+    head = f"diff --git a/{path} b/{path}\n"
+    if old is None:
+        head += "new file mode 100644\n"
+    elif new is None:
+        head += "deleted file mode 100644\n"
+    return head + "".join(body) if body else ""
+
+
+def source_files(tree: Path, package: str) -> dict[str, Path]:
+    """The package's source files in a tree (relative path -> file), tests left out."""
+    base = tree / package
+    files = [base] if base.is_file() else [p for p in base.rglob("*") if p.is_file()]
+    return {str(p.relative_to(tree)): p for p in files
+            if "__pycache__" not in p.parts and p.suffix != ".pyc"
+            and not is_test_path(str(p.relative_to(tree)))}
+
+
+def is_test_path(rel: str) -> bool:
+    parts = Path(rel).parts
+    name = parts[-1] if parts else ""
+    return any(p in TEST_NAMES for p in parts) or name.startswith("test_") or \
+        name.endswith("_test.py")
+
+
+def tree_diff(old_tree: Path, new_tree: Path, package: str) -> str:
+    """The source diff of the package between two trees (tests, docs and the rest of the
+    archive left out; files that are not UTF-8 text are skipped)."""
+    old, new = source_files(old_tree, package), source_files(new_tree, package)
+    parts = []
+    for rel in sorted(set(old) | set(new)):
+        a = _text(old[rel]) if rel in old else None
+        b = _text(new[rel]) if rel in new else None
+        if (rel in old and a is None) or (rel in new and b is None):
+            continue
+        if a != b:
+            parts.append(file_diff(rel, a, b))
+    return "".join(parts)
+
+
+# -- venvs ----------------------------------------------------------------------------------------
+
+def venv_key(sha: str, requirements: list[str]) -> str:
+    return _key(sha, sys.version, str(Path(sys.executable).resolve()), *sorted(requirements))
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def make_venv(root: Path, sha: str, requirement: str, requirements: list[str]) -> Path:
+    """A venv with the release installed (its dependencies resolved by pip; runs import the
+    release's tree, put first on the path) and the test requirements; made once per
+    (release, Python, requirements) and reused."""
+    venv = root / "venvs" / venv_key(sha, requirements)
+    if (venv / ".kbtool-ready").is_file():
+        return venv
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    # A venv's scripts name its path: build it where it stays, and mark it ready last.
+    shutil.rmtree(venv, ignore_errors=True)
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], f"python -m venv {venv}")
+    _run([sys.executable, "-m", "pip", "--python", str(venv_python(venv)), "install",
+          "--quiet", requirement, *requirements],
+         f"pip install {requirement} {' '.join(requirements)}")
+    (venv / ".kbtool-ready").write_text(json.dumps({"release": requirement,
+                                                    "requirements": requirements}))
+    return venv
+
+
+# -- the whole task -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Prepared:
+    """Where a task's versions are on this machine."""
+
+    baseline_tree: Path
+    human_tree: Path
+    human_patch: Path
+    baseline_python: Path
+    human_python: Path
+    import_root: str        # "src" or "" (relative to a tree)
+    package_path: str       # "src/packaging", "idna" or "six.py"
+
+
+def _human_key(base_sha: str, human_sha: str | None, patch_text: str | None) -> str:
+    return _key(base_sha, human_sha or "", hashlib.sha256((patch_text or "").encode()).hexdigest())
+
+
+def human_patch_text(payload: PerfPayload, task_dir: Path | None) -> str | None:
+    """A task's human patch given as a file or inline (None: it is a release)."""
+    if payload.human_patch is not None:
+        return payload.human_patch
+    if payload.human_patch_file is None:
+        return None
+    if task_dir is None:
+        raise UsageError(f"human_patch_file {payload.human_patch_file}: the task has no folder")
+    path = task_dir / payload.human_patch_file
+    if not path.is_file():
+        raise UsageError(f"human patch file not found: {path}")
+    return path.read_text()
+
+
+def prepare(payload: PerfPayload, config: Config, task_dir: Path | None) -> Prepared:
+    """Make everything the task needs here (downloads, trees, the human patch, venvs)."""
+    root = perf_root(config)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "locks").mkdir(exist_ok=True)
+    with FileLock(root / "locks" / f"{payload.package.lower()}.lock", timeout=3600):
+        base_sha, base_tree, _ = fetch_tree(config, payload, payload.baseline)
+        _, package = package_dir(base_tree, payload.module)
+        make_venv(root, base_sha, f"{payload.package}=={payload.baseline}",
+                  payload.test_requirements)
+        human_sha = None
+        patch_text = human_patch_text(payload, task_dir)
+        if payload.human is not None:
+            human_sha, human_release, _ = fetch_tree(config, payload, payload.human)
+            make_venv(root, human_sha, f"{payload.package}=={payload.human}",
+                      payload.test_requirements)
+            patch_text = tree_diff(base_tree, human_release, package)
+        (root / "human").mkdir(exist_ok=True)
+        folder = root / "human" / _human_key(base_sha, human_sha,
+                                             human_patch_text(payload, task_dir))
+        if not (folder / "tree").is_dir():
+            from kbtool_plugins.perf.patching import apply_patch
+
+            assert patch_text is not None
+            staged = Path(tempfile.mkdtemp(dir=root / "human", prefix=".tmp-"))
+            try:
+                copy_tree(base_tree, staged / "tree")
+                applied = apply_patch(patch_text, staged / "tree")
+                if applied.error:
+                    raise RunError(f"the human patch of {payload.package} does not apply to "
+                                   f"{payload.baseline}: {applied.error}")
+                _compile(staged / "tree")
+                (staged / "human.diff").write_text(patch_text)
+                staged.rename(folder)
+            finally:
+                shutil.rmtree(staged, ignore_errors=True)
+    return locate(payload, config, task_dir)
+
+
+def locate(payload: PerfPayload, config: Config, task_dir: Path | None) -> Prepared:
+    """The prepared paths (never downloads); ``TaskRefused`` when something is missing."""
+    root = perf_root(config)
+    hint = ("its releases are not prepared in this cache (run `kbtool perf prepare` with this "
+            f"cache_dir where PyPI is reachable): {root}")
+    base = find_tree(config, payload, payload.baseline)
+    human = find_tree(config, payload, payload.human) if payload.human else None
+    if base is None or (payload.human and human is None):
+        raise TaskRefused(hint)
+    base_sha, base_tree = base
+    human_sha = human[0] if human else None
+    folder = root / "human" / _human_key(base_sha, human_sha, human_patch_text(payload, task_dir))
+    base_venv = root / "venvs" / venv_key(base_sha, payload.test_requirements)
+    human_venv = (root / "venvs" / venv_key(human_sha, payload.test_requirements)
+                  if human_sha else base_venv)
+    needed = [folder / "tree", folder / "human.diff", base_venv / ".kbtool-ready",
+              human_venv / ".kbtool-ready"]
+    if not all(p.exists() for p in needed):
+        raise TaskRefused(hint)
+    import_root, package = package_dir(base_tree, payload.module)
+    return Prepared(base_tree, folder / "tree", folder / "human.diff",
+                    venv_python(base_venv), venv_python(human_venv), import_root, package)

@@ -1,0 +1,162 @@
+"""The ``perf`` settings section, the task payload and the result details."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from kbtool.config import Section
+from kbtool.timing.compare import StopRule
+
+
+class PerfSettings(Section):
+    """``perf:`` in the config; the keys listed in ``flat_keys`` also at the top level."""
+
+    name: ClassVar[str] = "perf"
+    flat_keys: ClassVar[tuple[str, ...]] = ("perf_tasks_dir",)
+    local_keys: ClassVar[tuple[str, ...]] = ("perf_tasks_dir",)
+
+    perf_tasks_dir: Path | None = Field(
+        None, description="a folder of more perf task files (*.yaml) for the perf source")
+    min_rounds: int = Field(8, ge=3, description="timing rounds before the interval may stop it")
+    max_rounds: int = Field(30, ge=3, description="timing rounds at most")
+    target_rel_ci: float = Field(
+        0.03, gt=0, description="stop when every ratio's interval is within +-this (log scale)")
+    max_timing_s: float = Field(
+        120.0, gt=0, description="time cap of the interleaved timing (also kept within "
+        "timeout_s)")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="confidence of the intervals")
+    outlier_k: float = Field(1.5, ge=0, description="IQR fence of per-round ratios (0: none)")
+    equivalence_seeds: int = Field(
+        2, ge=1, description="fresh inputs per workload checked before timing")
+    run_timeout_s: float = Field(120.0, gt=0, description="time limit of one workload process")
+    test_timeout_s: float = Field(600.0, gt=0, description="time limit of the package's tests")
+    run_tests: bool = Field(True, description="run the package's own tests on the patch")
+    moved_work_fraction: float = Field(
+        0.3, gt=0, description="reject when CPU time outside the timed region grows by more "
+        "than this share of the time the patch saves inside it")
+    moved_work_floor_ms: float = Field(
+        15.0, ge=0, description="... and by more than this many milliseconds")
+
+    def stop_rule(self) -> StopRule:
+        return StopRule(min_rounds=self.min_rounds, max_rounds=max(self.max_rounds,
+                                                                  self.min_rounds),
+                        target_rel_ci=self.target_rel_ci, max_s=self.max_timing_s,
+                        confidence=self.confidence, outlier_k=self.outlier_k)
+
+
+class Workload(BaseModel):
+    """A GSO-shaped workload file: ``load()`` (import the library, untimed), ``setup(seed)``
+    (plain inputs, untimed), ``experiment(api, data)`` and ``store_result(result)`` (timed,
+    in a fresh process), ``check_equivalence(reference, current)`` (in the judge, on JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    file: str | None = Field(None, description="relative to the task file's folder")
+    source: str | None = Field(None, description="the file's text (a packed task)")
+
+    @model_validator(mode="after")
+    def _one(self) -> Workload:
+        if (self.file is None) == (self.source is None):
+            raise ValueError(f"workload {self.name}: give exactly one of file and source")
+        return self
+
+
+class Thresholds(BaseModel):
+    """GSO's: opt_base needs a geometric-mean speedup >= ``opt_base``; opt_commit also a
+    harmonic mean of agent-vs-human ratios > ``opt_commit``."""
+
+    model_config = ConfigDict(extra="forbid")
+    opt_base: float = 1.2
+    opt_commit: float = 0.95
+
+
+class PerfPayload(BaseModel):
+    """One performance task: a package, two releases (or a release and a patch), workloads
+    and the package's tests."""
+
+    model_config = ConfigDict(extra="forbid")
+    description: str = ""
+    package: str = Field(description="the PyPI name")
+    module: str = Field(description="the import name of the package's top-level module")
+    baseline: str = Field(description="the release before the improvement")
+    human: str | None = Field(None, description="the release with the improvement")
+    human_patch_file: str | None = Field(
+        None, description="or the improvement as a patch file (relative to the task file)")
+    human_patch: str | None = Field(None, description="the patch's text (a packed task)")
+    sha256: dict[str, str] = Field(default_factory=dict,
+                                   description="version -> sha256 of its source archive")
+    workloads: list[Workload] = Field(min_length=1)
+    tests: list[str] = Field(default_factory=list,
+                             description="pytest arguments, relative to the source tree")
+    prompt_files: list[str] = Field(default_factory=list, description="source files shown to "
+                                    "the agent, relative to the source tree")
+    test_requirements: list[str] = Field(default_factory=lambda: ["pytest"])
+    negative_control: bool = Field(False, description="the human's claimed gain does not "
+                                   "reproduce: expected to come out uncalibrated")
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+
+    @model_validator(mode="after")
+    def _human(self) -> PerfPayload:
+        given = [x for x in (self.human, self.human_patch_file, self.human_patch) if x]
+        if not given:
+            raise ValueError("a perf task needs human (a release) or human_patch_file")
+        if self.human and (self.human_patch_file or self.human_patch):
+            raise ValueError("give human (a release) or a human patch, not both")
+        return self
+
+
+class Interval(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    estimate: float
+    low: float
+    high: float
+
+
+class WorkloadResult(BaseModel):
+    """One workload's figures: medians (ms) and ratios with their intervals."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    baseline_ms: float
+    human_ms: float
+    agent_ms: float
+    speedup: float
+    speedup_ci: list[float]
+    human_speedup: float
+    human_speedup_ci: list[float]
+    agent_vs_human: float
+    agent_vs_human_ci: list[float]
+    significant: bool
+    mann_whitney_p: float = Field(description="one-sided, unpaired (SWE-Perf's test)")
+
+
+class PerfDetails(BaseModel):
+    """What a perf check adds to a result (top-level fields of ``kbtool eval --json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    speedup_ci: list[float] | None = Field(None, description="[low, high] of speedup")
+    human_speedup: float | None = Field(None, description="baseline / human time")
+    human_speedup_ci: list[float] | None = None
+    agent_vs_human: float | None = Field(None, description="human / agent time")
+    agent_vs_human_ci: list[float] | None = None
+    significant: bool = Field(False, description="the agent is faster than the baseline: "
+                              "the interval of speedup lies above 1")
+    human_significant: bool = False
+    calibrated: bool = Field(False, description="the human release was significantly faster "
+                             "than the baseline in this very measurement")
+    opt_base: bool = Field(False, description="GSO: geomean speedup >= threshold, significant")
+    opt_commit: bool = Field(False, description="GSO: opt_base and hmean vs human > threshold")
+    workloads: list[WorkloadResult] = Field(default_factory=list)
+    rounds: int = 0
+    stop_reason: str | None = None
+    patch_method: str | None = Field(None, description="the rung of the ladder that applied")
+    patch_files: list[str] = Field(default_factory=list)
+    tests: str | None = Field(None, description="the package's tests: a summary line")
+    moved_out_ms: float | None = Field(
+        None, description="agent's extra CPU ms outside the timed region, vs the baseline's")
+    package: str | None = None
+    baseline_version: str | None = None
+    human_version: str | None = None
