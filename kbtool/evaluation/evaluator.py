@@ -33,7 +33,10 @@ from kbtool.timing.base import Timer
 log = logging.getLogger(__name__)
 
 # What a check may return besides its kind's details (the rest is the evaluator's to set).
+# A kind without core baselines that times its own reference side by side (perf) reports
+# runtime_ms, baseline_ms and speedup itself; for other kinds the evaluator's win.
 _CHECK_FIELDS = {"status", "correct", "error", "flags", "findings", "timing",
+                 "runtime_ms", "baseline_ms", "speedup",
                  "correctness_trials"}
 
 
@@ -103,9 +106,10 @@ class Evaluator:
         """What the task kind tells about the task here (sizes, memory need, ...); a one-line
         ``UsageError`` when it cannot run here."""
         config = self._settings(config)
-        kind_of(task)
+        kind = kind_of(task)
         key = (task.id, json.dumps(config.sections, sort_keys=True, default=str))
         if key not in self._inspected:
+            kind.prepare(task, config)  # downloads, environments: here, not in the sandbox
             outcome = self._run("inspect", task=task, config=config)
             if outcome.value is None:
                 log.debug("inspecting %s failed:\n%s", task.id, failure_text(outcome))
@@ -181,11 +185,12 @@ class Evaluator:
             details.update(checked)
             if fields.get("error") and outcome.output:
                 fields["error"] += f"\n--- candidate output (tail) ---\n{outcome.output}"
+        if base is not None:
+            fields["baseline_ms"] = base.median_ms
         try:
             result = EvalResult(
                 task=task.id, kind=task.kind, solution=str(solution), device=config.device,
-                mode=mode, timer=self.timer.name, baseline=base,
-                baseline_ms=base.median_ms if base else None, stage_s=outcome.stage_s,
+                mode=mode, timer=self.timer.name, baseline=base, stage_s=outcome.stage_s,
                 env=self.env, sandbox=outcome.sandbox, **fields, **details)
         except ValidationError as exc:
             result = EvalResult(
@@ -198,6 +203,8 @@ class Evaluator:
             result.findings.append(f"unsandboxed: {', '.join(outcome.sandbox)}")
         if result.timing is not None:
             result.runtime_ms = result.timing.median_ms
+        if result.status != Status.ok:
+            result.speedup = None
         if result.status == Status.ok and result.runtime_ms and base is not None:
             result.speedup = base.median_ms / result.runtime_ms
             if result.speedup > config.speedup_flag_threshold:

@@ -32,6 +32,7 @@ _IMPL_MARKER = f"{ENTRY_POINT_GROUP}_impl"  # the attribute pluggy's HookimplMar
 # Built-in plugins, loaded exactly like third-party ones (each a module of hookimpls).
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "kbtool_plugins.kernelbench",
+    "kbtool_plugins.perf",
     "kbtool_plugins.timers",
     "kbtool_plugins.strategies",
     "kbtool_plugins.provider_replay",

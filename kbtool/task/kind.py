@@ -120,6 +120,12 @@ class TaskKind:
         item's task type, a package's name)."""
         return {}
 
+    def prepare(self, task: Task, config: Config) -> None:
+        """Make what the task needs on this machine before any child step runs (downloads,
+        environments).  Runs in the evaluating process (a worker's, under the queue), which
+        may use the network and write under ``config.cache_dir``; the isolated children
+        only read what it made.  The default: nothing to prepare."""
+
     def configure(self, task: Task, config: Config) -> Config:
         """The settings to evaluate ``task`` with (e.g. only the overrides that apply to it);
         raise ``UsageError`` for settings that can never apply."""

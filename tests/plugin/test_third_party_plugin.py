@@ -55,7 +55,7 @@ def plugins_json(proc: subprocess.CompletedProcess[str]) -> dict[str, dict]:
     return {info["name"]: info for info in json.loads(proc.stdout)}
 
 
-BUILTINS = {"kernelbench", "backends", "timers", "strategies", "provider_replay",
+BUILTINS = {"kernelbench", "perf", "backends", "timers", "strategies", "provider_replay",
             "provider_openai", "provider_litellm", "engines", "slurm"}
 
 
