@@ -1,20 +1,27 @@
 """How fast ``kbtool monitor`` opens a large run and follows it.
 
-Run:  python bench/monitor_load.py [--events 100000] [--tasks 250] [--size 120x40] [--json PATH]
+Run:  python bench/monitor_load.py [--events 100000] [--tasks 250] [--size 120x40]
+                                   [--repeats 3] [--json PATH] [--smoke]
 
 A synthetic run directory is written to a temp dir: ``events.jsonl`` with ``--events``
-events from ``--tasks`` tasks searched at once (tree strategy, 10 chains a phase, up to 4
-tries a chain; LLM calls, evaluations with a realistic mix of statuses, format errors,
-retried LLM errors, phase and task ends, the tasks' events interleaved as in a real run),
-cut off mid-run, plus ``config.yaml`` and ``tasks.json``.  Then it measures:
+events from ``--tasks`` KernelBench tasks searched at once (tree strategy, 10 chains a
+phase, up to 4 tries a chain; LLM calls, evaluations with a realistic mix of statuses and
+the kind's details, format errors, retried LLM errors, phase and task ends, the tasks'
+events interleaved as in a real run), cut off mid-run, plus ``config.yaml`` and
+``tasks.json``.  The events are the run store's own models (``kbtool.runs.events``), so the
+log has the format a run writes today.  Then it measures:
 
   (a) reading and folding the whole log into the state model (``RunFollower.poll``);
-  (b) opening the app headless (``App.run_test``) until the task table shows the whole
-      log (first render of the loaded state);
+  (b) opening the app headless (``App.run_test``), from ``MonitorApp(...)``:
+      first render: the screen with the task table is drawn (the log is read after it,
+      in chunks, each shown as it is folded);
+      loaded: the whole log is folded and shown;
   (c) one refresh: 100 more events appended to the log, polled, folded and applied to the
-      table (and to an open drill-down screen, as a second figure).
+      task table; the same with a drill-down open; and the worst case, 100 new steps in
+      the open drill-down's tree.
 
-Targets: (b) under 2 s, (c) under 100 ms.
+Targets: first render under 1 s; every refresh in (c) under 50 ms.  A benchmark, not a test:
+exits 0 whether or not the targets are met.
 """
 
 from __future__ import annotations
@@ -31,25 +38,42 @@ from typing import Any
 
 from bench_common import add_smoke, apply_smoke
 
-from kbtool.monitor.app import DetailScreen, MonitorApp
+from kbtool.monitor.app import MonitorApp
+from kbtool.monitor.screens.detail import DetailScreen
+from kbtool.monitor.screens.tasks import TasksScreen
 from kbtool.monitor.state import RunFollower
+from kbtool.monitor.widgets.task_list import TaskList
+from kbtool.runs.events import (
+    Baseline,
+    Eval,
+    FormatError,
+    LLMCall,
+    LLMError,
+    PhaseDone,
+    RunEvent,
+    RunStarted,
+    TaskDone,
+    TaskStarted,
+    dump,
+)
 
-OPEN_TARGET_S = 2.0
-REFRESH_TARGET_S = 0.100
+OPEN_TARGET_S = 1.0
+REFRESH_TARGET_S = 0.050
 STATUSES = (("incorrect", 0.30), ("compile_error", 0.25), ("runtime_error", 0.25),
             ("timeout", 0.05), ("rejected", 0.15))
+SIZES = {"batch_size": 16, "in_channels": 3, "out_channels": 16, "depth": 16}
 
 
 def _task_stream(task: str, rng: random.Random, phases: int, samples: int,
-                 tries: int) -> list[dict[str, Any]]:
-    """One task's events in order, without seq and t."""
+                 tries: int) -> list[RunEvent]:
+    """One task's events in order."""
     base = {"eager": rng.uniform(0.05, 50.0)}
     base["compile"] = base["eager"] * rng.uniform(0.4, 1.3)
-    out: list[dict[str, Any]] = [{"type": "task_started", "task": task}]
-    out += [{"type": "baseline", "task": task, "mode": m, "ms": ms} for m, ms in base.items()]
-    out.append({"type": "llm_call", "sample": f"{task}/ideas", "key": "0" * 40,
-                "model": "openai/gpt-4o", "cached": False, "prompt_tokens": 900,
-                "completion_tokens": 400, "cost_usd": 0.0062, "latency_s": 7.5})
+    out: list[RunEvent] = [TaskStarted(task=task)]
+    out += [Baseline(task=task, mode=m, ms=ms) for m, ms in base.items()]
+    out.append(LLMCall(sample=f"{task}/ideas", key="0" * 40, model="openai/gpt-4o",
+                       prompt_tokens=900, completion_tokens=400, cost_usd=0.0062,
+                       latency_s=7.5))
     for phase in range(phases):
         correct = 0
         best = None
@@ -57,18 +81,20 @@ def _task_stream(task: str, rng: random.Random, phases: int, samples: int,
             for step in range(tries):
                 sample = f"{task}/p{phase}/a{agent}/s{step}"
                 if rng.random() < 0.02:
-                    out.append({"type": "llm_error", "sample": sample, "error": "rate limited",
-                                "status": 429, "attempt": 1, "retryable": True})
-                out.append({"type": "llm_call", "sample": sample, "key": "0" * 40,
-                            "model": "openai/gpt-4o", "cached": rng.random() < 0.05,
-                            "prompt_tokens": rng.randint(1500, 6000),
-                            "completion_tokens": rng.randint(300, 3000),
-                            "cost_usd": round(rng.uniform(0.005, 0.04), 6),
-                            "latency_s": round(rng.uniform(3, 40), 3)})
+                    out.append(LLMError(sample=sample, error="rate limited", status=429,
+                                        retryable=True))
+                out.append(LLMCall(sample=sample, key="0" * 40, model="openai/gpt-4o",
+                                   cached=rng.random() < 0.05,
+                                   prompt_tokens=rng.randint(1500, 6000),
+                                   completion_tokens=rng.randint(300, 3000),
+                                   cost_usd=round(rng.uniform(0.005, 0.04), 6),
+                                   latency_s=round(rng.uniform(3, 40), 3)))
                 if rng.random() < 0.04:
-                    out.append({"type": "format_error", "step": sample, "task": task})
+                    out.append(FormatError(sample=sample, task=task))
                     continue
                 ok = rng.random() < 0.3 + 0.15 * step
+                runtime: float | None = None
+                speedup: float | None = None
                 if ok:
                     runtime = base["eager"] / rng.lognormvariate(0.0, 0.5)
                     status, speedup = "ok", base["eager"] / runtime
@@ -76,19 +102,19 @@ def _task_stream(task: str, rng: random.Random, phases: int, samples: int,
                     best = runtime if best is None else min(best, runtime)
                 else:
                     status = rng.choices([s for s, _ in STATUSES], [w for _, w in STATUSES])[0]
-                    runtime = speedup = None
+                # the kernelbench kind's details, as a real run logs them
+                diff = [0.0] if ok else [0.05] if status == "incorrect" else []
                 path = (f"tasks/{task.replace('/', '_')}/phase{phase}/agent{agent}/"
                         f"step{step}/candidate.py")
-                out.append({"type": "eval", "step": sample, "task": task, "status": status,
-                            "runtime_ms": runtime, "baseline_ms": base["eager"],
-                            "speedup": speedup, "flags": [] if ok else ["no_custom_kernel"],
-                            "path": path})
+                out.append(Eval(sample=sample, task=task, status=status, runtime_ms=runtime,
+                                baseline_ms=base["eager"], speedup=speedup,
+                                flags=[] if ok else ["no_custom_kernel"], path=path,
+                                details={"max_abs_diff": diff, "sizes": SIZES}))
                 if ok:
                     break
-        out.append({"type": "phase_done", "step": f"{task}/p{phase}", "task": task,
-                    "phase": phase, "correct": correct, "best_runtime_ms": best})
-    out.append({"type": "task_done", "task": task, "correct": True, "best_runtime_ms": None,
-                "speedup": {}})
+        out.append(PhaseDone(sample=f"{task}/p{phase}", task=task, phase=phase,
+                             correct=correct, best_runtime_ms=best))
+    out.append(TaskDone(task=task, correct=True))
     return out
 
 
@@ -101,8 +127,9 @@ def synthesize(run_dir: Path, events: int, tasks: int, seed: int = 0) -> list[st
     streams = [_task_stream(t, rng, phases, 10, 4) for t in ids]
     env = {"device": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "timer": "cuda_event",
            "sandbox": ["processes<=256 (cgroup)", "no network", "pid namespace"]}
-    lines = [{"type": "run_started", "tasks": ids, "resumed": False,
-              "model": "openai/gpt-4o", "strategy": "tree", "env": env}]
+    lines: list[RunEvent] = [RunStarted(
+        tasks=ids, model="openai/gpt-4o", strategy="tree", env=env, mode="eager",
+        baselines=["eager", "compile"], kinds=dict.fromkeys(ids, "kernelbench"))]
     positions = [0] * tasks
     live = list(range(tasks))
     while live and len(lines) < events + 200:
@@ -115,10 +142,12 @@ def synthesize(run_dir: Path, events: int, tasks: int, seed: int = 0) -> list[st
     text = []
     for seq, event in enumerate(lines, 1):
         t += rng.expovariate(1 / 0.05)
-        text.append(json.dumps({"seq": seq, "t": round(t, 3), **event}))
+        text.append(json.dumps({"seq": seq, "t": round(t, 3), **dump(event)}))
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text("mode: eager\nstrategy: tree\n")
-    (run_dir / "tasks.json").write_text(json.dumps([{"id": i, "path": ""} for i in ids]))
+    (run_dir / "config.yaml").write_text("mode: eager\nstrategy: tree\n"
+                                         "baselines: [eager, compile]\n")
+    (run_dir / "tasks.json").write_text(json.dumps([{"id": i, "path": "", "kind": "kernelbench"}
+                                                    for i in ids]))
     (run_dir / "events.jsonl").write_text("\n".join(text[:events]) + "\n")
     return text[events:events + 200]
 
@@ -136,16 +165,32 @@ async def _frame(pilot: Any) -> None:
     draw()
 
 
-async def _app_figures(run_dir: Path, more: list[str], size: tuple[int, int]) -> dict[str, float]:
+async def _until(condition: Any, timeout: float = 120.0) -> None:
+    deadline = time.perf_counter() + timeout
+    while not condition():
+        if time.perf_counter() > deadline:
+            raise RuntimeError("monitor_load: the app did not get there in time")
+        await asyncio.sleep(0.0005)
+
+
+async def _app_figures(run_dir: Path, more: list[str], size: tuple[int, int],
+                       events: int) -> dict[str, float]:
     figures: dict[str, float] = {}
-    app = MonitorApp(run_dir, interval=3600.0)  # polls are triggered by hand below
     start = time.perf_counter()
+    app = MonitorApp(run_dir, interval=3600.0)  # polls after the first are triggered below
     async with app.run_test(size=size) as pilot:
-        while app.polls < 1:
-            await asyncio.sleep(0.001)
+        await _until(lambda: isinstance(app.screen, TasksScreen) and app.screen.is_mounted
+                     and bool(app.screen.query_one(TaskList).rows))
         await _frame(pilot)
-        figures["open_s"] = time.perf_counter() - start
-        table = app.screen.query_one("#tasks")
+        figures["first_render_s"] = time.perf_counter() - start
+        figures["events_at_first_render"] = app.state.events
+        await _until(lambda: app.loaded)
+        await _frame(pilot)
+        figures["loaded_s"] = time.perf_counter() - start
+        figures["chunks"] = app.polls
+        if app.shown_events != events:
+            raise RuntimeError(f"monitor_load: {app.shown_events} events shown, not {events}")
+        table = app.screen.query_one(TaskList)
         figures["rows"] = len(table.rows)
 
         async def refresh(lines: list[str]) -> float:
@@ -154,8 +199,7 @@ async def _app_figures(run_dir: Path, more: list[str], size: tuple[int, int]) ->
             polls = app.polls
             begin = time.perf_counter()
             app.poll_now()
-            while app.polls == polls:
-                await asyncio.sleep(0.0005)
+            await _until(lambda: app.polls > polls)
             await _frame(pilot)
             return time.perf_counter() - begin
 
@@ -174,8 +218,8 @@ async def _app_figures(run_dir: Path, more: list[str], size: tuple[int, int]) ->
         app.push_screen(DetailScreen(busiest))
         await pilot.pause()
         figures["detail_steps"] = len(app.state.tasks[busiest].steps)
-        extra = [json.dumps({"seq": 10**9 + i, "t": 1.8e9 + i, "type": "llm_call",
-                             "sample": f"{busiest}/p99/a{i}/s0", "cached": False})
+        extra = [json.dumps({"seq": 10**9 + i, "t": 1.8e9 + i,
+                             **dump(LLMCall(sample=f"{busiest}/p99/a{i}/s0"))})
                  for i in range(100)]
         figures["refresh_worst_s"] = await refresh(extra)
         await pilot.press("q")
@@ -187,7 +231,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--tasks", type=int, default=250)
     parser.add_argument("--size", default="120x40", help="terminal WIDTHxHEIGHT")
-    parser.add_argument("--repeats", type=int, default=3, help="fold timings to take")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="times each figure is taken (the median is printed)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     add_smoke(parser)
     args = apply_smoke(parser.parse_args(), events=3000, tasks=20, repeats=1)
@@ -195,44 +240,50 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kbtool-monitor-bench-") as tmp:
         run_dir = Path(tmp) / "run"
         more = synthesize(run_dir, args.events, args.tasks)
-        size_mb = (run_dir / "events.jsonl").stat().st_size / 1e6
-        folds = []
-        for _ in range(args.repeats):
+        log = run_dir / "events.jsonl"
+        size_mb = log.stat().st_size / 1e6
+        folds, parse = [], []
+        for _ in range(args.repeats):  # interleaved, so the host's noise hits both alike
             follower = RunFollower(run_dir)
             begin = time.perf_counter()
             count = follower.poll()
             folds.append(time.perf_counter() - begin)
-        parse = []
-        for _ in range(args.repeats):
-            follower = RunFollower(run_dir)
             begin = time.perf_counter()
-            follower.tail.read()
+            RunFollower(run_dir).tail.read()
             parse.append(time.perf_counter() - begin)
         state = follower.state
-        figures = asyncio.run(_app_figures(run_dir, more, (width, height)))
+        runs = []
+        text = log.read_text()
+        for _ in range(args.repeats):  # each on the log as it was written
+            log.write_text(text)
+            runs.append(asyncio.run(_app_figures(run_dir, more, (width, height), count)))
+    figures = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     result = {
-        "events": count, "tasks": len(state.tasks),
-        "log_mb": round(size_mb, 1), "read_parse_s": min(parse), "fold_total_s": min(folds),
-        "open_s": figures["open_s"], "refresh_s": figures["refresh_s"],
-        "refresh_apply_s": figures["apply_s"], "refresh_detail_s": figures["refresh_detail_s"],
-        "refresh_worst_s": figures["refresh_worst_s"],
-        "table_rows": figures["rows"], "terminal": args.size,
+        "events": count, "tasks": len(state.tasks), "log_mb": round(size_mb, 1),
+        "read_parse_s": statistics.median(parse), "fold_total_s": statistics.median(folds),
+        **figures, "terminal": args.size, "repeats": args.repeats,
+        "runs": runs,
     }
-    print(f"synthetic log: {count} events, {len(state.tasks)} tasks, {size_mb:.1f} MB")
-    print(f"(a) read + parse:                {min(parse) * 1e3:8.1f} ms")
-    print(f"(a) read + parse + fold (state): {min(folds) * 1e3:8.1f} ms "
-          f"(median of {args.repeats}: {statistics.median(folds) * 1e3:.1f} ms)")
-    print(f"(b) open app to first render:    {figures['open_s'] * 1e3:8.1f} ms "
-          f"({figures['rows']} table rows, {args.size})")
+    print(f"synthetic log: {count} events, {len(state.tasks)} tasks, {size_mb:.1f} MB; "
+          f"medians of {args.repeats}")
+    print(f"(a) read + parse:                {result['read_parse_s'] * 1e3:8.1f} ms")
+    print(f"(a) read + parse + fold (state): {result['fold_total_s'] * 1e3:8.1f} ms")
+    print(f"(b) open app to first render:    {figures['first_render_s'] * 1e3:8.1f} ms "
+          f"({figures['rows']:.0f} table rows, {args.size}; "
+          f"{figures['events_at_first_render']:.0f} events folded by then)")
+    print(f"(b) open app to whole log shown: {figures['loaded_s'] * 1e3:8.1f} ms "
+          f"(in {figures['chunks']:.0f} chunks, each shown as it was folded)")
     print(f"(c) refresh after 100 events:    {figures['refresh_s'] * 1e3:8.1f} ms "
           f"(of which applying to the table {figures['apply_s'] * 1e3:.1f} ms)")
     print(f"    same, drill-down open:       {figures['refresh_detail_s'] * 1e3:8.1f} ms")
-    print(f"    worst case, 100 new steps in the open tree ({figures['detail_steps']} steps): "
-          f"{figures['refresh_worst_s'] * 1e3:.1f} ms")
-    open_ok = figures["open_s"] < OPEN_TARGET_S
-    refresh_ok = max(figures["refresh_s"], figures["refresh_detail_s"]) < REFRESH_TARGET_S
-    print(f"target open < {OPEN_TARGET_S:g} s: {'met' if open_ok else 'NOT met'}; "
-          f"target refresh < {REFRESH_TARGET_S * 1e3:g} ms: {'met' if refresh_ok else 'NOT met'}")
+    print(f"    worst case, 100 new steps in the open tree ({figures['detail_steps']:.0f} "
+          f"steps): {figures['refresh_worst_s'] * 1e3:.1f} ms")
+    open_ok = figures["first_render_s"] < OPEN_TARGET_S
+    refresh_ok = max(figures["refresh_s"], figures["refresh_detail_s"],
+                     figures["refresh_worst_s"]) < REFRESH_TARGET_S
+    print(f"target first render < {OPEN_TARGET_S:g} s: {'met' if open_ok else 'NOT met'}; "
+          f"target refresh < {REFRESH_TARGET_S * 1e3:g} ms (all three): "
+          f"{'met' if refresh_ok else 'NOT met'}")
     result.update(open_target_met=open_ok, refresh_target_met=refresh_ok)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -1,12 +1,16 @@
 """What ``kbtool monitor`` knows about a run: its event log, read incrementally, folded into
 plain Python objects (no widgets here, so this can be tested and benchmarked alone).
 
-``EventTail`` reads only the bytes added to ``events.jsonl`` since the last read and keeps
-a partial last line until its newline arrives, so a log that is being written, on this node
-or on another one over NFS, is followed by polling alone.  ``RunState`` folds events into
+``EventTail`` reads only the bytes added to ``events.jsonl`` since the last read (at most a
+chunk at a time, so that a large log is shown as it is read) and keeps a partial last line
+until its newline arrives, so a log that is being written, on this node or on another one
+over NFS, is followed by polling alone.  ``RunState`` folds events into
 per-task records: the tree of phases, agents and steps, candidates, the best candidate and
-its speedups, LLM usage and evaluation counts.  ``RunFollower`` ties the two together for a
-run directory, with a lock so that a polling thread and the UI can share the state.
+its speedups, LLM usage and evaluation counts.  It knows no task kind: runtimes, speedups
+and baselines are whatever the events carry (none for a kind that does not time its
+candidates), and a kind's own result fields ride in each step's ``details``.
+``RunFollower`` ties the two together for a run directory, with a lock so that a polling
+thread and the UI can share the state.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import os
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,22 +59,30 @@ class EventTail:
         self.partial = b""       # an incomplete last line, kept until its newline arrives
         self.bad_lines = 0       # complete lines that are not JSON (a torn line, repaired)
         self.restarted = False   # the file shrank (replaced): the caller must start over
+        self.size = 0            # the file's size at the last read
 
-    def read(self) -> list[dict[str, Any]]:
-        """The events of the complete lines written since the last call."""
+    @property
+    def behind(self) -> int:
+        """Bytes that were in the file at the last read but are not read yet."""
+        return max(0, self.size - self.offset - len(self.partial))
+
+    def read(self, max_bytes: int | None = None) -> list[dict[str, Any]]:
+        """The events of the complete lines written since the last call, from at most
+        ``max_bytes`` more bytes (a line longer than that is completed by later calls)."""
         try:
             handle = open(self.path, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
             return []
         with handle:
-            size = os.fstat(handle.fileno()).st_size
+            size = self.size = os.fstat(handle.fileno()).st_size
             if size < self.offset + len(self.partial):
                 self.offset, self.partial, self.restarted = 0, b"", True
             start = self.offset + len(self.partial)
             if size == start:
                 return []
             handle.seek(start)
-            data = handle.read(size - start)
+            data = handle.read(size - start if max_bytes is None else
+                               min(size - start, max_bytes))
         data = self.partial + data
         end = data.rfind(b"\n")
         if end < 0:
@@ -117,6 +130,7 @@ class Step:
     flags: list[str] = field(default_factory=list)
     path: str | None = None       # the candidate, relative to the run directory
     t: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # the task kind's result fields
 
     @property
     def key(self) -> StepKey:
@@ -201,7 +215,7 @@ class RunState:
         self._samples: dict[str, tuple[TaskState, Step]] = {}  # a step's llm_call, for its eval
         self.dirty: set[str] = set()   # tasks changed since the last take_dirty()
         self.version = 0               # bumped by every fold that changed something
-        self._handlers = {
+        self._handlers: dict[Any, Callable[[dict[str, Any]], None]] = {
             "run_started": self._run_started, "task_started": self._task_started,
             "baseline": self._baseline, "llm_call": self._llm_call,
             "llm_error": self._llm_error, "llm_failed": self._llm_failed,
@@ -341,6 +355,7 @@ class RunState:
         step.runtime_ms = runtime
         step.baseline_ms, step.speedup = e.get("baseline_ms"), e.get("speedup")
         step.flags, step.path, step.t = e.get("flags") or [], e.get("path"), e.get("t")
+        step.details = e.get("details") or {}
         task.candidates += 1
         task.statuses[status] = task.statuses.get(status, 0) + 1
         self.eval_statuses[status] = self.eval_statuses.get(status, 0) + 1
@@ -458,6 +473,14 @@ class RunFollower:
         self.state = self._new_state()
         self.queue_dirs = _queue_dirs(_config(self.layout))
         self.queue: dict[str, Any] | None = None  # workers and depth of the run's queue
+        # (bytes read, bytes in the log) while some is unread; set with the fold, under the
+        # lock, so that it always describes the state
+        self.loading: tuple[int, int] | None = None
+        try:
+            size = self.layout.events.stat().st_size
+            self.loading = (0, size) if size else None
+        except OSError:
+            pass
 
     def _new_state(self) -> RunState:
         config = _config(self.layout)
@@ -466,15 +489,20 @@ class RunFollower:
         mode = config.get("mode") or (baselines[0] if baselines else None)
         return RunState(mode, _listed_tasks(self.layout), baselines)
 
-    def poll(self) -> int:
-        """Read and fold what was appended since the last poll; the number of events."""
-        events = self.tail.read()
+    def poll(self, max_bytes: int | None = None) -> int:
+        """Read and fold what was appended since the last poll (at most ``max_bytes`` of
+        it); the number of events."""
+        events = self.tail.read(max_bytes)
         with self.lock:
             if self.tail.restarted:  # the log was replaced: start over
                 self.tail.restarted = False
                 self.state = self._new_state()
                 self.state.dirty.add("*")
             self.state.fold(events)
+            tail = self.tail
+            self.loading = (tail.offset + len(tail.partial), tail.size) if tail.behind else None
+        if self.loading is not None:
+            return len(events)  # the queue is looked at once the log is read
         if self.queue_dirs is not None and (self.queue_dirs[0] / "pending").is_dir():
             from kbtool.workers.jobqueue import Queue
             from kbtool.workers.worker import status

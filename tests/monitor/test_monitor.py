@@ -15,8 +15,14 @@ from rich.syntax import Syntax
 from textual.pilot import Pilot
 from textual.widgets import TabbedContent, Tree
 
-from kbtool.monitor.app import DetailScreen, MonitorApp, TaskList, TasksScreen
+from kbtool.monitor import app as monitor_app
+from kbtool.monitor.app import MonitorApp
+from kbtool.monitor.screens.detail import DetailScreen
+from kbtool.monitor.screens.tasks import TasksScreen
 from kbtool.monitor.state import EventTail, RunFollower, RunState, parse_sample
+from kbtool.monitor.widgets.panels import queue_line
+from kbtool.monitor.widgets.step_tree import StepTree
+from kbtool.monitor.widgets.task_list import TaskList, columns
 from tests.helpers import RUN_SMALL as FIXTURE
 from tests.helpers import run_kbtool
 
@@ -214,7 +220,7 @@ def test_enter_drills_down_and_escape_comes_back(run_dir: Path) -> None:
         tops = [str(node.label) for node in tree.root.children]
         assert tops[0] == "ideas"
         assert tops[1].startswith("phase 0 2/3 ok") and tops[2].startswith("phase 1 2/2 ok")
-        steps = [n.data for n in screen._tree_nodes.values() if n.data[0] == "step"]
+        steps = [d for d in screen.query_one(StepTree).by_data if d[0] == "step"]
         assert len(steps) == 5
         await until(pilot, lambda: tree.cursor_node is not None and
                     tree.cursor_node.data == ("step", (0, 0, 1)))  # the best one
@@ -240,7 +246,7 @@ def test_the_step_view_shows_code_eval_and_prompt(run_dir: Path) -> None:
     async def script(pilot: Pilot) -> None:
         await pilot.press("down", "enter")
         screen = app.screen
-        await until(pilot, lambda: screen._shown == ("step", (0, 0, 1)))
+        await until(pilot, lambda: screen.shown == ("step", (0, 0, 1)))
         code = screen.query_one("#code-text").content
         assert isinstance(code, Syntax) and "class ModelNew" in code.code
         assert code.code == (run_dir / "tasks/builtin_1_2_ReLU/phase0/agent0/step1/"
@@ -249,7 +255,7 @@ def test_the_step_view_shows_code_eval_and_prompt(run_dir: Path) -> None:
         assert screen.query_one(TabbedContent).active == "eval"
         assert "status   ok" in str(screen.query_one("#eval-text").content)
         await pilot.press("up")  # step 0: incorrect, with an error tail
-        await until(pilot, lambda: screen._shown == ("step", (0, 0, 0)))
+        await until(pilot, lambda: screen.shown == ("step", (0, 0, 0)))
         evaluation = str(screen.query_one("#eval-text").content)
         assert "incorrect" in evaluation and "values differ beyond" in evaluation
         await pilot.press("3")
@@ -305,12 +311,13 @@ def test_following_a_run_that_goes_on(run_dir: Path) -> None:
         await pilot.press("end", "enter")  # the Conv2d task, while it runs
         detail = app.screen
         assert isinstance(detail, DetailScreen) and detail.task_id == "builtin/1/5_Conv2d"
-        before = len(detail._tree_nodes)
+        nodes = detail.query_one(StepTree).by_data
+        before = len(nodes)
         with open(log, "a") as handle:
             handle.write(lines[40][25:] + "".join(lines[41:]))
         await until(pilot, lambda: app.state.last_seq == 78)
-        assert len(detail._tree_nodes) > before  # phase 1 arrived in the open tree
-        assert ("phase", 1) in detail._tree_nodes
+        assert len(nodes) > before  # phase 1 arrived in the open tree
+        assert ("phase", 1) in nodes
         await pilot.press("escape")
         assert table.cells["builtin/1/5_Conv2d"][2][0] == "8"
         assert table.cells["builtin/1/5_Conv2d"][7][0] == "done"
@@ -333,9 +340,130 @@ def test_a_run_that_has_not_logged_anything_yet(tmp_path: Path) -> None:
         assert isinstance(app.screen, DetailScreen)
         (tmp_path / "events.jsonl").write_text("".join(fixture_lines()[:12]))
         await until(pilot, lambda: app.state.last_seq == 12)
-        assert ("phase", 0) in app.screen._tree_nodes
+        assert ("phase", 0) in app.screen.query_one(StepTree).by_data
 
     drive(app, script)
+
+
+def test_a_log_read_in_chunks_gives_the_same_state(run_dir: Path) -> None:
+    whole = RunFollower(run_dir)
+    whole.poll()
+    chunked = RunFollower(run_dir)
+    seen, progress = 0, []
+    while True:
+        seen += chunked.poll(max_bytes=1500)  # shorter than some lines: they are completed
+        if chunked.loading is None:
+            break
+        progress.append(chunked.loading)
+    assert seen == 78 and len(progress) > 5
+    assert [done for done, _ in progress] == sorted(done for done, _ in progress)
+    assert {size for _, size in progress} == {(run_dir / "events.jsonl").stat().st_size}
+    for task_id, task in whole.state.tasks.items():
+        other = chunked.state.tasks[task_id]
+        assert (other.candidates, other.correct, other.best_runtime_ms, other.status) == \
+            (task.candidates, task.correct, task.best_runtime_ms, task.status)
+
+
+def untimed_run(root: Path) -> Path:
+    """A run of a kind whose candidates are not timed (tests pass or fail): no baselines,
+    no runtimes, the kind's details in the eval events; no eval.json files."""
+    run = root / "untimed"
+    run.mkdir()
+    (run / "config.yaml").write_text("strategy: tree\n")
+    tasks = ["repo/1/fix_parser", "repo/1/fix_cache"]
+    (run / "tasks.json").write_text(json.dumps([{"id": t, "kind": "pytests"} for t in tasks]))
+    events = [
+        {"type": "run_started", "tasks": tasks, "model": "m", "strategy": "tree", "env": {},
+         "mode": None, "baselines": [], "kinds": dict.fromkeys(tasks, "pytests")},
+        {"type": "task_started", "task": tasks[0]},
+        {"type": "llm_call", "sample": f"{tasks[0]}/p0/a0/s0"},
+        {"type": "eval", "sample": f"{tasks[0]}/p0/a0/s0", "task": tasks[0],
+         "status": "incorrect", "details": {"tests_passed": 10, "tests_failed": 2}},
+        {"type": "llm_call", "sample": f"{tasks[0]}/p0/a0/s1"},
+        {"type": "eval", "sample": f"{tasks[0]}/p0/a0/s1", "task": tasks[0], "status": "ok",
+         "path": "tasks/repo_1_fix_parser/phase0/agent0/step1/candidate.diff",
+         "details": {"tests_passed": 12, "tests_failed": 0}},
+        {"type": "task_done", "task": tasks[0], "correct": True},
+    ]
+    (run / "events.jsonl").write_text("".join(
+        json.dumps({"seq": i, "t": 1000.0 + i, **e}) + "\n" for i, e in enumerate(events, 1)))
+    step = run / "tasks/repo_1_fix_parser/phase0/agent0/step1"
+    step.mkdir(parents=True)
+    (step / "candidate.diff").write_text("--- a/parser.py\n+++ b/parser.py\n")
+    return run
+
+
+def test_a_kind_without_timing_shows_pass_and_its_details(tmp_path: Path) -> None:
+    app = make_app(untimed_run(tmp_path))
+
+    async def script(pilot: Pilot) -> None:
+        table = app.screen.query_one(TaskList)
+        assert [label for label, _, _ in table.columns][4:7] == ["Best ms", "", ""]
+        parser = table.cells["repo/1/fix_parser"]
+        assert parser[2:5] == (("2", ""), ("1", "green"), ("pass", "green"))
+        assert parser[5:7] == (("", ""), ("", ""))  # no baselines: no speedups
+        assert table.cells["repo/1/fix_cache"][4] == ("-", "")
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, DetailScreen)
+        await until(pilot, lambda: screen.shown == ("step", (0, 0, 1)))  # the one that passed
+        assert "best pass" in str(screen.query_one("#taskbar").content)
+        tree = screen.query_one(StepTree)
+        assert str(tree.by_data[("step", (0, 0, 1))].label) == "step 1 pass"
+        code = screen.query_one("#code-text").content
+        assert isinstance(code, Syntax) and code.code.startswith("--- a/parser.py")
+        evaluation = str(screen.query_one("#eval-text").content)
+        assert "result   pass (not timed)" in evaluation and "runtime" not in evaluation
+        assert "tests_passed 12" in evaluation and "tests_failed 0" in evaluation
+        await pilot.press("up")
+        await until(pilot, lambda: screen.shown == ("step", (0, 0, 0)))
+        evaluation = str(screen.query_one("#eval-text").content)
+        assert "result   fail" in evaluation and "tests_failed 2" in evaluation
+
+    drive(app, script)
+
+
+def test_speedup_columns_are_the_runs_baselines() -> None:
+    labels = [label for label, _, _ in columns(["reference", "numpy"])]
+    assert labels[5:7] == ["vs refe", "vs numpy"]
+    assert [label for label, _, _ in columns(["eager"])][5:7] == ["vs eager", ""]
+
+
+def test_a_large_log_is_shown_chunk_by_chunk(run_dir: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first frame comes before the log is read; then every chunk is shown as it is
+    folded, with the reading's progress in the top line."""
+    monkeypatch.setattr(monitor_app, "CHUNK_BYTES", 4000)
+    seen: list[tuple[int, str]] = []
+    first_read: list[tuple[str, int, str]] = []
+
+    class Recording(MonitorApp):
+        def poll_now(self) -> None:
+            if not first_read:  # what was on screen when the log was first read
+                first_read.append((type(self.screen).__name__, self.state.events,
+                                   str(self.screen.query_one("#topbar").content)))
+            super().poll_now()
+
+        def on_polled(self, message: monitor_app.Polled) -> None:
+            super().on_polled(message)
+            seen.append((self.state.events, str(self.screen.query_one("#topbar").content)))
+
+    app = Recording(run_dir, interval=60.0, clock=lambda: FROZEN_NOW)
+
+    async def main() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.loaded)
+            table = app.screen.query_one(TaskList)
+            assert table.rows == TASKS and app.shown_events == 78
+            assert table.cells["builtin/1/2_ReLU"][2:4] == (("5", ""), ("4", "green"))
+
+    asyncio.run(main())
+    name, events, top = first_read[0]
+    assert name == "TasksScreen" and events == 0 and "reading the log 0.0/0.0 MB" in top
+    counts = [events for events, _ in seen]
+    assert len(seen) > 3 and counts == sorted(counts) and counts[-1] == 78
+    assert 0 < counts[0] < 78 and "reading the log" in seen[0][1]
+    assert "reading the log" not in seen[-1][1]
 
 
 # -- snapshots ----------------------------------------------------------------------------------
@@ -376,8 +504,6 @@ def test_monitor_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
 
 
 def test_queue_panel_shows_the_runs_workers(tmp_path: Path) -> None:
-    from kbtool.monitor.app import queue_line
-    from kbtool.monitor.state import RunFollower
     from kbtool.task.model import Task
     from kbtool.workers.jobqueue import Job, Queue, new_job_id
 

@@ -1,0 +1,1 @@
+"""The monitor's widgets, one module each (the panels share one)."""
