@@ -168,10 +168,9 @@ class Replies:
 # -- the barrier-per-round schedule ------------------------------------------------------------
 def tree_barrier(ctx: Any, task: Any) -> None:
     """``tree`` with a barrier per round: all replies of a round, then all its evaluations."""
-    from kbtool_plugins.strategies import ideas, improve_prompt, pick_seeds
-
     from kbtool.runs.events import FormatError, PhaseDone
     from kbtool.search.engine import Candidate, split_samples
+    from kbtool_plugins.strategies import ideas, improve_prompt, pick_seeds
 
     config = ctx.config
     kind = ctx.kind(task)
