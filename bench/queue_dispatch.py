@@ -70,6 +70,7 @@ from bench_common import fmt as _fmt
 
 from kbtool.config import Config
 from kbtool.evaluation.result import EvalResult, Status
+from kbtool.task.catalog import kind_of
 from kbtool.task.model import Task
 from kbtool.workers.jobqueue import Job, JobResult, Queue, new_job_id
 from kbtool.workers.worker import Worker
@@ -133,6 +134,7 @@ class _NoEvaluator:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.env: dict[str, Any] = {"device": "none", "bench": "queue_dispatch"}
+        kind_of(TRIVIAL_TASK)  # loads the plugins, as a real evaluator's start-up does
 
     def evaluate(self, task: Task, solution: Path, config: Config | None = None) -> EvalResult:
         return EvalResult(task=task.id, solution=str(solution), device="none", mode="eager",
