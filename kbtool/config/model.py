@@ -136,6 +136,8 @@ class Config(BaseModel):
     max_attempts: int = Field(3, ge=1, description="claims without a result before a job fails")
     queue_wait_s: float = Field(86400.0, gt=0, description="how long a client waits for a result")
     worker_poll_s: float = Field(0.5, gt=0, description="polling interval where inotify is absent")
+    sandbox_url: str | None = Field(None, description="a remote evaluation service "
+                                    "(eval_backend=restapi: a `kbtool sandbox serve`)")
 
     cache_dir: Path = Field(default_factory=cache_dir)
     baseline_cache: bool = Field(True, description="reuse measured baselines")

@@ -41,6 +41,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "kbtool_plugins.engines",
     "kbtool_plugins.slurm",
     "kbtool_plugins.backends",
+    "kbtool_plugins.repo_service",
 )
 
 

@@ -1,0 +1,147 @@
+"""The ``restapi`` evaluation backend against a real `kbtool sandbox serve`: the same verdicts
+as a local check, `kbtool eval` through it, a service killed mid-item (the client retries
+and nothing is lost), and its errors in one line."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from kbtool.config import Config, load_config
+from kbtool.evaluation.backend import LocalBackend, make_backend
+from kbtool.evaluation.result import EvalResult
+from kbtool.task import catalog
+from tests.helpers import run_kbtool
+from tests.repo_service.mini import Mini, Service
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the sandbox forks")
+
+SHOUT, VOWELS = "repo/mini/method_gen/1_shout", "repo/mini/repair/2_count_vowels"
+GOOD = "def shout(word):\n    return word.upper() + '!'\n"
+CANDIDATES: dict[str, tuple[str, str]] = {
+    "good": (SHOUT, GOOD),
+    "wrong": (SHOUT, "def shout(word):\n    return word.lower()\n"),
+    "half right": (SHOUT, "def shout(word):\n    return word.upper() + ('!' if word else '')\n"),
+    "wrong name": (SHOUT, "def yell(word):\n    return word.upper() + '!'\n"),
+    "no def": (SHOUT, "return word.upper()\n"),
+    "decorated": (SHOUT, "@staticmethod\ndef shout(word):\n    return word.upper() + '!'\n"),
+    "writes a file": (SHOUT, "def shout(word):\n    import mini, os\n    open(os.path.join("
+                             "os.path.dirname(mini.__file__), 'x.py'), 'w').write('')\n"
+                             "    return word.upper() + '!'\n"),
+    "repaired": (VOWELS, "def count_vowels(text):\n    return sum(c in 'aeiou' for c in "
+                         "text.lower())\n"),
+    "still buggy": (VOWELS, "def count_vowels(text):\n    return 2 * sum(c in 'aeiou' for c in "
+                            "text.lower())\n"),
+}
+COMPARED = ("status", "correct", "tests_passed", "tests_total", "test_outcomes", "task_type",
+            "flags", "infrastructure_error")
+
+
+def settings(tmp_path: Path, mini: Mini, **more: Any) -> Config:
+    return load_config({"cache_dir": str(mini.cache_dir), "repo_data": [str(mini.data)],
+                        "device": "cpu", **more})
+
+
+def check(backend: Any, config: Config, tmp_path: Path, name: str) -> EvalResult:
+    task_id, code = CANDIDATES[name]
+    path = tmp_path / f"{name.replace(' ', '_')}.py"
+    path.write_text(code)
+    result: EvalResult = backend.evaluate(catalog.resolve(task_id, config), path, config)
+    return result
+
+
+@pytest.fixture(scope="module")
+def local(mini: Mini, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBackend]:
+    backend = LocalBackend(settings(tmp_path_factory.mktemp("local"), mini))
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def test_the_same_verdicts_as_a_local_check(service: Service, local: LocalBackend,
+                                            mini: Mini, tmp_path: Path) -> None:
+    config = settings(tmp_path, mini, eval_backend="restapi", sandbox_url=service.url)
+    remote = make_backend(config)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            remotes = dict(zip(CANDIDATES, pool.map(
+                lambda name: check(remote, config, tmp_path, name), CANDIDATES), strict=True))
+        for name in CANDIDATES:
+            here = check(local, config, tmp_path, name)
+            there = remotes[name]
+            assert {k: getattr(there, k, None) for k in COMPARED} == \
+                   {k: getattr(here, k, None) for k in COMPARED}, name
+            assert (there.error is None) == (here.error is None), name
+    finally:
+        remote.close()
+    verdicts = {name: r.status.value for name, r in remotes.items()}
+    assert verdicts == {"good": "ok", "wrong": "incorrect", "half right": "incorrect",
+                        "wrong name": "compile_error", "no def": "compile_error",
+                        "decorated": "ok", "writes a file": "rejected", "repaired": "ok",
+                        "still buggy": "incorrect"}
+    assert remotes["half right"].model_extra["tests_passed"] == 1  # type: ignore[index]
+
+
+def test_kbtool_eval_through_the_service(service: Service, mini: Mini, tmp_path: Path) -> None:
+    solution = tmp_path / "good.py"
+    solution.write_text(GOOD)
+    proc = run_kbtool("eval", SHOUT, "--solution", str(solution), "--json", *mini.settings(),
+                      "eval_backend=restapi", f"sandbox_url={service.url}", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = EvalResult.model_validate_json(proc.stdout)
+    assert result.status.value == "ok"
+    assert (result.model_extra or {})["tests_passed"] == 2
+    assert (result.model_extra or {})["tests_total"] == 2
+
+
+def test_a_service_killed_mid_item_loses_nothing(mini: Mini, tmp_path: Path) -> None:
+    """Checks in flight when the service dies are sent again (tenacity) to the service
+    started again on the same port; every one comes back with its own verdict."""
+    svc = Service(mini, workspaces=2).start()
+    slow = "def shout(word):\n    import time\n    time.sleep(1.0)\n    return word.upper() + '!'\n"
+    CANDIDATES["slow"] = (SHOUT, slow)
+    CANDIDATES["slow wrong"] = (SHOUT, slow.replace("'!'", "'?'"))
+    config = settings(tmp_path, mini, eval_backend="restapi", sandbox_url=svc.url,
+                      queue_wait_s=120)
+    backend = make_backend(config)
+    try:
+        names = ["slow", "slow wrong", "slow", "slow wrong"]
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(check, backend, config, tmp_path, n) for n in names]
+            deadline = time.monotonic() + 60
+            while httpx.get(f"{svc.url}/health").json()["busy"] < 2:  # items are running
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            svc.kill()
+            svc.wait_port_free()
+            threading.Timer(0.5, svc.start).start()  # down for a while, then back
+            results = [f.result(timeout=120) for f in futures]
+    finally:
+        backend.close()
+        svc.kill()
+        CANDIDATES.pop("slow")
+        CANDIDATES.pop("slow wrong")
+    assert [r.status.value for r in results] == ["ok", "incorrect", "ok", "incorrect"]
+
+
+def test_backend_errors_are_one_line(service: Service, mini: Mini, tmp_path: Path) -> None:
+    solution = tmp_path / "good.py"
+    solution.write_text(GOOD)
+    for task, more, code, message in (
+            (SHOUT, [], 2, "eval_backend=restapi needs sandbox_url="),
+            (SHOUT, ["sandbox_url=http://127.0.0.1:9", "queue_wait_s=1"], 1,
+             "the sandbox service at http://127.0.0.1:9 did not answer /health within 1 s"),
+            ("builtin/1/2", [f"sandbox_url={service.url}"], 2, "checks repository tasks")):
+        proc = run_kbtool("eval", task, "--solution", str(solution), *mini.settings(),
+                          "eval_backend=restapi", *more, timeout=120)
+        assert proc.returncode == code and message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
