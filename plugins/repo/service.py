@@ -253,6 +253,7 @@ class Pool:
         self._lock = threading.Lock()
         self._numbers = iter(range(1 << 30))
         self.queued = self.busy = 0
+        self._closed = False
         metrics.queued.set_function(lambda: self.queued)
         metrics.busy.set_function(lambda: self.busy)
         for workspace in self._threads.map(lambda _: self._new(), range(size)):
@@ -319,14 +320,17 @@ class Pool:
             self._loop.call_soon_threadsafe(self._free.put_nowait, back)
 
     def _replace(self, workspace: Workspace, why: str) -> Workspace | None:
-        log.warning("replacing workspace %d: %s", workspace.number, why)
         with self._lock:
             self.all.pop(workspace.number, None)
         workspace.close()
+        if self._closed:  # the service is stopping: the item's failure is that, nothing more
+            return None
+        log.warning("replacing workspace %d: %s", workspace.number, why)
         self.metrics.replaced.inc()
         return self._new()
 
     def close(self) -> None:
+        self._closed = True
         self._threads.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             workspaces = list(self.all.values())

@@ -285,3 +285,15 @@ def test_serve_uses_the_environment_it_is_given(tmp_path: Path,
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "5,6"
     with pytest.raises(RunError, match=r"within serve_timeout_s=0\.5"):
         ModelServers("m", [0], free_base_port(1), "sleep 30", tmp_path / "l", 0.5).start()
+
+
+def test_serve_fails_when_a_server_dies(tmp_path: Path) -> None:
+    """`kbtool serve` watches its servers: one that exits stops the others and kbtool (exit 1)."""
+    base = free_base_port(2)
+    dies = (f"sh -c '{PY} {LLM_SERVER} --port {{port}} & "
+            f"if [ {{gpu}} = 1 ]; then sleep 3; kill $!; exit 7; fi; wait'")
+    proc = run_kbtool("serve", "m", "gpu_ids=0,1", f"base_port={base}", f"data_dir={tmp_path}",
+                      "--config", str(config_file(tmp_path, dies)), timeout=120)
+    assert proc.returncode == 1
+    assert "the server for GPU 1" in proc.stderr and "exited with code 7" in proc.stderr
+    assert port_is_free(base) and port_is_free(base + 1)  # GPU 0's was stopped too
