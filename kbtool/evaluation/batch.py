@@ -3,6 +3,7 @@ through whichever evaluation backend the settings choose (local, or the worker q
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,9 @@ def run_batch(backend: EvalBackend, config: Config, tasks: list[Task], solutions
                 result = _one(backend, task, folder, kind_of(task).configure(task, config))
             except KbtoolError as exc:
                 outcome.skipped[task.id] = str(exc)
+                # The file says why a task did not run, so it lists every selected task.
+                out.write(json.dumps({"task": task.id, "skipped": str(exc)}) + "\n")
+                out.flush()
                 on_task(task, str(exc))
                 continue
             out.write(result.model_dump_json() + "\n")

@@ -107,7 +107,8 @@ class Evaluator:
         ``UsageError`` when it cannot run here."""
         config = self._settings(config)
         kind = kind_of(task)
-        key = (task.id, json.dumps(config.sections, sort_keys=True, default=str))
+        # The whole task: two problem files may share a name (file/problem).
+        key = (task.model_dump_json(), json.dumps(config.sections, sort_keys=True, default=str))
         if key not in self._inspected:
             kind.prepare(task, config)  # downloads, environments: here, not in the sandbox
             outcome = self._run("inspect", task=task, config=config)
@@ -120,11 +121,21 @@ class Evaluator:
             self._inspected[key] = outcome.value
         return self._inspected[key]
 
+    def _for_task(self, task: Task, config: Config) -> tuple[dict[str, Any], Config]:
+        """The task's inspection, and the settings to evaluate it with: what the kind chose
+        while inspecting it here (``settings``: e.g. sizes that fit) over ``config``'s."""
+        info = self.inspect(task, config)
+        chosen = info.get("settings")
+        if isinstance(chosen, dict) and chosen:
+            sections = {name: {**config.sections.get(name, {}), **values}
+                        for name, values in chosen.items() if isinstance(values, dict)}
+            config = config.model_copy(update={"sections": {**config.sections, **sections}})
+        return info, config
+
     def baseline(self, task: Task, mode: str, config: Config | None = None) -> TimingStats:
         """The reference's timing under the baseline ``mode``, cached when it converged."""
-        config = self._settings(config)
         kind = kind_of(task)
-        self.inspect(task, config)
+        _, config = self._for_task(task, self._settings(config))
         key = None
         task_key = kind.baseline_key(task, config, mode) if self.cache is not None else None
         if self.cache is not None and task_key is not None:
@@ -151,23 +162,25 @@ class Evaluator:
     def baseline_result(self, task: Task, mode: str | None = None,
                         config: Config | None = None) -> EvalResult:
         """The reference timed as if it were a candidate (batch ``--solutions baseline``)."""
-        config = self._settings(config)
-        mode = mode or kind_of(task).resolve_mode(config)
+        kind = kind_of(task)
+        info, config = self._for_task(task, self._settings(config))
+        mode = mode or kind.resolve_mode(config)
         if mode is None:
             raise UsageError(f"tasks of kind {task.kind!r} have no baseline to time")
         stats = self.baseline(task, mode, config)
+        # No correctness check ran: ``correct`` is unknown, not true.
         return EvalResult(task=task.id, kind=task.kind, solution="baseline",
                           device=config.device, mode=mode, timer=self.timer.name,
-                          status=Status.ok, correct=True, runtime_ms=stats.median_ms,
+                          status=Status.ok, correct=None, runtime_ms=stats.median_ms,
                           baseline_ms=stats.median_ms, speedup=1.0, timing=stats,
-                          baseline=stats, env=self.env)
+                          baseline=stats, env=self.env, **default_details(kind, info))
 
     def evaluate(self, task: Task, solution: Path, config: Config | None = None) -> EvalResult:
         config = self._settings(config)
         if not solution.is_file():
             raise UsageError(f"solution file not found: {solution}")
         kind = kind_of(task)
-        info = self.inspect(task, config)
+        info, config = self._for_task(task, config)
         mode = kind.resolve_mode(config)
         base = self.baseline(task, mode, config) if mode is not None else None
         outcome = self._run("check", task=task, solution=str(solution.resolve()), config=config,
@@ -205,6 +218,10 @@ class Evaluator:
             result.runtime_ms = result.timing.median_ms
         if result.status != Status.ok:
             result.speedup = None
+        for what, stats in (("runtime", result.timing), ("baseline", base)):
+            if stats is not None and stats.stop_reason == "few_trials":
+                flag(result, "few_trials", f"the {what} rests on {stats.trials} timed trials "
+                     f"(min_trials={config.min_trials}): one call takes too long for more")
         if result.status == Status.ok and result.runtime_ms and base is not None:
             result.speedup = base.median_ms / result.runtime_ms
             if result.speedup > config.speedup_flag_threshold:
@@ -243,6 +260,12 @@ class Evaluator:
         if result.speedup > threshold:  # it holds up: still worth a human look
             result.flags.append("large_speedup")
             result.findings.append(f"large_speedup: {result.speedup:.1f}x is above {threshold:g}x")
+
+
+def flag(result: EvalResult, name: str, finding: str) -> None:
+    if name not in result.flags:
+        result.flags.append(name)
+    result.findings.append(f"{name}: {finding}")
 
 
 def default_details(kind: TaskKind, info: dict[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,8 @@ class TimingStats(BaseModel):
     max_ms: float
     ci95_low_ms: float = Field(description="95% confidence interval of the median")
     ci95_high_ms: float
-    stop_reason: str = Field(description="'converged', 'time_cap' or 'max_trials'")
+    stop_reason: str = Field(description="'converged', 'time_cap', 'max_trials', or "
+                                         "'few_trials' (fewer than min_trials: too slow)")
 
 
 class EvalResult(BaseModel):
@@ -52,7 +53,8 @@ class EvalResult(BaseModel):
     mode: str | None = Field(None, description="the baseline the speedup is against")
     timer: str | None = None
     status: Status
-    correct: bool = False
+    correct: bool | None = Field(False, description="null: no correctness check ran (a "
+                                                   "baseline timed as a candidate)")
     runtime_ms: float | None = Field(None, description="median of the candidate's timed trials")
     baseline_ms: float | None = Field(None, description="median of the reference under `mode`")
     speedup: float | None = Field(None, description="baseline_ms / runtime_ms; null unless correct")

@@ -100,6 +100,7 @@ def _child(fn: Callable[[Reporter], Any], write_fd: int, output_fd: int, scratch
     code = 1
     reporter = Reporter(write_fd)
     try:
+        sandbox.die_with_parent()
         os.setsid()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)

@@ -144,6 +144,15 @@ def _owner(path: Path) -> int:
         return -1
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Be killed when the process that forked this one ends, however it ends (Ctrl-C, a
+    crash, SIGKILL): no candidate outlives kbtool, and none runs past its time limit."""
+    _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 def _namespaces(scratch: Path) -> None:
     libc = _libc()
     uid, gid = os.getuid(), os.getgid()
@@ -163,6 +172,7 @@ def _become_pid_namespace_init(report_pid) -> None:
     waits and exits the way the candidate's process did; only the new process returns."""
     child = os.fork()
     if child == 0:
+        die_with_parent()  # the relay below dies with the evaluation's process
         return
     report_pid(child)
     for sig in (signal.SIGINT, signal.SIGTERM):

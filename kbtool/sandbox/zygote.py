@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -47,6 +48,9 @@ def _receive(stream: IO[bytes]) -> Any:
     return pickle.loads(stream.read(size))
 
 
+_PARENT = "KBTOOL_ZYGOTE_PARENT"  # the pid of the process the zygote serves
+
+
 class Zygote:
     """Client side: starts the server lazily and restarts it if it died."""
 
@@ -55,7 +59,7 @@ class Zygote:
         self._lock = threading.Lock()
 
     def _start(self) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
+        env = {**os.environ, "PYTORCH_NVML_BASED_CUDA_CHECK": "1", _PARENT: str(os.getpid())}
         # Not ``python -m``: that puts the working directory first on the import path, and a
         # folder named ``kbtool`` there (the parent of a checkout) would be imported instead.
         proc = subprocess.Popen([sys.executable, "-c", _BOOT], stdin=subprocess.PIPE,
@@ -182,6 +186,14 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
 
 
 def main() -> None:
+    from kbtool.sandbox.namespaces import die_with_parent
+
+    # Ctrl-C is kbtool's to handle (it closes this process); this process and its children
+    # end with kbtool, however kbtool ends.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
+    if str(os.getppid()) != os.environ.get(_PARENT, str(os.getppid())):
+        os._exit(1)  # kbtool ended before the line above ran
     # The protocol owns the real stdout; anything printed here goes to stderr instead.
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

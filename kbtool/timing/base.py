@@ -15,9 +15,15 @@ from typing import Any
 from kbtool.evaluation.result import TimingStats
 from kbtool.timing.stats import relative_ci_halfwidth, summarize
 
+# Past max_timing_s, trials go on until min_trials, for at most this many times longer.
+HARD_CAP_FACTOR = 5
+
 
 @dataclass(frozen=True)
 class TimingSettings:
+    """How long to measure: the loop stops when the CI is tight (after ``min_trials``), at
+    ``max_trials``, or at ``max_timing_s`` once ``min_trials`` are done."""
+
     warmup_trials: int = 3
     min_trials: int = 10
     max_trials: int = 1000
@@ -63,7 +69,13 @@ class Timer:
             if check and relative_ci_halfwidth(samples) <= settings.target_rel_ci:
                 reason = "converged"
                 break
-            if time.perf_counter() - start >= settings.max_timing_s and n >= 2:
+            elapsed = time.perf_counter() - start
+            if elapsed >= settings.max_timing_s and n >= settings.min_trials:
                 reason = "time_cap"
+                break
+            # min_trials is a promise, kept past the time cap up to a hard one; a call so
+            # slow that even that is not enough says so in its stop reason.
+            if elapsed >= HARD_CAP_FACTOR * settings.max_timing_s and n >= 2:
+                reason = "few_trials"
                 break
         return TimingStats(timer=self.name, stop_reason=reason, **summarize(samples))

@@ -15,6 +15,7 @@ import hashlib
 import importlib.resources
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -22,38 +23,45 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from kbtool_plugins.kernelbench import guards
-from kbtool_plugins.kernelbench.compare import compare_outputs, merge_worst
-from kbtool_plugins.kernelbench.problem import (
-    apply_sizes,
-    available_memory_bytes,
-    estimate_bytes,
-    load_module,
-    size_constants,
-    task_number,
-    tensors,
-)
-from kbtool_plugins.kernelbench.settings import (
-    KernelBenchDetails,
-    KernelBenchPayload,
-    KernelBenchSettings,
-)
-from kbtool_plugins.kernelbench.static_checks import analyse
-
 from kbtool.config import Config
-from kbtool.errors import unknown
+from kbtool.errors import UsageError, unknown
 from kbtool.evaluation.result import EvalResult
 from kbtool.sandbox import devicelock
 from kbtool.sandbox.isolation import Reporter
 from kbtool.task.kind import TaskKind, fenced_blocks
 from kbtool.task.model import Task, TaskRefused
 from kbtool.timing.base import Timer, TimingSettings
+from kbtool_plugins.kernelbench import guards
+from kbtool_plugins.kernelbench.compare import compare_outputs, merge_worst
+from kbtool_plugins.kernelbench.problem import (
+    apply_sizes,
+    available_memory_bytes,
+    cuda_to_cpu,
+    estimate,
+    load_module,
+    nbytes,
+    size_constants,
+    task_number,
+    uses_cuda,
+)
+from kbtool_plugins.kernelbench.settings import (
+    KernelBenchDetails,
+    KernelBenchPayload,
+    KernelBenchSettings,
+)
+from kbtool_plugins.kernelbench.shrink import Measure, shrink
+from kbtool_plugins.kernelbench.static_checks import analyse
 
 TEMPLATES = Path(str(importlib.resources.files("kbtool_templates"))) / "kernelbench"
 
 # Copies alive at once while checking: reference and candidate parameters, inputs and a
-# clone for each model, both models' outputs.
-_PARAM_COPIES, _INPUT_COPIES, _OUTPUT_COPIES = 2, 3, 2
+# clone for each model, both models' outputs and largest intermediates, and the working
+# copies of a comparison (it goes by chunks: kbtool_plugins.kernelbench.compare.CHUNK).
+_PARAM_COPIES, _INPUT_COPIES, _OUTPUT_COPIES, _INTERMEDIATE_COPIES = 2, 3, 2, 2
+_COMPARE_BYTES = 64 * 2**20
+# shrink=auto on a CPU: what one problem may take (a level-1 batch then runs in minutes).
+_CPU_SHRINK_MB, _CPU_SHRINK_GFLOP = 512.0, 2.0
+_MODEL_NAME = re.compile(r"""^\s*model_name\s*=\s*["']([^"']+)["']""", re.MULTILINE)
 # Input distributions, cycled over the correctness trials (trial 0 is the task's own).
 VARIANTS = ("plain", "scaled", "spiky")
 # Constants that name a batch dimension: a second shape is tried by changing one of them.
@@ -61,8 +69,20 @@ BATCH_NAMES = ("batch_size", "batch", "batch_dim", "bs")
 TIMING_SEED, CACHE_SEED = 10_000, 20_000
 
 
-def _gb(n: float) -> str:
-    return f"{n / 1e9:.2f} GB"
+def _gb(n: float, other: float | None = None) -> str:
+    """Gigabytes, with the digits it takes to tell ``n`` from ``other``."""
+    digits = 2
+    while other is not None and digits < 6 and round(n / 1e9, digits) == round(other / 1e9, digits):
+        digits += 1
+    return f"{n / 1e9:.{digits}f} GB"
+
+
+def needed_bytes(est: dict[str, Any]) -> int:
+    """Memory a check needs at most, from a problem's estimate."""
+    return int(_PARAM_COPIES * est["param_bytes"] + _INPUT_COPIES * est["input_bytes"]
+               + _OUTPUT_COPIES * est["output_bytes"]
+               + _INTERMEDIATE_COPIES * est["intermediate_bytes"]
+               + min(_COMPARE_BYTES, 8 * est["output_bytes"]))
 
 
 def settings(config: Config) -> KernelBenchSettings:
@@ -83,9 +103,33 @@ def problem_filename(task: Task) -> str:
     return str(task.path) if task.path is not None else f"<{task.id}>"
 
 
-def problem_source(task: Task, config: Config) -> str:
-    """The problem's text with the size overrides applied."""
-    return apply_sizes(raw_source(task), settings(config).sizes, filename=problem_filename(task))
+def problem_source(task: Task, config: Config, sizes: dict[str, int | float] | None = None) -> str:
+    """The problem's text with the size overrides (``sizes``, else the settings') applied,
+    and its CUDA devices mapped to the CPU where ``cuda_inputs=cpu`` says so."""
+    own = settings(config)
+    source = apply_sizes(raw_source(task), own.sizes if sizes is None else sizes,
+                         filename=problem_filename(task))
+    return cuda_to_cpu(source) if own.cuda_inputs == "cpu" else source
+
+
+def why_not_loaded(task: Task, exc: BaseException) -> str:
+    """One line on why a problem does not load here, with what to do about it."""
+    text = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    lower = str(exc).lower()
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return (f"task {task.id} needs the Python package {exc.name!r}, which is not installed "
+                f"here (pip install {exc.name.split('.')[0]})")
+    model = _MODEL_NAME.search(raw_source(task))
+    if model and any(s in lower for s in ("huggingface", "offline", "can't load",
+                                           "couldn't connect", "connection", "not found")):
+        home = os.environ.get("HF_HOME", "~/.cache/huggingface")
+        return (f"task {task.id} needs the Hugging Face model {model.group(1)!r} in the local "
+                f"cache ({home}); fetch it where there is network: huggingface-cli download "
+                f"{model.group(1)}")
+    if "cuda" in lower or "nvidia" in lower:
+        return (f"task {task.id} puts its tensors on CUDA and this machine has none "
+                f"(cuda_inputs=cpu maps them to the CPU): {text}")
+    return f"task {task.id} could not be loaded: {text}"
 
 
 def make_inputs(module: Any, seed: int, device: str, variant: str = "plain") -> list[Any]:
@@ -117,10 +161,6 @@ def _sync(device: str) -> None:
         import torch
 
         torch.cuda.synchronize()  # device-wide: work on every stream is finished
-
-
-def _nbytes(obj: Any) -> int:
-    return sum(t.nelement() * t.element_size() for t in tensors(obj))
 
 
 def candidate_trace(solution: Path) -> str:
@@ -209,7 +249,7 @@ class _Check:
         expected = ref(*_clone(inputs))
         _sync(self.device)
         self.compare(expected, got, when)
-        size = _nbytes(expected) + _nbytes(got)
+        size = nbytes(expected) + nbytes(got)
         del expected, got
         guards.scrub_freed_memory(size, self.device)
 
@@ -254,8 +294,14 @@ class KernelBenchKind(TaskKind):
         return config.with_section(own.model_copy(update={"sizes": kept}))
 
     def check_settings(self, tasks: list[Task], config: Config) -> None:
-        """Every size override must name a constant of at least one of ``tasks``."""
-        names = set(settings(config).sizes)
+        """Every size override must name a constant of at least one of ``tasks``; a
+        KernelBench path given for tasks of another source is a mistake, not a no-op."""
+        own = settings(config)
+        if own.kernelbench_path is not None and tasks and \
+                all(t.source != "kernelbench" for t in tasks):
+            raise UsageError(f"kernelbench_path is set, but the tasks come from source="
+                             f"{tasks[0].source}; add source=kernelbench to use it")
+        names = set(own.sizes)
         if not names or not tasks:
             return
         known: set[str] = set()
@@ -295,13 +341,60 @@ class KernelBenchKind(TaskKind):
 
     # -- child side -----------------------------------------------------------------------
     def inspect(self, task: Task, config: Config) -> dict[str, Any]:
-        source = problem_source(task, config)
-        module = load_module(source, "kbtool_reference", problem_filename(task))
-        est = estimate_bytes(module)
-        needed = (_PARAM_COPIES * est["param_bytes"] + _INPUT_COPIES * est["input_bytes"]
-                  + _OUTPUT_COPIES * est["output_bytes"])
-        allowed = min(available_memory_bytes() * settings(config).max_task_memory_fraction,
+        """Sizes, memory need and FLOPs of the problem here; ``shrink=auto`` picks sizes that
+        fit (returned as ``settings`` for the evaluations of this task)."""
+        # Models of level 4 come from the local Hugging Face cache only: no network here.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        own = settings(config)
+        allowed = min(available_memory_bytes() * own.max_task_memory_fraction,
                       config.memory_limit_mb * 1024 * 1024)
+
+        def measure_at(sizes: dict[str, int | float]) -> tuple[dict[str, Any], str]:
+            source = problem_source(task, config, sizes)
+            module = load_module(source, "kbtool_reference", problem_filename(task))
+            return estimate(module), source
+
+        if config.device == "cpu" and own.cuda_inputs == "refuse" and uses_cuda(raw_source(task)):
+            raise TaskRefused(f"task {task.id} puts its tensors on CUDA and this machine has "
+                              "none (cuda_inputs=cpu maps them to the CPU)")
+        try:
+            est, source = measure_at(own.sizes)
+        except TaskRefused:
+            raise
+        except Exception as exc:
+            raise TaskRefused(why_not_loaded(task, exc)) from None
+        needed = needed_bytes(est)
+        shrunk: dict[str, list[int | float]] = {}
+        if own.shrink == "auto":
+            limit = min(allowed, (own.shrink_max_mb or (_CPU_SHRINK_MB if config.device == "cpu"
+                                                        else float("inf"))) * 2**20)
+            gflop = own.shrink_max_gflop or (_CPU_SHRINK_GFLOP if config.device == "cpu"
+                                             else float("inf"))
+
+            def measure(sizes: dict[str, int | float]) -> Measure | None:
+                try:
+                    found, _ = measure_at(sizes)
+                except Exception:
+                    return None  # the reference is not valid at these sizes
+                if found["empty_outputs"]:
+                    return None
+                cost = max(needed_bytes(found) / limit, (found["flops"] or 0) / 1e9 / gflop)
+                return Measure(cost <= 1, cost)
+
+            original = size_constants(raw_source(task))
+            chosen = shrink(original, dict(own.sizes), measure)
+            if chosen is None:
+                raise TaskRefused(
+                    f"task {task.id} does not fit here even shrunk (it needs about "
+                    f"{_gb(needed)} for its tensors; shrink_max_mb={limit / 2**20:.0f}, "
+                    f"shrink_max_gflop={gflop:g}); its constants: "
+                    f"{', '.join(f'{k}={v}' for k, v in original.items()) or 'none'}")
+            if chosen != own.sizes:
+                est, source = measure_at(chosen)
+                needed = needed_bytes(est)
+                shrunk = {k: [original[k], v] for k, v in chosen.items()
+                          if original.get(k) != v}
         constants = size_constants(source)
         if est["empty_outputs"]:
             # Empty outputs compare equal to anything: no verdict could mean something.
@@ -309,12 +402,18 @@ class KernelBenchKind(TaskKind):
                               f"({', '.join(f'{k}={v}' for k, v in constants.items())})")
         if needed > allowed:
             raise TaskRefused(
-                f"task {task.id} needs about {_gb(needed)} for its tensors (inputs "
+                f"task {task.id} needs about {_gb(needed, allowed)} for its tensors (inputs "
                 f"{_gb(est['input_bytes'])}, parameters {_gb(est['param_bytes'])}, outputs "
-                f"{_gb(est['output_bytes'])}), more than the {_gb(allowed)} allowed here; "
-                f"shrink it with --size NAME=VALUE (its constants: "
-                f"{', '.join(f'{k}={v}' for k, v in constants.items()) or 'none'})")
-        return {"sizes": constants, "needed_bytes": needed, **est}
+                f"{_gb(est['output_bytes'])}, largest intermediate "
+                f"{_gb(est['intermediate_bytes'])}), more than the {_gb(allowed, needed)} "
+                f"allowed here; shrink it with shrink=auto or --size NAME=VALUE (its "
+                f"constants: {', '.join(f'{k}={v}' for k, v in constants.items()) or 'none'})")
+        info: dict[str, Any] = {"sizes": constants, "needed_bytes": needed, **est}
+        if shrunk:
+            info["shrunk"] = shrunk
+            sizes = {**own.sizes, **{k: v[1] for k, v in shrunk.items()}}
+            info["settings"] = {self.name: {"sizes": sizes}}
+        return info
 
     def _reference(self, task: Task, config: Config, mode: str = "eager") -> tuple[Any, Any]:
         import torch
@@ -345,7 +444,10 @@ class KernelBenchKind(TaskKind):
 
     def _load_candidate(self, check: _Check, ref_module: Any) -> tuple[Any, Any]:
         """(candidate module, ModelNew instance); raises what loading raised."""
-        module = load_module(check.solution.read_text(), "kbtool_candidate", str(check.solution))
+        # The problem's size overrides apply to the candidate's copies of its constants too.
+        source = apply_sizes(check.solution.read_text(), settings(check.config).sizes,
+                             filename=str(check.solution), strict=False)
+        module = load_module(source, "kbtool_candidate", str(check.solution))
         factory = getattr(module, "ModelNew", None)
         if not isinstance(factory, type):
             raise LookupError(f"{check.solution.name} defines no class ModelNew")
@@ -372,7 +474,7 @@ class KernelBenchKind(TaskKind):
         ref_module, ref = self._reference(task, config)
         with torch.no_grad():  # warm the reference (thread pools, lazy init) before watching
             warm = ref(*make_inputs(ref_module, config.seed - 1, check.device))
-            guards.scrub_freed_memory(_nbytes(warm), check.device)
+            guards.scrub_freed_memory(nbytes(warm), check.device)
             del warm
         snapshot = guards.IdentitySnapshot()
         check.threads_before_load = set(threading.enumerate())

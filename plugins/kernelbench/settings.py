@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -31,7 +31,8 @@ class KernelBenchSettings(Section):
     name: ClassVar[str] = "kernelbench"
     flat_keys: ClassVar[tuple[str, ...]] = (
         "kernelbench_path", "tasks_dir", "sizes", "max_task_memory_fraction", "compile_mode",
-        "correctness_trials", "tolerances")
+        "correctness_trials", "tolerances", "shrink", "shrink_max_mb", "shrink_max_gflop",
+        "cuda_inputs")
     local_keys: ClassVar[tuple[str, ...]] = ("kernelbench_path", "tasks_dir")
 
     kernelbench_path: Path | None = Field(None, description="KernelBench checkout or its KernelBench/")
@@ -40,6 +41,17 @@ class KernelBenchSettings(Section):
                                           description="module-level size constant overrides")
     max_task_memory_fraction: float = Field(
         0.5, gt=0, le=1, description="refuse tasks needing more than this share of free memory")
+    shrink: Literal["off", "auto"] = Field(
+        "off", description="auto: scale each problem's size constants until it fits here")
+    shrink_max_mb: float | None = Field(
+        None, gt=0, description="shrink=auto: most MB of tensors a problem may need (default: "
+                                "512 on a CPU, the memory limits alone on a GPU)")
+    shrink_max_gflop: float | None = Field(
+        None, gt=0, description="shrink=auto: most GFLOP per forward (default: 2 on a CPU, "
+                                "none on a GPU)")
+    cuda_inputs: Literal["refuse", "cpu"] = Field(
+        "refuse", description="problems that put tensors on CUDA, on a machine without one: "
+                              "refuse them, or map their devices to the CPU")
     compile_mode: str = Field("default", description="torch.compile mode of the compile baseline")
     correctness_trials: int = Field(5, ge=1)
     tolerances: dict[str, Tolerance] = Field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
@@ -79,3 +91,5 @@ class KernelBenchDetails(BaseModel):
     max_abs_diff: list[float | None] = Field(default_factory=list,
                                              description="per output, worst trial")
     sizes: dict[str, Any] = Field(default_factory=dict, description="the size constants used")
+    shrunk: dict[str, list[int | float]] = Field(
+        default_factory=dict, description="shrink=auto: constants scaled, [from, to]")

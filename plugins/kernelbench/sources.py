@@ -7,12 +7,11 @@ import os
 import re
 from pathlib import Path
 
-from kbtool_plugins.kernelbench.problem import task_number
-from kbtool_plugins.kernelbench.settings import KernelBenchSettings
-
 from kbtool.config import Config
 from kbtool.errors import UsageError
 from kbtool.task.model import Task
+from kbtool_plugins.kernelbench.problem import task_number
+from kbtool_plugins.kernelbench.settings import KernelBenchSettings
 
 _LEVEL_DIR = re.compile(r"^level_?(\w+)$")
 

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from kbtool_plugins import slurm
 
 from kbtool.cluster import scheduler
 from kbtool.errors import KbtoolError
+from kbtool_plugins import slurm
 from tests.helpers import GOLDEN
 from tests.helpers import REPO as ROOT
 

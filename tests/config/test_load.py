@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kbtool_plugins.kernelbench.settings import KernelBenchSettings
 
 from kbtool.config import Config, load_config, split_overrides
 from kbtool.errors import KbtoolError
+from kbtool_plugins.kernelbench.settings import KernelBenchSettings
 from tests.helpers import DOCS, run_kbtool
 
 

@@ -38,8 +38,11 @@ def test_solutions_folder(tmp_path: Path) -> None:
         assert expected in proc.stdout
     assert "no solution file for builtin/1/3_Softmax" in proc.stderr
     results = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert {r["task"]: r["status"] for r in results} == {
-        "builtin/1/1_Matmul": "incorrect", "builtin/1/2_ReLU": "ok"}
+    assert {r["task"]: r.get("status") or "skipped" for r in results} == {
+        "builtin/1/1_Matmul": "incorrect", "builtin/1/2_ReLU": "ok",
+        "builtin/1/3_Softmax": "skipped"}  # every selected task is in the file
+    skipped = next(r for r in results if "skipped" in r)
+    assert skipped["skipped"].startswith("no solution file") and "\n" not in skipped["skipped"]
 
 
 def test_batch_usage_errors(tmp_path: Path) -> None:

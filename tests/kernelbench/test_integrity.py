@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
-from kbtool_plugins.kernelbench.static_checks import analyse
 
 from kbtool.evaluation.evaluator import Evaluator
 from kbtool.evaluation.result import EvalResult, Status
 from kbtool.task import catalog
+from kbtool_plugins.kernelbench.static_checks import analyse
 from tests.helpers import REDTEAM, SOLUTIONS, make_config
 
 RELU = "builtin/1/2_ReLU"

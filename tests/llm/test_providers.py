@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kbtool_plugins import provider_litellm, provider_openai
 
 from kbtool.config import load_config
 from kbtool.llm.client import BudgetExhausted, LLMClient
 from kbtool.llm.model import ChatRequest, ProviderError
+from kbtool_plugins import provider_litellm, provider_openai
 from tests.helpers.llm_server import LLMServer, ServerProcess, request_key
 
 pytest.importorskip("openai", reason="the openai provider needs the openai package")

@@ -30,7 +30,6 @@ def legacy_plugin() -> Any:
 def test_old_module_names_still_import_with_a_warning(legacy_plugin: Any,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     import kbtool.hookspecs  # noqa: F401  (the old name; already imported by the plugin)
-
     from kbtool.plugin.hookspecs import hookimpl
 
     assert legacy_plugin.hookimpl is hookimpl

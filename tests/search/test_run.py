@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kbtool_plugins.kernelbench.kind import KernelBenchKind
 
 from kbtool.runs.store import read_events
 from kbtool.search.engine import split_samples
 from kbtool.search.prompts import parse_ideas
+from kbtool_plugins.kernelbench.kind import KernelBenchKind
 from tests.helpers import run_kbtool
 
 extract_code = KernelBenchKind().extract_candidate

@@ -7,14 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from kbtool_plugins.kernelbench.problem import apply_sizes, size_constants
-from kbtool_plugins.kernelbench.settings import KernelBenchSettings
 
 from kbtool.config import load_config
 from kbtool.errors import KbtoolError
 from kbtool.evaluation.evaluator import Evaluator
 from kbtool.task import catalog
 from kbtool.task.model import TaskRefused
+from kbtool_plugins.kernelbench.problem import apply_sizes, size_constants
+from kbtool_plugins.kernelbench.settings import KernelBenchSettings
 from tests.helpers import REPO, make_config, run_kbtool
 
 HUGE = '''"""A KernelBench-sized problem: 4096 x 393216 floats (6.4 GB)."""

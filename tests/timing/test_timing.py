@@ -6,10 +6,10 @@ import statistics
 import time
 
 import pytest
-from kbtool_plugins.timers import CpuTimer
 
 from kbtool.timing.base import Timer, TimingSettings
 from kbtool.timing.stats import median_ci95, relative_ci_halfwidth, summarize
+from kbtool_plugins.timers import CpuTimer
 
 
 def test_summarize_known_values() -> None:
@@ -64,6 +64,25 @@ def test_loop_respects_the_time_cap() -> None:
                                               max_timing_s=0.1))
     assert stats.stop_reason == "time_cap"
     assert 2 <= stats.trials <= 12  # ~10 at 10 ms each; fewer when the machine is busy
+
+
+def test_min_trials_is_kept_past_the_time_cap() -> None:
+    """A slow call once stopped the loop after 2 trials, whatever min_trials said."""
+    timer = CpuTimer()
+    timer.setup("cpu")
+    stats = timer.measure(lambda: time.sleep(0.03),
+                          TimingSettings(warmup_trials=0, min_trials=6, target_rel_ci=1e-9,
+                                         max_timing_s=0.05))
+    assert stats.trials >= 6 and stats.stop_reason == "time_cap"
+
+
+def test_a_call_too_slow_for_min_trials_says_so() -> None:
+    timer = CpuTimer()
+    timer.setup("cpu")
+    stats = timer.measure(lambda: time.sleep(0.05),
+                          TimingSettings(warmup_trials=0, min_trials=50, target_rel_ci=1e-9,
+                                         max_timing_s=0.02))
+    assert stats.stop_reason == "few_trials" and 2 <= stats.trials < 50
 
 
 def test_cpu_timer_measures_real_time() -> None:

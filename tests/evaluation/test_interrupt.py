@@ -1,0 +1,74 @@
+"""Whatever ends kbtool ends its candidates: Ctrl-C during an evaluation leaves no process
+behind (a candidate once ran on, past its time limit, after the zygote died)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.helpers import HOSTILE
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_ctrl_c_ends_the_candidate(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kbtool", "eval", "builtin/1/2", "--solution",
+         str(HOSTILE / "infinite_loop.py"), "--device", "cpu", "--config-profile", "quick",
+         "timeout_s=120", f"cache_dir={tmp_path / 'cache'}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)  # its own process group, as under a terminal
+    try:
+        deadline = time.monotonic() + 120
+        family: set[int] = set()
+        # The zygote, the candidate's process and its PID-namespace init: three or more.
+        while time.monotonic() < deadline and len(family) < 3:
+            time.sleep(0.5)
+            family = descendants(proc.pid)
+        assert len(family) >= 3, f"the candidate never started: {family}"
+        time.sleep(2)  # well inside the candidate's infinite loop
+        family = descendants(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground group
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(alive(p) for p in family):
+        time.sleep(0.2)
+    left = [p for p in family if alive(p)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes outlived kbtool: {left}"
