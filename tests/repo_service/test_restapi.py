@@ -4,6 +4,7 @@ and nothing is lost), and its errors in one line."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -20,6 +21,7 @@ from kbtool.evaluation.backend import LocalBackend, make_backend
 from kbtool.evaluation.result import EvalResult
 from kbtool.task import catalog
 from tests.helpers import run_kbtool
+from tests.helpers.llm_server import LLMServer
 from tests.repo_service.mini import Mini, Service
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the sandbox forks")
@@ -103,11 +105,27 @@ def test_kbtool_eval_through_the_service(service: Service, mini: Mini, tmp_path:
     assert (result.model_extra or {})["tests_total"] == 2
 
 
+def test_kbtool_run_through_the_service(service: Service, mini: Mini, tmp_path: Path) -> None:
+    """A search's checks go to the service; the model (a real HTTP server) always answers
+    with the method `shout`: right for one item, the wrong method for the other."""
+    reply = f"Here it is.\n```python\n{GOOD}```\n"
+    run_dir = tmp_path / "run"
+    with LLMServer(replies=reply) as llm:
+        proc = run_kbtool("run", SHOUT, VOWELS, "model_name=local/test-model", "num_samples=1",
+                          "num_phases=1", "max_fix_attempts=0", f"run_dir={run_dir}",
+                          *mini.settings(), "eval_backend=restapi", f"sandbox_url={service.url}",
+                          env={"KBTOOL_LOCAL_BASE_URL": llm.base_url}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    tasks = json.loads((run_dir / "summary.json").read_text())["tasks"]
+    assert tasks[SHOUT]["correct"] and tasks[SHOUT]["statuses"] == {"ok": 1}
+    assert not tasks[VOWELS]["correct"] and tasks[VOWELS]["statuses"] == {"compile_error": 1}
+
+
 def test_a_service_killed_mid_item_loses_nothing(mini: Mini, tmp_path: Path) -> None:
     """Checks in flight when the service dies are sent again (tenacity) to the service
     started again on the same port; every one comes back with its own verdict."""
     svc = Service(mini, workspaces=2).start()
-    slow = "def shout(word):\n    import time\n    time.sleep(1.0)\n    return word.upper() + '!'\n"
+    slow = "def shout(word):\n    import time\n    time.sleep(0.6)\n    return word.upper() + '!'\n"
     CANDIDATES["slow"] = (SHOUT, slow)
     CANDIDATES["slow wrong"] = (SHOUT, slow.replace("'!'", "'?'"))
     config = settings(tmp_path, mini, eval_backend="restapi", sandbox_url=svc.url,
