@@ -7,7 +7,7 @@ candidate of the wrong shape is a ``compile_error`` without a request); the serv
 item's tests with the same runner and this side turns its result into the verdict with the
 kind's own rule (``kind.verdict``), so a check gives the same verdict either way.
 
-Requests are retried (tenacity, exponential back-off) while the service does not answer or
+Requests are retried (tenacity, exponential back-off up to 2 s apart) while the service does not answer or
 answers 502/503/504, for up to ``queue_wait_s``: a service that is restarted meanwhile
 loses nothing.  A result the service calls ``infrastructure`` is asked again, as locally,
 ``infra_retries`` times.  ``KBTOOL_SANDBOX_TOKEN`` is sent as the bearer token.
@@ -90,7 +90,7 @@ class RestApiBackend:
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_delay(patience_s),
-            wait=tenacity.wait_exponential(multiplier=0.25, max=5.0) + tenacity.wait_random(0, 0.25),
+            wait=tenacity.wait_exponential(multiplier=0.25, max=2.0) + tenacity.wait_random(0, 0.25),
             retry=tenacity.retry_if_exception_type((httpx.TransportError, Unavailable)),
             before_sleep=note, reraise=True)
         try:
