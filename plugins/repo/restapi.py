@@ -67,6 +67,10 @@ class RestApiBackend:
         except BaseException:
             self.client.close()
             raise
+        wanted = settings(config).test_timeout_s
+        if health.test_timeout_s != wanted:  # its limits apply: say so rather than surprise
+            log.warning("the sandbox service at %s runs tests with test_timeout_s=%g, not the "
+                        "%g set here; its limits apply", self.url, health.test_timeout_s, wanted)
         self.env: dict[str, Any] = {"device": "cpu", "device_name": f"sandbox service {self.url}",
                                     "service_version": health.version,
                                     "workspaces": health.workspaces, "repos": health.repos,
