@@ -157,7 +157,6 @@ class Workspace:
     def __init__(self, number: int, root: Path) -> None:
         self.number = number
         self.dir = Path(tempfile.mkdtemp(prefix=f"ws{number}-", dir=root))
-        self.items = 0
         context = multiprocessing.get_context("spawn")  # a clean process: no threads of ours
         self._conn, child = context.Pipe()
         self.process = context.Process(target=_workspace_main, args=(child, str(self.dir)),
@@ -171,10 +170,11 @@ class Workspace:
 
     def run(self, repo: Repository, request: RunRequest, limits: RunLimits, sandbox: str,
             max_processes: int) -> RunResult:
-        self.items += 1
         try:
             self._conn.send((repo, request, limits, sandbox, max_processes))
             if not self._conn.poll(limits.timeout_s + _HARD_MARGIN_S):
+                # Killed, so its reset fails: a late answer must never reach another item.
+                self.process.kill()
                 raise WorkspaceError(f"workspace {self.number} gave no answer in "
                                      f"{limits.timeout_s + _HARD_MARGIN_S:g} s")
             status, value = self._conn.recv()
