@@ -5,8 +5,8 @@ run: a fresh interpreter (``runner.py``) with an empty home and temp folder that
 removed afterwards, a seed drawn after the library was imported, and the judge's own
 monotonic clock from ``go`` to the arrival of the stored result.  After each run: the
 process and everything it started must be gone, nothing may have changed in the patched
-tree, the workloads or the runner, and the run's CPU time (``wait4``) is kept so that work
-moved out of the timed region shows up (``moved_out_ms``).
+tree, the workloads or the runner; the untimed phases' wall time and the run's CPU time
+(``wait4``) are kept so that work moved out of the timed region, or onto other CPUs, shows.
 """
 
 from __future__ import annotations
@@ -59,7 +59,13 @@ class Run:
     load_ms: float         # process start -> library imported
     setup_ms: float        # seed sent -> inputs ready
     cpu_ms: float          # CPU time of the process and the children it waited for
+    lifetime_ms: float     # process start -> reaped
     result: Any
+
+    @property
+    def untimed_ms(self) -> float:
+        """Wall time of the phases the score leaves out (interpreter, import, setup)."""
+        return self.load_ms + self.setup_ms
 
 
 def load_workload(path: Path) -> ModuleType:
@@ -158,6 +164,7 @@ class Judge:
             message = self._expect(reader, "result", deadline, proc, home)
             done = time.monotonic()
             cpu_ms = self._wait(proc, version.name)
+            exited = time.monotonic()
             if reader.pending():
                 raise Violation(f"the {version.name} run wrote more than its result to the "
                                 "judge's pipe")
@@ -169,7 +176,8 @@ class Judge:
                 control.close()
             os.close(res_r)
         return Run(experiment_ms=(done - go) * 1e3, load_ms=(loaded - start) * 1e3,
-                   setup_ms=(ready - loaded) * 1e3, cpu_ms=cpu_ms, result=message["result"])
+                   setup_ms=(ready - loaded) * 1e3, cpu_ms=cpu_ms,
+                   lifetime_ms=(exited - start) * 1e3, result=message["result"])
 
     def _expect(self, reader: _Lines, key: str, deadline: float, proc: subprocess.Popen[bytes],
                 home: Path) -> dict[str, Any]:

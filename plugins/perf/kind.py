@@ -133,10 +133,9 @@ class PerfKind(TaskKind):
         update: dict[str, Any] = {"workloads": workloads, "human_patch_file": None}
         if patch is not None:
             update["human_patch"] = patch
-        packed = payload.model_copy(update=update)
+        packed = PerfPayload.model_validate({**payload.model_dump(), **update})
         return task.model_copy(update={
-            "path": None, "payload": PerfPayload.model_validate(packed.model_dump())
-            .model_dump(mode="json", exclude_defaults=True)})
+            "path": None, "payload": packed.model_dump(mode="json", exclude_defaults=True)})
 
     def describe(self, task: Task) -> str:
         payload = payload_of(task)
@@ -404,6 +403,7 @@ class _Check:
                 human_speedup_ci=_ci(h), agent_vs_human=v.estimate,
                 agent_vs_human_ci=_ci(v), significant=s.significant_faster,
                 mann_whitney_p=mann_whitney_faster(times["baseline"], times["agent"])))
+            self._parallel(runs, name)
             if s.significant_faster:  # a claimed gain: it must not be hidden work
                 moved = self._moved_work(runs, name)
                 details.moved_out_ms = max(details.moved_out_ms or 0.0, round(moved, 3))
@@ -421,26 +421,32 @@ class _Check:
                 **details.model_dump(mode="json")}
 
     def _moved_work(self, runs: dict[tuple[str, str], list[Any]], name: str) -> float:
-        """The time a patch saves inside the timed region must not reappear outside it (at
-        import, in setup, in another thread or process): the agent's CPU time outside the
-        judge's window, minus the baseline's.  The fastest runs of each clock are compared
-        (the least preempted: there the window's wall time is close to its CPU time, which
-        the judge cannot read in another process)."""
-        def outside(arm: str) -> float:
-            return min(r.cpu_ms for r in runs[(name, arm)]) - \
-                min(r.experiment_ms for r in runs[(name, arm)])
-
-        saved = min(r.experiment_ms for r in runs[(name, "baseline")]) - \
-            min(r.experiment_ms for r in runs[(name, "agent")])
-        extra = outside("agent") - outside("baseline")
+        """Time a patch saves inside the timed region must not reappear in the untimed
+        phases (import, setup) of the same process; the fastest runs of each are compared
+        (the least disturbed by other load).  Returns the agent's extra untimed ms."""
+        base, agent = runs[(name, "baseline")], runs[(name, "agent")]
+        saved = min(r.experiment_ms for r in base) - min(r.experiment_ms for r in agent)
+        extra = min(r.untimed_ms for r in agent) - min(r.untimed_ms for r in base)
         limit = max(self.settings.moved_work_fraction * saved, self.settings.moved_work_floor_ms)
         if saved > 0 and extra > limit:
             self.details.moved_out_ms = round(extra, 3)
             raise Rejected(
                 f"work moved out of the timed region on workload {name}: the patch saves "
-                f"{saved:.1f} ms inside it but adds {extra:.1f} ms of CPU time outside it (at "
-                "import, in setup, or in another thread or process)")
+                f"{saved:.1f} ms inside it but its import and setup take {extra:.1f} ms longer")
         return extra
+
+    def _parallel(self, runs: dict[tuple[str, str], list[Any]], name: str) -> None:
+        """A run that used more CPU time than wall time ran work on other CPUs (a thread or
+        a process it waited for): the pure-Python work of these tasks has no business there,
+        and it would hide work from the judge's clock."""
+        def busy(arm: str) -> float:
+            return statistics.median(r.cpu_ms / r.lifetime_ms for r in runs[(name, arm)])
+
+        agent, base = busy("agent"), busy("baseline")
+        if agent > max(1.25, base + 0.25):
+            raise Rejected(f"work moved to other CPUs on workload {name}: its runs used "
+                           f"{agent:.2f} s of CPU per second of wall time (the baseline's "
+                           f"{base:.2f}): another thread or process")
 
 
 def _equivalent(module: Any, expected: Any, got: Any, when: str) -> None:

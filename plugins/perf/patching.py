@@ -135,6 +135,6 @@ def refusal(changed: list[str], after: dict[str, str], package: str) -> str | No
             return f"it changes {rel}, a test file"
         if after.get(rel, "").startswith("link:"):
             return f"it makes {rel} a symbolic link"
-        if not rel.endswith(".py") and rel in after and Path(rel).suffix in (".pth", ".so"):
-            return f"it adds {rel}, which Python would load without an import"
+        if Path(rel).suffix in (".pth", ".so"):
+            return f"it adds {rel}, which Python could load without an import of its source"
     return None

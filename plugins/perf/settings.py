@@ -35,8 +35,8 @@ class PerfSettings(Section):
     test_timeout_s: float = Field(600.0, gt=0, description="time limit of the package's tests")
     run_tests: bool = Field(True, description="run the package's own tests on the patch")
     moved_work_fraction: float = Field(
-        0.3, gt=0, description="reject when CPU time outside the timed region grows by more "
-        "than this share of the time the patch saves inside it")
+        0.3, gt=0, description="reject when the untimed phases (import, setup) grow by more "
+        "than this share of the time the patch saves inside the timed region")
     moved_work_floor_ms: float = Field(
         15.0, ge=0, description="... and by more than this many milliseconds")
 
@@ -156,7 +156,8 @@ class PerfDetails(BaseModel):
     patch_files: list[str] = Field(default_factory=list)
     tests: str | None = Field(None, description="the package's tests: a summary line")
     moved_out_ms: float | None = Field(
-        None, description="agent's extra CPU ms outside the timed region, vs the baseline's")
+        None, description="agent's extra ms in the untimed phases (import, setup), vs the "
+        "baseline's")
     package: str | None = None
     baseline_version: str | None = None
     human_version: str | None = None

@@ -5,7 +5,7 @@ it raises)."""
 import random
 
 VALID = 400
-LONG = 24
+LONG = 8
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 UNICODE = "éüñçøåßöä"
 
