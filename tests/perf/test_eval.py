@@ -57,7 +57,7 @@ def test_eval_the_human_patch_as_a_candidate(perf_cache: Path, tmp_path: Path) -
     patch = tmp_path / "human.diff"
     patch.write_text(json.loads(shown.stdout)["human_patch"])
     proc = run_kbtool("eval", TASK, "--solution", str(patch), "--json", f"cache_dir={perf_cache}",
-                      "perf.min_rounds=5", "perf.max_rounds=6", "perf.equivalence_seeds=1")
+                      "perf.min_rounds=4", "perf.max_rounds=4", "perf.equivalence_seeds=1")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["status"] == "ok" and result["correct"] is True, result["error"]
