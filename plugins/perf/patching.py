@@ -90,7 +90,7 @@ def apply_patch(text: str, tree: Path) -> Applied:
             error = _attempt(argv, data, tree)
             applied.tried.append(name)
             if error is None:
-                applied.method = name
+                applied.method, applied.error = name, None
                 return applied
             applied.error = f"{name}: {error}"
             shutil.rmtree(tree)

@@ -51,6 +51,7 @@ def test_miscounted_hunks_and_reindented_context_apply_on_the_second_rung(tree: 
     patch = patch.replace(" def f3(x):\n", " def  f3(x):\n")
     applied = apply_patch(patch, tree)
     assert applied.method == "git apply --recount --ignore-whitespace", applied
+    assert applied.error is None
     assert "x + 33" in (tree / "src/pkg/core.py").read_text()
 
 
@@ -58,7 +59,7 @@ def test_a_drifted_patch_applies_with_fuzz(tree: Path) -> None:
     stale = SOURCE.replace("def f5(x):", "def f5(x):  # an old comment")
     patch = file_diff("src/pkg/core.py", stale, stale.replace("x + 5\n", "x + 55\n"))
     applied = apply_patch(patch, tree)
-    assert applied.method == "patch --fuzz=5", applied
+    assert applied.method == "patch --fuzz=5" and applied.error is None, applied
     assert applied.tried == ["git apply", "git apply --recount --ignore-whitespace",
                              "patch --fuzz=5"]
     assert "x + 55" in (tree / "src/pkg/core.py").read_text()
