@@ -444,7 +444,9 @@ def run_pytest(judge: Judge, config: dict[str, Any]) -> None:
                     return "skipped", str(report.longrepr)[-300:]
                 if report.failed:
                     outcome = "failed" if report.when == "call" else "error"
-                    return outcome, str(report.longrepr)[-1500:]
+                    crash = getattr(report.longrepr, "reprcrash", None)
+                    message = getattr(crash, "message", None)
+                    return outcome, message or str(report.longrepr)[-1500:]
             if not {"setup", "call", "teardown"} <= set(whens):
                 return "not_run", "the test reported no outcome"
             return "passed", ""

@@ -50,7 +50,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -422,23 +422,47 @@ def _limit_memory(memory_mb: int) -> Any:
     return apply
 
 
-def run_local(argv: list[str], env: dict[str, str], cwd: Path, output: Path,
-              limits: RunLimits) -> bool:
-    """Run the harness as a subprocess of this process; True when it timed out."""
-    with output.open("wb") as out:
-        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=_limit_memory(limits.memory_mb))
-        try:
-            proc.wait(timeout=limits.timeout_s)
-            return False
-        except subprocess.TimeoutExpired:
-            return True
-        finally:
-            # Its session (and, through the harness's PID namespace, all it started) ends.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+class Engine(Protocol):
+    """Where the harness runs: here under kbtool's sandbox (:class:`Local`), or in a
+    container (``containers``)."""
+
+    name: str
+
+    def workspace(self, repo: Repository, scratch: Path, rel: str, text: str) -> Workspace:
+        """A fresh workspace with the edit applied, as the harness sees it."""
+        ...
+
+    def run(self, argv: list[str], env: dict[str, str], workspace: Workspace, judge_dir: Path,
+            output: Path, limits: RunLimits) -> bool:
+        """Run the harness (its output into ``output``); True when it timed out."""
+        ...
+
+
+class Local:
+    """A subprocess of the judge, in the judge's sandbox."""
+
+    name = "local"
+
+    def workspace(self, repo: Repository, scratch: Path, rel: str, text: str) -> Workspace:
+        return Workspace(repo, scratch, rel, text)
+
+    def run(self, argv: list[str], env: dict[str, str], workspace: Workspace, judge_dir: Path,
+            output: Path, limits: RunLimits) -> bool:
+        with output.open("wb") as out:
+            proc = subprocess.Popen(argv, env=env, cwd=workspace.root, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True,
+                                    preexec_fn=_limit_memory(limits.memory_mb))
+            try:
+                proc.wait(timeout=limits.timeout_s)
+                return False
+            except subprocess.TimeoutExpired:
+                return True
+            finally:
+                # Its session (and, through the harness's PID namespace, all it started) ends.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 class Execution(BaseModel):
@@ -452,14 +476,15 @@ class Execution(BaseModel):
 
 
 def execute(repo: Repository, file_path: str, text: str, tests: list[str], limits: RunLimits,
-            scratch: Path, labels: list[str] | None = None,
-            coverage: Path | None = None) -> Execution:
+            scratch: Path, labels: list[str] | None = None, coverage: Path | None = None,
+            engine: Engine | None = None) -> Execution:
     """Run the repository's runner on ``text`` as ``file_path`` in a fresh workspace under
     ``scratch``: ``tests`` (or every test that ``labels`` select, with ``coverage``
     recording which lines each test runs, for ``kbtool tasks build``)."""
+    engine = engine or Local()
     judge_dir = scratch / "judge"
     judge_dir.mkdir(mode=0o700)
-    workspace = Workspace(repo, scratch, file_path, text)
+    workspace = engine.workspace(repo, scratch, file_path, text)
     try:
         config, key = harness_config(repo, file_path, tests, workspace.root, judge_dir, labels,
                                      coverage)
@@ -467,8 +492,8 @@ def execute(repo: Repository, file_path: str, text: str, tests: list[str], limit
         (judge_dir / "config.json").write_text(json.dumps(config))
         output = judge_dir / "output.log"
         argv = [sys.executable, "-s", str(HARNESS), str(judge_dir / "config.json")]
-        timed_out = run_local(argv, test_env(repo, workspace.root, scratch), workspace.root,
-                              output, limits)
+        timed_out = engine.run(argv, test_env(repo, workspace.root, scratch), workspace,
+                               judge_dir, output, limits)
         records = read_records(Path(config["results"]), key, config["nonce"])
         writes = workspace.changes()
     finally:
@@ -503,8 +528,9 @@ def verdict(tests: list[str], run: Execution, edited: str | None, wall_s: float)
 
 
 def judge(repo: Repository, request: RunRequest, limits: RunLimits | None = None,
-          scratch: Path | None = None) -> RunResult:
-    """Check one request in this process's sandbox (see the module docstring)."""
+          scratch: Path | None = None, engine: Engine | None = None) -> RunResult:
+    """Check one request in this process's sandbox, or in a container (see the module
+    docstring)."""
     limits = limits or RunLimits()
     scratch = Path(scratch or Path.cwd())
     start = time.monotonic()
@@ -518,7 +544,7 @@ def judge(repo: Repository, request: RunRequest, limits: RunLimits | None = None
                                 f"{(exc.text or '').rstrip()}",
                          outcomes=[TestOutcome(test=t, outcome="not_run")
                                    for t in request.tests])
-    run = execute(repo, request.file_path, text, request.tests, limits, scratch)
+    run = execute(repo, request.file_path, text, request.tests, limits, scratch, engine=engine)
     return verdict(request.tests, run, edited, time.monotonic() - start)
 
 
@@ -535,13 +561,14 @@ def sandboxed(fn: Callable[[], Any], limits: RunLimits,
 
 def run_item(repo: Repository, request: RunRequest, limits: RunLimits | None = None,
              sandbox: Literal["auto", "required", "off"] = "auto",
-             max_processes: int = 256) -> RunResult:
+             max_processes: int = 256, engine: Engine | None = None) -> RunResult:
     """:func:`judge` in a child forked from this process under kbtool's sandbox; a child
-    that dies or hangs is an ``infrastructure`` result."""
+    that dies or hangs is an ``infrastructure`` result.  ``engine``: where the harness runs
+    (default: in that child's sandbox; ``containers.engine("podman")``: in a container)."""
     limits = limits or RunLimits()
     request.source(repo)  # a bad path is the caller's error, raised here
-    outcome = sandboxed(lambda: judge(repo, request, limits).model_dump(mode="json"), limits,
-                        sandbox, max_processes)
+    outcome = sandboxed(lambda: judge(repo, request, limits, engine=engine).model_dump(
+        mode="json"), limits, sandbox, max_processes)
     if outcome.value is None:
         why = outcome.error.strip().splitlines()[-1] if outcome.error else \
             f"the judging process {outcome.describe_exit()}"

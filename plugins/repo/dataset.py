@@ -1,0 +1,112 @@
+"""Item folders (data sets) and the ``repo`` task source.
+
+A data set is a folder made by ``kbtool tasks build``::
+
+    repo.yaml     the repository (a RepoSpec: release, archive hash, runner, test deps)
+    items.jsonl   one item per line (RepoItem)
+    files.json    the pristine text of every file an item is in, by path (prompts need
+                  it; the repository itself is only fetched to run tests)
+
+The built-in ones are ``tasks/repo/<name>/``; ``repo_data=[DIR, ...]`` adds more.  Task ids
+are ``repo/<name>/<task>/<n>_<Class.method>``, ``n`` numbering the folder's items from 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from kbtool.config import Config
+from kbtool.errors import UsageError
+from kbtool.task.model import Task
+from kbtool_plugins.repo.repository import RepoSpec
+from kbtool_plugins.repo.settings import RepoItem, RepoSettings
+
+SPEC, ITEMS, FILES = "repo.yaml", "items.jsonl", "files.json"
+
+
+def builtin_root() -> Path:
+    return Path(str(importlib.resources.files("kbtool_tasks"))) / "repo"
+
+
+def builtin_folders() -> list[Path]:
+    root = builtin_root()
+    return sorted(p for p in root.iterdir() if (p / SPEC).is_file()) if root.is_dir() else []
+
+
+def qualname(item: RepoItem) -> str:
+    return f"{item.class_name}.{item.method_name}" if item.class_name else item.method_name
+
+
+def task_id(spec: RepoSpec, item: RepoItem, number: int) -> str:
+    return f"repo/{spec.name}/{item.task}/{number}_{qualname(item)}"
+
+
+class DataSet:
+    """One item folder, read and checked."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        try:
+            self.spec = RepoSpec.model_validate(yaml.safe_load((folder / SPEC).read_text()))
+            self.files: dict[str, str] = json.loads((folder / FILES).read_text())
+            lines = (folder / ITEMS).read_text().splitlines()
+            self.items = [RepoItem.model_validate_json(line) for line in lines if line.strip()]
+        except (OSError, ValueError, ValidationError, yaml.YAMLError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"{folder} is not a repository item folder: {first}") from None
+        for item in self.items:
+            text = self.files.get(item.file_path)
+            if text is None or hashlib.sha256(text.encode()).hexdigest() != item.file_sha256:
+                raise UsageError(f"{folder}: {FILES} lacks the pristine text of "
+                                 f"{item.file_path}")
+
+    def tasks(self) -> list[Task]:
+        tasks = []
+        for number, item in enumerate(self.items, 1):
+            payload = {**item.model_dump(mode="json"), "spec": self.spec.model_dump(mode="json"),
+                       "file_text": self.files[item.file_path]}
+            tasks.append(Task(id=task_id(self.spec, item, number), source="repo",
+                              name=f"{number}_{qualname(item)}", kind="repo", number=number,
+                              payload=payload))
+        return tasks
+
+
+@lru_cache(maxsize=32)
+def _load(folder: Path, stamp: tuple[float, ...]) -> DataSet:
+    return DataSet(folder)
+
+
+def load(folder: Path) -> DataSet:
+    """A data set, read once while its files do not change."""
+    folder = folder.expanduser().resolve()
+    if not (folder / SPEC).is_file():
+        raise UsageError(f"{folder} is not a repository item folder (no {SPEC}; make one "
+                         "with `kbtool tasks build`)")
+    stamp = tuple((folder / name).stat().st_mtime if (folder / name).exists() else 0.0
+                  for name in (SPEC, ITEMS, FILES))
+    return _load(folder, stamp)
+
+
+class RepoSource:
+    description = ("repository items: method generation, completion, repair (tasks/repo/, "
+                   "and repo_data=[DIR, ...])")
+
+    def tasks(self, config: Config) -> list[Task]:
+        folders = [*builtin_folders(), *config.section(RepoSettings).repo_data]
+        tasks: list[Task] = []
+        seen: set[str] = set()
+        for folder in folders:
+            for task in load(folder).tasks():
+                if task.id in seen:
+                    raise UsageError(f"task {task.id} is defined twice (two item folders of "
+                                     f"one repository: rename one in its {SPEC})")
+                seen.add(task.id)
+                tasks.append(task)
+        return tasks
