@@ -28,10 +28,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import stats  # type: ignore[import-untyped]
+
+# Times or log ratios: a list or a numpy array.
+Samples = Sequence[float] | np.ndarray
 
 
-def iqr_keep(values: Sequence[float], k: float = 1.5) -> np.ndarray:
+def iqr_keep(values: Samples, k: float = 1.5) -> np.ndarray:
     """A mask of the values inside Tukey's fences ``[Q1 - k*IQR, Q3 + k*IQR]`` (all of
     them when fewer than 4: quartiles of three points fence nothing meaningful)."""
     x = np.asarray(values, dtype=float)
@@ -69,7 +72,7 @@ class Ratio:
         return (math.log(self.high) - math.log(self.low)) / 2
 
 
-def log_ratios(reference: Sequence[float], candidate: Sequence[float]) -> np.ndarray:
+def log_ratios(reference: Samples, candidate: Samples) -> np.ndarray:
     """Per-round ``log(reference / candidate)``; both sequences are one time per round."""
     ref, cand = np.asarray(reference, dtype=float), np.asarray(candidate, dtype=float)
     if ref.shape != cand.shape:
@@ -89,7 +92,7 @@ def fenced_mean(x: np.ndarray, axis: int = -1, k: float = 1.5) -> np.ndarray:
     return np.asarray((x * inside).sum(axis=axis) / inside.sum(axis=axis))
 
 
-def ratio_from_logs(logs: Sequence[float], confidence: float = 0.95, outlier_k: float = 1.5,
+def ratio_from_logs(logs: Samples, confidence: float = 0.95, outlier_k: float = 1.5,
                     resamples: int = 2000, seed: int = 0) -> Ratio:
     """The ratio and its bootstrap interval from per-round log ratios.
 
@@ -121,7 +124,7 @@ def ratio_from_logs(logs: Sequence[float], confidence: float = 0.95, outlier_k: 
     return Ratio(math.exp(mean), math.exp(lo), math.exp(hi), n - dropped, dropped, confidence)
 
 
-def paired_ratio(reference: Sequence[float], candidate: Sequence[float],
+def paired_ratio(reference: Samples, candidate: Samples,
                  confidence: float = 0.95, outlier_k: float = 1.5, resamples: int = 2000,
                  seed: int = 0) -> Ratio:
     """``reference / candidate`` from paired, interleaved times (one of each per round)."""
@@ -129,7 +132,7 @@ def paired_ratio(reference: Sequence[float], candidate: Sequence[float],
                            resamples, seed)
 
 
-def mann_whitney_faster(reference: Sequence[float], candidate: Sequence[float],
+def mann_whitney_faster(reference: Samples, candidate: Samples,
                         outlier_k: float = 1.0) -> float:
     """One-sided Mann-Whitney U p-value for "the candidate's times are smaller", after
     dropping each arm's outliers outside ``[Q1 - k*IQR, Q3 + k*IQR]`` (SWE-Perf: k=1,
@@ -188,12 +191,13 @@ def run_rounds(run_round: Callable[[int], Mapping[str, float]],
     reason = "max_rounds"
     while len(times) < rule.max_rounds:
         times.append(dict(run_round(len(times))))
-        done = Rounds(times, reason, clock() - start)
-        if len(times) >= rule.min_rounds:
-            if all(done.ratio(a, b, rule).rel_halfwidth <= rule.target_rel_ci for a, b in pairs):
-                reason = "converged"
-                break
-            if clock() - start >= rule.max_s:
-                reason = "time_cap"
-                break
+        if len(times) < rule.min_rounds:
+            continue
+        so_far = Rounds(times, reason, 0.0)
+        if all(so_far.ratio(a, b, rule).rel_halfwidth <= rule.target_rel_ci for a, b in pairs):
+            reason = "converged"
+            break
+        if clock() - start >= rule.max_s:
+            reason = "time_cap"
+            break
     return Rounds(times, reason, clock() - start)

@@ -89,10 +89,11 @@ def perf_report(view: RunView) -> KindReport | None:
            for form in ("opt_base", "opt_commit")}
     ratios = [s["speed_ratio"] for s in scored.values()
               if isinstance(s["speed_ratio"], (int, float)) and s["speed_ratio"] > 0]
+    hmean = statistics.harmonic_mean(ratios) if ratios else None
     data = {
         "tasks": tasks, "opt_at_k": opt, "scored_tasks": len(scored),
         "uncalibrated": uncalibrated,
-        "speed_ratio_hmean": statistics.harmonic_mean(ratios) if ratios else None,
+        "speed_ratio_hmean": hmean,
         "note": "uncalibrated tasks (the human release was not significantly faster than the "
                 "baseline in their evaluations here) are left out of opt_at_k and the speed "
                 "ratio",
@@ -107,7 +108,7 @@ def perf_report(view: RunView) -> KindReport | None:
                         _interval(s["agent_vs_human"], s["agent_vs_human_ci"]),
                         "yes" if s["best_significant"] else "no"] for t, s in tasks.items()])
     rows = [[form, *[_share(opt[form][str(k)]) for k in ks]] for form in opt]
-    rows.append(["speed ratio (hmean)", _ratio(data["speed_ratio_hmean"]),
+    rows.append(["speed ratio (hmean)", _ratio(hmean),
                  *[""] * (len(ks) - 1)])
     scores = Table("opt_at_k", f"Opt@K over {len(scored)} calibrated tasks"
                    + (f" (left out, uncalibrated: {', '.join(uncalibrated)})"
@@ -164,8 +165,8 @@ def _plot(tasks: dict[str, dict[str, Any]], opt: dict[str, dict[str, float | Non
     fig = Figure(figsize=(5, 3.5))
     ax = fig.add_subplot()
     for form, series in opt.items():
-        ks = [int(k) for k, v in series.items() if v is not None]
-        ax.plot(ks, [series[str(k)] for k in ks], marker="o", label=form)
+        points = [(int(k), v) for k, v in series.items() if v is not None]
+        ax.plot([k for k, _ in points], [v for _, v in points], marker="o", label=form)
     ax.set_xlabel("K (candidates per task)")
     ax.set_ylabel("share of calibrated tasks")
     ax.set_ylim(0, 1.05)

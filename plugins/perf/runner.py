@@ -35,6 +35,7 @@ def main() -> None:
 
     sys.path.insert(0, root)
     spec = importlib.util.spec_from_file_location("kbtool_perf_workload", workload)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     api = module.load()
