@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from kbtool.config import Config, load_config
+from kbtool.errors import RunError, UsageError
 from kbtool.evaluation.backend import LocalBackend, make_backend
 from kbtool.evaluation.result import EvalResult
 from kbtool.task import catalog
@@ -154,12 +155,13 @@ def test_a_service_killed_mid_item_loses_nothing(mini: Mini, tmp_path: Path) -> 
 def test_backend_errors_are_one_line(service: Service, mini: Mini, tmp_path: Path) -> None:
     solution = tmp_path / "good.py"
     solution.write_text(GOOD)
-    for task, more, code, message in (
-            (SHOUT, [], 2, "eval_backend=restapi needs sandbox_url="),
-            (SHOUT, ["sandbox_url=http://127.0.0.1:9", "queue_wait_s=1"], 1,
-             "the sandbox service at http://127.0.0.1:9 did not answer /health within 1 s"),
-            ("builtin/1/2", [f"sandbox_url={service.url}"], 2, "checks repository tasks")):
-        proc = run_kbtool("eval", task, "--solution", str(solution), *mini.settings(),
-                          "eval_backend=restapi", *more, timeout=120)
-        assert proc.returncode == code and message in proc.stderr, proc.stderr
-        assert "Traceback" not in proc.stderr
+    proc = run_kbtool("eval", "builtin/1/2", "--solution", str(solution), *mini.settings(),
+                      "eval_backend=restapi", f"sandbox_url={service.url}", timeout=120)
+    assert proc.returncode == 2 and "checks repository tasks" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    with pytest.raises(UsageError, match="eval_backend=restapi needs sandbox_url="):
+        make_backend(settings(tmp_path, mini, eval_backend="restapi"))
+    with pytest.raises(RunError, match=r"at http://127\.0\.0\.1:9 did not answer /health "
+                                       r"within 1 s"):
+        make_backend(settings(tmp_path, mini, eval_backend="restapi",
+                              sandbox_url="http://127.0.0.1:9", queue_wait_s=1))
