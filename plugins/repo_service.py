@@ -41,7 +41,13 @@ def sandbox_serve(
     """
     import uvicorn
 
-    from kbtool_plugins.repo.service import TOKEN_ENV, ServiceSettings, create_app, is_loopback
+    from kbtool_plugins.repo.service import (
+        TOKEN_ENV,
+        ServiceSettings,
+        check_options,
+        create_app,
+        is_loopback,
+    )
 
     words, overrides = split_overrides(args or [])
     if words:
@@ -53,8 +59,7 @@ def sandbox_serve(
                          f"{TOKEN_ENV} to the bearer token clients must send")
     settings = ServiceSettings(repos=served_repos(config, repo or []),
                                workspaces=workspaces or os.cpu_count() or 1,
-                               limits=run_limits(config), sandbox=config.sandbox,
-                               max_processes=config.max_processes, token=token)
+                               checks=check_options(config), token=token)
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -91,15 +96,6 @@ def served_repos(config: Config, names: list[str]) -> dict[str, Any]:
     if not chosen:
         raise UsageError("no repository to serve: no data set is installed (repo_data=[DIR])")
     return {name: repository.fetch(specs[name], config.cache_dir) for name in chosen}
-
-
-def run_limits(config: Config) -> Any:
-    """The limits of one item's tests, as a local check sets them."""
-    from kbtool_plugins.repo.runner import RunLimits
-    from kbtool_plugins.repo.settings import RepoSettings
-
-    return RunLimits(timeout_s=config.section(RepoSettings).test_timeout_s,
-                     memory_mb=config.memory_limit_mb, output_tail_chars=config.output_tail_chars)
 
 
 def restapi_backend(config: Config) -> Any:

@@ -48,6 +48,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from kbtool import __version__
+from kbtool.config import Config
+from kbtool.errors import UsageError
+from kbtool_plugins.repo import containers
 from kbtool_plugins.repo.repository import Repository
 from kbtool_plugins.repo.runner import (
     MAX_TESTS,
@@ -58,6 +61,7 @@ from kbtool_plugins.repo.runner import (
     TestOutcome,
     run_item,
 )
+from kbtool_plugins.repo.settings import RepoSettings
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +146,27 @@ def _workspace_main(conn: Connection, scratch: str) -> None:
             job = conn.recv()
         except (EOFError, OSError):  # the service is gone
             return
+        repo, request, options = job
         try:
-            reply: tuple[str, Any] = ("ok", run_item(*job).model_dump(mode="json"))
+            engine = None if options.engine == "local" else containers.engine(options.engine)
+            reply: tuple[str, Any] = ("ok", run_item(
+                repo, request, options.limits, options.sandbox, options.max_processes,
+                engine=engine).model_dump(mode="json"))
         except Exception as exc:
             reply = ("error", f"{type(exc).__name__}: {exc}")
         conn.send(reply)
+
+
+class CheckOptions(BaseModel):
+    """How every item is checked: what a local check of the ``repo`` kind applies."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limits: RunLimits = Field(default_factory=RunLimits)
+    sandbox: Literal["auto", "required", "off"] = "auto"
+    max_processes: int = Field(256, ge=1)
+    engine: Literal["local", "podman", "apptainer"] = Field(
+        "local", description="where the tests run: the sandbox here, or a container")
 
 
 class WorkspaceError(RuntimeError):
@@ -168,10 +188,10 @@ class Workspace:
     def pid(self) -> int:
         return self.process.pid or 0
 
-    def run(self, repo: Repository, request: RunRequest, limits: RunLimits, sandbox: str,
-            max_processes: int) -> RunResult:
+    def run(self, repo: Repository, request: RunRequest, options: CheckOptions) -> RunResult:
+        limits = options.limits
         try:
-            self._conn.send((repo, request, limits, sandbox, max_processes))
+            self._conn.send((repo, request, options))
             if not self._conn.poll(limits.timeout_s + _HARD_MARGIN_S):
                 # Killed, so its reset fails: a late answer must never reach another item.
                 self.process.kill()
@@ -275,8 +295,8 @@ class Pool:
             self.metrics.workspaces.set(len(self.all))
         return workspace
 
-    async def check(self, repo: Repository, request: RunRequest, limits: RunLimits,
-                    sandbox: str, max_processes: int) -> RunResult:
+    async def check(self, repo: Repository, request: RunRequest,
+                    options: CheckOptions) -> RunResult:
         waited = time.monotonic()
         self.queued += 1  # only the event loop's thread counts these
         try:
@@ -287,17 +307,17 @@ class Pool:
         # The thread hands the workspace (or its replacement) back itself, so it is never
         # lost, even when this request is cancelled while its item runs.
         return await asyncio.wrap_future(self._threads.submit(
-            self._run, workspace, repo, request, limits, sandbox, max_processes))
+            self._run, workspace, repo, request, options))
 
     def _run(self, workspace: Workspace, repo: Repository, request: RunRequest,
-             limits: RunLimits, sandbox: str, max_processes: int) -> RunResult:
+             options: CheckOptions) -> RunResult:
         with self._lock:
             self.busy += 1
         started = time.monotonic()
         try:
             if not workspace.process.is_alive():  # died while free: the item gets a new one
                 workspace = self._replace(workspace, "its process is gone") or workspace
-            return workspace.run(repo, request, limits, sandbox, max_processes)
+            return workspace.run(repo, request, options)
         except WorkspaceError as exc:  # never the candidate's fault: the client retries
             log.warning("%s", exc)
             return RunResult(status="infrastructure", total=len(request.tests),
@@ -347,11 +367,23 @@ class ServiceSettings(BaseModel):
 
     repos: dict[str, Repository]
     workspaces: int = Field(ge=1)
-    limits: RunLimits = Field(default_factory=RunLimits)
-    sandbox: Literal["auto", "required", "off"] = "auto"
-    max_processes: int = 256
+    checks: CheckOptions = Field(default_factory=lambda: CheckOptions())
     token: str | None = None
     scratch: Path | None = Field(None, description="where workspaces live (a temp dir)")
+
+
+def check_options(config: Config) -> CheckOptions:
+    """How a local check with ``config`` would check an item (limits, sandbox, engine); a
+    container engine that cannot be reached is refused now, not at the first item."""
+    own = config.section(RepoSettings)
+    if own.repo_engine == "podman":
+        containers.podman_url()
+    elif own.repo_engine == "apptainer" and containers.apptainer_binary() is None:
+        raise UsageError("repo_engine=apptainer: no apptainer (or singularity) on PATH")
+    limits = RunLimits(timeout_s=own.test_timeout_s, memory_mb=config.memory_limit_mb,
+                       output_tail_chars=config.output_tail_chars)
+    return CheckOptions(limits=limits, sandbox=config.sandbox,
+                        max_processes=config.max_processes, engine=own.repo_engine)
 
 
 def is_loopback(host: str) -> bool:
@@ -418,11 +450,10 @@ def create_app(settings: ServiceSettings, on_ready: Callable[[], None] | None = 
         except RequestError as exc:
             metrics.errors.labels("422").inc()
             raise field_error(exc.field, str(exc)) from None
-        result = await state["pool"].check(repo, request, settings.limits, settings.sandbox,
-                                           settings.max_processes)
+        result = await state["pool"].check(repo, request, settings.checks)
         metrics.items.labels(result.status).inc()
         return RunItemReply(datapoint=item.model_dump(mode="json", exclude_none=True),
-                            test_output=result.report(settings.limits.output_tail_chars),
+                            test_output=result.report(settings.checks.limits.output_tail_chars),
                             edited_file=edited,
                             result=result.model_copy(update={"edited_file": None}))
 
@@ -435,7 +466,7 @@ def create_app(settings: ServiceSettings, on_ready: Callable[[], None] | None = 
                       queued=pool.queued,
                       repos={n: r.spec.sha256 or "" for n, r in settings.repos.items()},
                       pids=[w.pid for w in list(pool.all.values())],
-                      test_timeout_s=settings.limits.timeout_s)
+                      test_timeout_s=settings.checks.limits.timeout_s)
 
     @app.get("/metrics", dependencies=[Depends(authorized)])
     async def prometheus() -> PlainTextResponse:
