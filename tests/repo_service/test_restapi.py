@@ -107,19 +107,22 @@ def test_kbtool_eval_through_the_service(service: Service, mini: Mini, tmp_path:
 
 
 def test_kbtool_run_through_the_service(service: Service, mini: Mini, tmp_path: Path) -> None:
-    """A search's checks go to the service; the model (a real HTTP server) always answers
-    with the method `shout`: right for one item, the wrong method for the other."""
+    """A multi-turn search's checks go to the service; the model (a real HTTP server) always
+    answers with the method `shout`: right for one item at once, the wrong method for the
+    other, turn after turn, each told why."""
     reply = f"Here it is.\n```python\n{GOOD}```\n"
     run_dir = tmp_path / "run"
     with LLMServer(replies=reply) as llm:
-        proc = run_kbtool("run", SHOUT, VOWELS, "model_name=local/test-model", "num_samples=1",
-                          "num_phases=1", "max_fix_attempts=0", f"run_dir={run_dir}",
+        proc = run_kbtool("run", SHOUT, VOWELS, "model_name=local/test-model",
+                          "strategy=multiturn", "max_iter=2", f"run_dir={run_dir}",
                           *mini.settings(), "eval_backend=restapi", f"sandbox_url={service.url}",
                           env={"KBTOOL_LOCAL_BASE_URL": llm.base_url}, timeout=300)
+        second_turn = [r.body for r in llm.requests if len(r.body["messages"]) > 3]
     assert proc.returncode == 0, proc.stderr
     tasks = json.loads((run_dir / "summary.json").read_text())["tasks"]
     assert tasks[SHOUT]["correct"] and tasks[SHOUT]["statuses"] == {"ok": 1}
-    assert not tasks[VOWELS]["correct"] and tasks[VOWELS]["statuses"] == {"compile_error": 1}
+    assert not tasks[VOWELS]["correct"] and tasks[VOWELS]["statuses"] == {"compile_error": 2}
+    assert len(second_turn) == 1 and "count_vowels" in second_turn[0]["messages"][-1]["content"]
 
 
 def test_a_service_killed_mid_item_loses_nothing(mini: Mini, tmp_path: Path) -> None:
