@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -54,6 +55,17 @@ class ProviderError(Exception):
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+
+
+# How providers say a prompt does not fit the model's context (OpenAI, vLLM, Anthropic, ...).
+_CONTEXT_LENGTH = re.compile(r"context.length|maximum context|context window|prompt is too "
+                             r"long|too many (input )?tokens", re.IGNORECASE)
+
+
+def context_length_exceeded(exc: BaseException) -> bool:
+    """Whether a failed call failed because the prompt is longer than the model's context:
+    a shorter prompt may succeed where a retry of the same one never will."""
+    return isinstance(exc, ProviderError) and bool(_CONTEXT_LENGTH.search(str(exc)))
 
 
 class Provider(Protocol):

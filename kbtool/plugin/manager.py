@@ -33,6 +33,7 @@ _IMPL_MARKER = f"{ENTRY_POINT_GROUP}_impl"  # the attribute pluggy's HookimplMar
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "kbtool_plugins.kernelbench",
     "kbtool_plugins.perf",
+    "kbtool_plugins.repo",
     "kbtool_plugins.timers",
     "kbtool_plugins.strategies",
     "kbtool_plugins.provider_replay",

@@ -23,7 +23,7 @@ from kbtool.errors import KbtoolError
 from kbtool.evaluation.backend import EvalBackend
 from kbtool.evaluation.result import EvalResult, Status, TimingStats
 from kbtool.llm.client import BudgetExhausted, LLMClient
-from kbtool.llm.model import ChatRequest, split_model_name
+from kbtool.llm.model import ChatRequest, context_length_exceeded, split_model_name
 from kbtool.plugin import registry
 from kbtool.runs.events import Eval, FormatError, LLMFailed
 from kbtool.runs.store import RunStore
@@ -34,6 +34,8 @@ from kbtool.task.kind import TaskKind
 from kbtool.task.model import Task
 
 Strategy = Callable[["SearchContext", Task], None]
+# Makes a conversation shorter for a model whose context it overflowed; None: it cannot be.
+Shorten = Callable[[list[tuple[str, str]]], list[tuple[str, str]] | None]
 
 
 @dataclass
@@ -141,21 +143,27 @@ class SearchContext:
 
     # -- LLM --------------------------------------------------------------------------------
     def ask(self, task: Task, sample: str, messages: list[tuple[str, str]],
-            meta: dict[str, Any]) -> str | None:
-        """The model's reply, or None when a budget is exhausted or the call failed."""
-        request = ChatRequest(provider=self.provider, model=self.model,
-                              messages=(("system", self.render("system", task)),
-                                        *messages),
-                              temperature=self.config.temperature,
-                              max_tokens=self.config.max_tokens, sample=sample,
-                              meta={"task": task.id, **meta})
-        try:
-            return self.llm.complete(request).text
-        except BudgetExhausted:
-            return None
-        except Exception as exc:  # a call that failed for good ends this chain only
-            self.store.emit(LLMFailed(sample=sample, error=str(exc)[:500]))
-            return None
+            meta: dict[str, Any], shorten: Shorten | None = None) -> str | None:
+        """The model's reply, or None when a budget is exhausted or the call failed.
+        ``shorten``: when the prompt is too long for the model's context, ask again with
+        ``shorten(messages)`` (e.g. without the oldest turn), until it returns None."""
+        while True:
+            request = ChatRequest(provider=self.provider, model=self.model,
+                                  messages=(("system", self.render("system", task)),
+                                            *messages),
+                                  temperature=self.config.temperature,
+                                  max_tokens=self.config.max_tokens, sample=sample,
+                                  meta={"task": task.id, **meta})
+            try:
+                return self.llm.complete(request).text
+            except BudgetExhausted:
+                return None
+            except Exception as exc:  # a call that failed for good ends this chain only
+                shorter = shorten(messages) if shorten and context_length_exceeded(exc) else None
+                if shorter is None:
+                    self.store.emit(LLMFailed(sample=sample, error=str(exc)[:500]))
+                    return None
+                messages = shorter
 
     # -- evaluation --------------------------------------------------------------------------
     def evaluate(self, task: Task, code: str, path: Path, sample: str) -> EvalResult:

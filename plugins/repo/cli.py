@@ -47,6 +47,8 @@ def build_command(
     completion: Annotated[int | None, typer.Option(help="Completion items.")] = None,
     repair: Annotated[int | None, typer.Option(help="Repair items.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every choice (default 42).")] = None,
+    failing_output_chars: Annotated[int | None, typer.Option(
+        help="Repair items: the failing output kept, from its end (default 20000).")] = None,
     transcript: Annotated[Path | None, typer.Option(
         help="Also write replay answers for the items into this transcript (merged).")] = None,
     config_file: ConfigFile = None,
@@ -82,8 +84,9 @@ def build_command(
     if any(v is not None for v in counts.values()):
         options["counts"] = {**options.get("counts", {}),
                              **{k: v for k, v in counts.items() if v is not None}}
-    if seed is not None:
-        options["seed"] = seed
+    for key, value in (("seed", seed), ("failing_output_chars", failing_output_chars)):
+        if value is not None:
+            options[key] = value
     try:
         built = BuildOptions.model_validate(options)
     except ValidationError as exc:
