@@ -180,7 +180,9 @@ def _fast_p(Figure: Any, reports: dict[str, dict[str, Any]], names: dict[str, st
     for ax, mode in zip(axes, modes, strict=True):
         for color, (label, rep) in zip(colors, reports.items(), strict=True):
             keys = rep["p_values"]
-            ax.plot([float(k) for k in keys], [_nan(rep["fast_p"][mode][k]) for k in keys],
+            # A run of kinds that are not timed has no baseline: an empty panel.
+            fast = rep["fast_p"].get(mode, {})
+            ax.plot([float(k) for k in keys], [_nan(fast.get(k)) for k in keys],
                     marker="o", color=color, label=names[label])
         ax.set_title(f"fast_p vs {mode}")
         ax.set_xlabel("p (speedup threshold)")
