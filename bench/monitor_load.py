@@ -9,7 +9,10 @@ phase, up to 4 tries a chain; LLM calls, evaluations with a realistic mix of sta
 the kind's details, format errors, retried LLM errors, phase and task ends, the tasks'
 events interleaved as in a real run), cut off mid-run, plus ``config.yaml`` and
 ``tasks.json``.  The events are the run store's own models (``kbtool.runs.events``), so the
-log has the format a run writes today.  Then it measures:
+log has the format a run writes today; ``--log-format 0.1`` writes the same events as kbtool
+0.1 logged them (``step`` for ``sample``, no kind details: byte for byte the log this
+benchmark wrote before the task-kind redesign), to compare with older code on the same bytes.
+Then it measures:
 
   (a) reading and folding the whole log into the state model (``RunFollower.poll``);
   (b) opening the app headless (``App.run_test``), from ``MonitorApp(...)``:
@@ -118,7 +121,20 @@ def _task_stream(task: str, rng: random.Random, phases: int, samples: int,
     return out
 
 
-def synthesize(run_dir: Path, events: int, tasks: int, seed: int = 0) -> list[str]:
+LEGACY_STEP = ("eval", "format_error", "phase_done")  # logged "step" where now "sample"
+
+
+def legacy(event: dict[str, Any]) -> dict[str, Any]:
+    """An event as kbtool 0.1 logged it."""
+    if event["type"] == "run_started":
+        return {k: v for k, v in event.items() if k not in ("mode", "baselines", "kinds")}
+    if event["type"] in LEGACY_STEP:
+        return {("step" if k == "sample" else k): v for k, v in event.items() if k != "details"}
+    return event
+
+
+def synthesize(run_dir: Path, events: int, tasks: int, seed: int = 0,
+               log_format: str = "current") -> list[str]:
     """Write the run directory; returns the 200 lines that come after the log's end, for (c)."""
     rng = random.Random(seed)
     ids = [f"kernelbench/{1 + i % 3}/{i + 1}_Conv3d_GroupNorm_Mish_Task{i}" for i in range(tasks)]
@@ -142,12 +158,18 @@ def synthesize(run_dir: Path, events: int, tasks: int, seed: int = 0) -> list[st
     text = []
     for seq, event in enumerate(lines, 1):
         t += rng.expovariate(1 / 0.05)
-        text.append(json.dumps({"seq": seq, "t": round(t, 3), **dump(event)}))
+        data = dump(event)
+        text.append(json.dumps({"seq": seq, "t": round(t, 3),
+                                **(legacy(data) if log_format == "0.1" else data)}))
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text("mode: eager\nstrategy: tree\n"
-                                         "baselines: [eager, compile]\n")
-    (run_dir / "tasks.json").write_text(json.dumps([{"id": i, "path": "", "kind": "kernelbench"}
-                                                    for i in ids]))
+    if log_format == "0.1":
+        (run_dir / "config.yaml").write_text("mode: eager\nstrategy: tree\n")
+        (run_dir / "tasks.json").write_text(json.dumps([{"id": i, "path": ""} for i in ids]))
+    else:
+        (run_dir / "config.yaml").write_text("mode: eager\nstrategy: tree\n"
+                                             "baselines: [eager, compile]\n")
+        (run_dir / "tasks.json").write_text(json.dumps(
+            [{"id": i, "path": "", "kind": "kernelbench"} for i in ids]))
     (run_dir / "events.jsonl").write_text("\n".join(text[:events]) + "\n")
     return text[events:events + 200]
 
@@ -233,13 +255,15 @@ def main() -> None:
     parser.add_argument("--size", default="120x40", help="terminal WIDTHxHEIGHT")
     parser.add_argument("--repeats", type=int, default=3,
                         help="times each figure is taken (the median is printed)")
+    parser.add_argument("--log-format", choices=["current", "0.1"], default="current",
+                        help="the log's format: today's (default) or kbtool 0.1's")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     add_smoke(parser)
     args = apply_smoke(parser.parse_args(), events=3000, tasks=20, repeats=1)
     width, height = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory(prefix="kbtool-monitor-bench-") as tmp:
         run_dir = Path(tmp) / "run"
-        more = synthesize(run_dir, args.events, args.tasks)
+        more = synthesize(run_dir, args.events, args.tasks, log_format=args.log_format)
         log = run_dir / "events.jsonl"
         size_mb = log.stat().st_size / 1e6
         folds, parse = [], []
@@ -260,12 +284,13 @@ def main() -> None:
     figures = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     result = {
         "events": count, "tasks": len(state.tasks), "log_mb": round(size_mb, 1),
+        "log_format": args.log_format,
         "read_parse_s": statistics.median(parse), "fold_total_s": statistics.median(folds),
         **figures, "terminal": args.size, "repeats": args.repeats,
         "runs": runs,
     }
-    print(f"synthetic log: {count} events, {len(state.tasks)} tasks, {size_mb:.1f} MB; "
-          f"medians of {args.repeats}")
+    print(f"synthetic log: {count} events, {len(state.tasks)} tasks, {size_mb:.1f} MB "
+          f"({args.log_format} format); medians of {args.repeats}")
     print(f"(a) read + parse:                {result['read_parse_s'] * 1e3:8.1f} ms")
     print(f"(a) read + parse + fold (state): {result['fold_total_s'] * 1e3:8.1f} ms")
     print(f"(b) open app to first render:    {figures['first_render_s'] * 1e3:8.1f} ms "
