@@ -275,7 +275,11 @@ def eval_settings(config: Config) -> dict[str, Any]:
     data = config.model_dump(mode="json", include=set(EVAL_KEYS))
     models = section_models()
     sections = {}
-    for name, values in sorted(config.sections.items()):
+    for name in sorted({*config.sections, *models}):
+        # A known section with its defaults filled in: a run that set nothing and the same
+        # run resumed from its saved config (every value written out) evaluate alike.
+        values = (config.section(models[name]).model_dump(mode="json") if name in models
+                  else config.sections[name])
         local = models[name].local_keys if name in models else ()
         sections[name] = {k: v for k, v in values.items() if k not in local}
     data["sections"] = sections

@@ -21,7 +21,10 @@ class RepoSettings(Section):
     flat_keys: ClassVar[tuple[str, ...]] = (
         "repo_data", "repo_engine", "test_timeout_s", "infra_retries", "max_iter",
         "feedback", "history", "feedback_chars")
-    local_keys: ClassVar[tuple[str, ...]] = ("repo_data",)
+    # Where items are found, and how the multiturn loop talks to the model: no verdict
+    # depends on them (they key no evaluation and travel with no job).
+    local_keys: ClassVar[tuple[str, ...]] = ("repo_data", "max_iter", "feedback", "history",
+                                             "feedback_chars")
 
     repo_data: list[Path] = Field(default_factory=list,
                                   description="more item folders (kbtool tasks build --out)")

@@ -4,8 +4,8 @@ One chat per task: the model answers, the candidate is checked, and until the te
 ``max_iter`` turns are spent the next message tells it what the tests said (the tail of
 their output, ``feedback_chars``).  ``max_iter=1`` is single turn.  Ablations:
 ``feedback=false`` says only that the tests did not pass; ``history=false`` sends each turn
-the task alone (with the last answer and what the tests said of it, unless ``feedback`` is
-off too).  When the conversation no longer fits the model's context, the oldest answer and
+the task alone, with what the tests said of the last answer (and that answer, unless
+``feedback`` is off too).  When the conversation no longer fits the model's context, the oldest answer and
 its feedback are dropped.  A check whose tests could not run (``infrastructure``) ends the
 item without counting against the model.  Turn ``t`` is recorded as step ``t`` of phase 0,
 agent 0 (``tasks/<task>/phase0/agent0/step<t>/``), so a resumed run replays every recorded
@@ -70,8 +70,9 @@ def multiturn(ctx: SearchContext, task: Task) -> None:
                 ctx.feedback(result) if own.feedback else NO_FEEDBACK))
         if own.history:
             messages += [("assistant", reply), ("user", feedback)]
-        elif own.feedback:
+        else:  # the task again, with at most the last answer (when there is feedback on it)
             last = kind.format_candidate(code) if code is not None else reply
-            messages = [("user", f"{first}\n\nYour previous answer:\n{last}\n{feedback}")]
+            shown = f"Your previous answer:\n{last}\n" if own.feedback else ""
+            messages = [("user", f"{first}\n\n{shown}{feedback}")]
     ctx.store.emit(PhaseDone(sample=f"{task.id}/p0", task=task.id, phase=0,
                              correct=int(passed)))

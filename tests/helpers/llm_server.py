@@ -31,7 +31,7 @@ key than ``api_key``, gets 401.  Script actions, consumed one per request before
 ``quota``    429 with code ``insufficient_quota`` (OpenAI's "out of credit": not worth retrying)
 
 Usage in replies: prompt_tokens = words in all messages, completion_tokens = words in the
-reply.  Every request is recorded (``server.requests``) with its body, its key (sha256 of
+reply.  ``max_prompt_words``: a longer prompt gets OpenAI's 400 "maximum context length".  Every request is recorded (``server.requests``) with its body, its key (sha256 of
 the canonical JSON body), the action taken, start and end times and whether a reply was
 given (``completed``: an "ok" answer to a client still connected after the latency).  The
 record is settled, and logged, just before the reply's bytes go out, so a test that has the
@@ -103,8 +103,10 @@ class LLMServer:
     def __init__(self, replies: Reply | Sequence[str] | str | None = None,
                  latency: float | Sequence[float] | Callable[[dict[str, Any]], float] = 0.0,
                  script: Iterable[str] = (), hang_s: float = 30.0, api_key: str | None = None,
-                 host: str = "127.0.0.1", port: int = 0, log: Path | None = None) -> None:
+                 host: str = "127.0.0.1", port: int = 0, log: Path | None = None,
+                 max_prompt_words: int | None = None) -> None:
         self._reply = _reply_fn(replies)
+        self.max_prompt_words = max_prompt_words
         self._latency = _latency_fn(latency)
         self.hang_s = hang_s
         self.api_key = api_key
@@ -264,6 +266,12 @@ class _Handler(BaseHTTPRequestHandler):
                     429: "rate_limit_error"}.get(status, "server_error" if status >= 500
                                                  else "invalid_request_error")
             return status, _error(f"scripted {status}", kind)
+        words = prompt_words(body)
+        if app.max_prompt_words is not None and words > app.max_prompt_words:
+            record.status = 400  # what OpenAI answers a prompt longer than the context
+            return 400, _error(f"This model's maximum context length is "
+                               f"{app.max_prompt_words} tokens. However, your messages "
+                               f"resulted in {words} tokens.", "invalid_request_error")
         if not app._sleep(app._latency(index, body)) or self._client_gone():
             return None
         record.status = 200
