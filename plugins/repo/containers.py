@@ -172,14 +172,12 @@ class Apptainer:
 
 
 def apptainer_binary() -> str | None:
-    from spython.utils import which
+    """The Apptainer (or Singularity) binary here, as spython finds one; None if neither."""
+    from spython.utils import check_install
 
     for name in ("apptainer", "singularity"):
-        found = which(name)
-        if isinstance(found, dict):  # older spython returns {"message": path, "return_code": n}
-            found = found.get("message") if found.get("return_code") == 0 else None
-        if found:
-            return str(found).strip()
+        if check_install(name):
+            return name
     return None
 
 

@@ -498,8 +498,10 @@ def execute(repo: Repository, file_path: str, text: str, tests: list[str], limit
         writes = workspace.changes()
     finally:
         workspace.close()
-    return Execution(records=records, timed_out=timed_out, writes=writes,
-                     output=_tail(output, limits.output_tail_chars), workspace=workspace.kind)
+    # Paths as in the repository: the scratch's name says nothing to a developer or a model.
+    shown = _tail(output, limits.output_tail_chars).replace(f"{workspace.root}/", "")
+    return Execution(records=records, timed_out=timed_out, writes=writes, output=shown,
+                     workspace=workspace.kind)
 
 
 def verdict(tests: list[str], run: Execution, edited: str | None, wall_s: float) -> RunResult:

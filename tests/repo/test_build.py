@@ -1,0 +1,55 @@
+"""kbtool tasks build on a real repository (packaging, pytest): a survey under coverage,
+methods kept only when their tests pass and fail without their body, injected bugs, and
+the same items again from the same seed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kbtool_plugins.repo.dataset import load
+from kbtool_plugins.repo.repository import Repository
+from tests.helpers import run_kbtool
+
+
+@pytest.mark.slow  # two builds: each surveys a test file under coverage and runs ~10 checks
+def test_build_makes_items_of_every_type_and_rebuilds_them_alike(
+        tmp_path: Path, repo_cache: Path, packaging: Repository) -> None:
+    spec = packaging.spec
+    first = tmp_path / "first"
+    proc = run_kbtool("tasks", "build", spec.requirement, "--out", str(first),
+                      "--runner", "pytest", "--source-root", "src", "--import-name", "packaging",
+                      *[f"--deps={d}" for d in spec.deps], "--labels", "tests/test_utils.py",
+                      "--files", "src/packaging/utils.py", "--method-gen", "1",
+                      "--completion", "1", "--repair", "1", "--transcript",
+                      str(tmp_path / "replies.yaml"), f"cache_dir={repo_cache}")
+    assert proc.returncode == 0, proc.stderr
+    data = load(first)
+    assert data.spec.sha256 == spec.sha256
+    assert sorted(i.task for i in data.items) == ["completion", "method_gen", "repair"]
+    for item in data.items:
+        assert item.file_path == "src/packaging/utils.py" and item.tests
+        assert all(t.startswith("tests/test_utils.py::") for t in item.tests)
+    repair = next(i for i in data.items if i.task == "repair")
+    assert repair.bug and "FAILED" in (repair.failing_output or "")
+    assert "repo/packaging/repair/3_" in (tmp_path / "replies.yaml").read_text()
+    again = tmp_path / "again"
+    proc = run_kbtool("tasks", "build", str(first / "build.yaml"), "--out", str(again),
+                      f"cache_dir={repo_cache}")
+    assert proc.returncode == 0, proc.stderr
+    rebuilt = [json.loads(x) for x in (again / "items.jsonl").read_text().splitlines()]
+    built = [json.loads(x) for x in (first / "items.jsonl").read_text().splitlines()]
+    for a, b in zip(rebuilt, built, strict=True):  # the failing output has timings in it
+        assert a.pop("failing_output") == b.pop("failing_output") or a["task"] == "repair"
+        assert a == b
+
+
+def test_build_refuses_bad_options_in_one_line(tmp_path: Path) -> None:
+    proc = run_kbtool("tasks", "build", "packaging==26.0", "--out", str(tmp_path / "x"),
+                      "--runner", "maven", "--labels", "tests", "--files", "*.py")
+    assert proc.returncode == 2
+    assert "spec.runner" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_kbtool("tasks", "build", str(tmp_path / "missing.yaml"), "--out", str(tmp_path))
+    assert proc.returncode == 2 and "build file not found" in proc.stderr
