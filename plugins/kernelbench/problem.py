@@ -212,7 +212,11 @@ def estimate(module: types.ModuleType) -> dict[str, Any]:
             with torch.no_grad(), FlopCounterMode(display=False) as counter, Largest():
                 outputs = tensors(model(*inputs))
             flops = int(counter.get_total_flops())
-        except Exception:  # an op without a meta kernel: outputs count as inputs
+        except Exception as exc:
+            # An op without a meta kernel: outputs count as inputs.  Anything else (shapes
+            # that do not match) fails on real tensors too: the sizes are not valid.
+            if not isinstance(exc, NotImplementedError) and "meta" not in str(exc).lower():
+                raise
             largest[0] = 0
     params = list(model.parameters()) + list(model.buffers())
     floats = [t.dtype for t in tensors(inputs) if t.is_floating_point()]
