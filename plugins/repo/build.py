@@ -344,22 +344,22 @@ def transcript(spec: RepoSpec, items: list[RepoItem]) -> dict[str, Any]:
     right, wrong or has no code, and a right one after feedback (some never get right),
     so an offline multi-turn run takes every path."""
     tasks: dict[str, Any] = {}
+    block = "```python\n{}```\n"
     for number, item in enumerate(items, 1):
-        right = item.continuation if item.task == "completion" else item.original
+        # As the file has them (indented): the check re-indents what it is given.
+        right = (item.continuation if item.task == "completion" else item.original) or ""
         if item.task == "repair":
-            wrong = item.buggy_method
+            wrong = item.buggy_method or ""
         elif item.task == "completion":
-            wrong = "pass\n"
+            wrong = f"{item.indent}    pass\n"
         else:
-            wrong = reindent(item.declaration, "") + "    pass\n"
-        block = "```python\n{}```\n"
-        answers = {0: [block.format(reindent(right or "", ""))],
-                   1: [block.format(reindent(wrong or "", "")), block.format(
-                       reindent(right or "", ""))],
-                   2: ["I would change the method as follows, but I am not sure.",
-                       block.format(reindent(right or "", ""))],
-                   3: [block.format(reindent(wrong or "", ""))] * 2}[number % 4]
+            wrong = f"{item.declaration}{item.indent}    pass\n"
+        first, then = {0: (block.format(right), block.format(right)),
+                       1: (block.format(wrong), block.format(right)),
+                       2: ("I would change the method as follows, but I am not sure.",
+                           block.format(right)),
+                       3: (block.format(wrong), block.format(wrong))}[number % 4]
         tasks[task_id(spec, item, number)] = {
-            "generate": [f"Here is the {qualname(item)} you asked for.\n\n{answers[0]}"],
-            "fix": [f"Corrected after the test output.\n\n{answers[-1]}"]}
+            "generate": [f"Here is the {qualname(item)} you asked for.\n\n{first}"],
+            "fix": [f"Corrected after the test output.\n\n{then}"]}
     return tasks

@@ -20,6 +20,14 @@ EXAMPLE = ("kbtool tasks build packaging==26.0 --runner pytest --source-root src
            "--out my-items")
 
 
+class _Readable(yaml.SafeDumper):
+    """YAML with multi-line strings as literal blocks: answers read as the code they hold."""
+
+
+_Readable.add_representer(str, lambda dumper, text: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
+
+
 def _words(values: list[str] | None) -> list[str]:
     return [w.strip() for v in values or [] for w in v.split(",") if w.strip()]
 
@@ -106,7 +114,8 @@ def build_command(
         data["tasks"] = {k: v for k, v in (data.get("tasks") or {}).items()
                          if not k.startswith(prefix)}
         data["tasks"].update(replies(spec_made, items))
-        write_atomic(transcript, yaml.safe_dump(data, sort_keys=False, width=100))
+        write_atomic(transcript, yaml.dump(data, Dumper=_Readable, sort_keys=False, width=100,
+                                           allow_unicode=True))
         print(f"replay answers for {len(items)} items written to {transcript}")
 
 

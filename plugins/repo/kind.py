@@ -191,7 +191,11 @@ class RepoKind(TaskKind):
                 break
             scratch = Path.cwd() / f"attempt{attempt}"
             scratch.mkdir()
-            result = run_tests(own.repo_engine, repo, request, limits, scratch)
+            try:
+                result = run_tests(own.repo_engine, repo, request, limits, scratch)
+            except Exception as exc:  # the judge's own failure (a mount, a disk): not the model's
+                result = RunResult(status="infrastructure", total=len(item.tests),
+                                   infrastructure_error=f"{type(exc).__name__}: {exc}"[:2000])
             if result.status != "infrastructure":
                 break
         if result is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,9 @@ def test_a_context_overflow_drops_the_oldest_turn(tmp_path: Path, repo_cache: Pa
             return filler
 
         server.set_replies(reply)
-        proc = run_kbtool("run", ids()[0], "strategy=multiturn", "model_name=openai/test",
+        # A model name of its own: no answer of an earlier session comes from kbtool's cache.
+        proc = run_kbtool("run", ids()[0], "strategy=multiturn",
+                          f"model_name=openai/overflow-{uuid.uuid4().hex[:8]}",
                           "max_iter=3", f"run_dir={tmp_path / 'run'}",
                           f"cache_dir={repo_cache}", "max_retries=0",
                           env={"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "k"})
