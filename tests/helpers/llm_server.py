@@ -31,7 +31,8 @@ key than ``api_key``, gets 401.  Script actions, consumed one per request before
 ``quota``    429 with code ``insufficient_quota`` (OpenAI's "out of credit": not worth retrying)
 
 Usage in replies: prompt_tokens = words in all messages, completion_tokens = words in the
-reply.  ``max_prompt_words``: a longer prompt gets OpenAI's 400 "maximum context length".  Every request is recorded (``server.requests``) with its body, its key (sha256 of
+reply.  ``max_prompt_words``: a longer prompt gets OpenAI's 400 "maximum context length".
+Every request is recorded (``server.requests``) with its body, its key (sha256 of
 the canonical JSON body), the action taken, start and end times and whether a reply was
 given (``completed``: an "ok" answer to a client still connected after the latency).  The
 record is settled, and logged, just before the reply's bytes go out, so a test that has the
