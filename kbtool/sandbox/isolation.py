@@ -71,10 +71,12 @@ class Outcome:
 
 
 class Reporter:
-    """Child side of the pipe: stage changes and the final result, one JSON line each."""
+    """Child side of the pipe: stage changes and the final result, one JSON line each.
+    ``started`` is when the child's time limit started to count (``time.monotonic()``)."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, started: float | None = None) -> None:
         self._fd = fd
+        self.started = time.monotonic() if started is None else started
 
     def send(self, message: dict[str, Any]) -> None:
         data = (json.dumps(message, default=str) + "\n").encode()
@@ -83,6 +85,14 @@ class Reporter:
 
     def stage(self, name: str) -> None:
         self.send({"stage": name, "t": time.monotonic()})
+
+
+_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
+
+
+def looks_secret(name: str) -> bool:
+    """An environment variable no evaluation child gets (provider keys, tokens)."""
+    return any(word in name.upper() for word in _SECRET_WORDS)
 
 
 def scratch_env(scratch: Path) -> dict[str, str]:
@@ -96,15 +106,17 @@ def scratch_env(scratch: Path) -> dict[str, str]:
 
 
 def _child(fn: Callable[[Reporter], Any], write_fd: int, output_fd: int, scratch: Path,
-           env: dict[str, str], limits: Limits, cgroup: Path | None) -> None:
+           env: dict[str, str], limits: Limits, cgroup: Path | None, started: float) -> None:
     code = 1
-    reporter = Reporter(write_fd)
+    reporter = Reporter(write_fd, started)
     try:
         sandbox.die_with_parent()
         os.setsid()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         env = {**scratch_env(scratch), **env}
+        for name in [n for n in os.environ if looks_secret(n)]:
+            del os.environ[name]
         for value in scratch_env(scratch).values():
             Path(value).mkdir(parents=True, exist_ok=True)
         os.environ.update(env)
@@ -200,7 +212,7 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
     if pid == 0:  # pragma: no cover - the child never returns
         os.close(read_fd)
         os.close(out_read)
-        _child(fn, write_fd, out_write, scratch, env or {}, limits, cgroup)
+        _child(fn, write_fd, out_write, scratch, env or {}, limits, cgroup, start)
     os.close(write_fd)
     os.close(out_write)
     outcome = Outcome()
@@ -224,21 +236,26 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
             message = json.loads(line)
         except ValueError:
             return  # something wrote garbage into our pipe; the result decides
-        if "stage" in message:
-            now = message.get("t", time.monotonic())
+        if not isinstance(message, dict):
+            return
+        if isinstance(message.get("stage"), str):
+            now = message.get("t")
+            now = now if isinstance(now, float) else time.monotonic()
             if outcome.stage == WAIT_STAGE:  # waiting for the device is not the candidate's time
                 waited[0] += now - stage_start[WAIT_STAGE]
             outcome.stage = message["stage"]
             stage_start[message["stage"]] = now
         elif "result" in message:
             outcome.value = message["result"]
-            finished_at.append(message.get("t", time.monotonic()))
-        elif "error" in message:
+            finished_at.append(message["t"] if isinstance(message.get("t"), float)
+                               else time.monotonic())
+        elif isinstance(message.get("error"), str):
             outcome.error = message["error"]
-        elif "sandbox" in message:
-            outcome.sandbox = list(message["sandbox"])
-        elif "pid" in message:
-            watched_pid[0] = int(message["pid"])  # the candidate's process in its namespace
+        elif isinstance(message.get("sandbox"), list):
+            # The child says what confined it; a judge adds what confines its runners.
+            outcome.sandbox += [str(item) for item in message["sandbox"]]
+        elif isinstance(message.get("pid"), int):
+            watched_pid[0] = message["pid"]  # the child's process in its namespace
 
     try:
         while status is None:

@@ -5,8 +5,14 @@ Applied in the forked child before any candidate code runs:
   interfaces up (no network, loopback included), a mount namespace in which every mount is
   read-only except the candidate's scratch dir, and a PID namespace whose init is the
   candidate's process (when it dies, the kernel kills everything it started);
+- an IPC namespace of its own (System V and POSIX message queues die with it) and a
+  private ``/proc`` that shows only the processes of its own PID namespace;
 - a cap on the number of processes: a pids cgroup where one can be made (as root), else
   RLIMIT_NPROC (which the kernel does not enforce for uid 0).
+
+A judge confined so can confine the runners it starts once more (:func:`confine_runner`):
+nested user, mount, PID and IPC namespaces, a private ``/proc`` and only the runner's own
+scratch writable, so a candidate sees neither the judge nor the other runner.
 
 Where namespaces are unavailable (old kernels, containers that forbid them), ``mode=auto``
 runs without them and says so; ``mode=required`` fails the evaluation instead.
@@ -27,9 +33,12 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWIPC = 0x08000000
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
+PR_SET_CHILD_SUBREAPER = 36
 MOUNT_ATTR_RDONLY = 0x1
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
@@ -153,10 +162,10 @@ def die_with_parent() -> None:
     _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _namespaces(scratch: Path) -> None:
+def _namespaces(scratch: Path, flags: int = CLONE_NEWNET | CLONE_NEWIPC) -> None:
     libc = _libc()
     uid, gid = os.getuid(), os.getgid()
-    _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID), "unshare")
+    _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | flags), "unshare")
     Path("/proc/self/setgroups").write_text("deny")
     Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
     Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
@@ -165,6 +174,22 @@ def _namespaces(scratch: Path) -> None:
     _check(libc.mount(target, target, None, MS_BIND | MS_REC, None), "scratch bind mount")
     _mount_setattr(libc, "/", MOUNT_ATTR_RDONLY, 0)
     _mount_setattr(libc, str(scratch), 0, MOUNT_ATTR_RDONLY)
+
+
+def _private_proc() -> bool:
+    """Mount a ``/proc`` of this PID namespace (only its processes); False where the kernel
+    refuses (a container that masks parts of the host's ``/proc``)."""
+    libc = _libc()
+    return libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None) == 0
+
+
+def proc_is_own() -> bool:
+    """Whether ``/proc`` shows this process under the pid it knows itself by (so pids from
+    ``fork`` can be looked up there)."""
+    try:
+        return os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        return False
 
 
 def _become_pid_namespace_init(report_pid) -> None:
@@ -203,4 +228,27 @@ def enter(scratch: Path, policy: SandboxPolicy, cgroup: Path | None, report_pid)
             raise SandboxError(f"sandbox required but unavailable: {exc}") from None
         return [*applied, f"namespaces incomplete ({exc})"]
     _become_pid_namespace_init(report_pid)
-    return [*applied, "no network", "read-only filesystem except scratch", "pid namespace"]
+    proc = "private /proc" if _private_proc() else "host /proc visible (cannot mount one here)"
+    return [*applied, "no network", "read-only filesystem except scratch", "pid namespace",
+            "ipc namespace", proc]
+
+
+def confine_runner(scratch: Path, policy: SandboxPolicy) -> list[str]:
+    """Confine a process a judge forked to run untrusted code (inside the judge's sandbox, when
+    it has one): its own user, mount, PID and IPC namespaces, a private ``/proc``, and no
+    writable directory but ``scratch``.  Forks into the new PID namespace (only the new
+    process returns).  Without namespaces the process becomes a child subreaper instead, so
+    what it starts stays among its descendants, where the judge finds and kills it."""
+    if policy.mode == "off" or not policy.namespaces:
+        _libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        return ["runner without namespaces"]
+    try:
+        _namespaces(scratch, CLONE_NEWIPC)
+    except (SandboxError, OSError) as exc:
+        if policy.mode == "required":
+            raise SandboxError(f"sandbox required but unavailable: {exc}") from None
+        _libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        return [f"runner namespaces incomplete ({exc})"]
+    _become_pid_namespace_init(lambda pid: None)
+    proc = "private /proc" if _private_proc() else "host /proc visible"
+    return ["runner: own pid, ipc and mount namespaces", proc]

@@ -1,0 +1,306 @@
+"""Runners: processes a judge starts to run code it does not trust, and what it sees of them.
+
+A judge (a task kind's check, in an isolated child of the zygote) forks its runners first,
+before it runs a torch op (OpenMP does not survive ``fork``).  Each runner gets its own
+session, a scrubbed environment, its own scratch directory and, inside the judge's sandbox,
+namespaces of its own (``namespaces.confine_runner``); it then serves the judge's requests
+over a :class:`~kbtool.sandbox.channel.Channel` until told to stop.
+
+The judge never believes a runner about time, memory or life: :meth:`Runner.ask` waits for a
+reply with the judge's own deadline, watches the resident memory of every process the runner
+has, and notices when it dies; :meth:`Runner.cpu_ns` reads the CPU time of all its processes
+and threads from ``/proc``, so work a runner does while it should be idle (between timed
+windows) can be seen.  :meth:`Runner.kill` ends everything the runner started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import shutil
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from kbtool.sandbox import namespaces
+from kbtool.sandbox.channel import Channel, ChannelClosed, socket_pair
+from kbtool.sandbox.isolation import looks_secret
+from kbtool.sandbox.namespaces import SandboxPolicy
+
+Request = TypeVar("Request")
+Reply = TypeVar("Reply")
+_POLL_S = 0.02
+_WATCH_S = 0.1
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_TICK_NS = 10**9 // os.sysconf("SC_CLK_TCK")
+
+# What a runner's environment keeps of the judge's: toolchains, devices, thread counts and
+# caches need these; nothing else (provider keys, tokens, the user's settings) reaches it.
+_KEPT_PREFIXES = ("LANG", "LC_", "TZ", "OMP_", "MKL_", "KMP_", "GOMP_", "OPENBLAS_", "CUDA_",
+                  "NVIDIA_", "TORCH_", "TORCHINDUCTOR_", "TRITON_", "PYTORCH_", "HF_HOME",
+                  "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE")
+_KEPT_NAMES = {"PATH", "LD_LIBRARY_PATH", "LIBRARY_PATH", "CPATH", "CC", "CXX", "CUDA_HOME",
+               "CUDA_PATH", "ROCM_PATH", "VIRTUAL_ENV", "CONDA_PREFIX", "TMPDIR", "HOME"}
+
+
+def runner_environment(environ: dict[str, str], scratch: Path) -> dict[str, str]:
+    """The environment a runner gets: an allow-list of ``environ`` (never a name that looks
+    like a secret), with its home, temp and compiler caches in ``scratch``."""
+    kept = {k: v for k, v in environ.items()
+            if (k in _KEPT_NAMES or k.startswith(_KEPT_PREFIXES))
+            and not looks_secret(k)}
+    return {**kept, "HOME": str(scratch), "TMPDIR": str(scratch / "tmp"),
+            "TORCH_EXTENSIONS_DIR": str(scratch / "torch_extensions"),
+            "TRITON_CACHE_DIR": str(scratch / "triton_cache"),
+            "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor_cache")}
+
+
+class Hello(BaseModel):
+    """A runner's first message: the confinement that applied to it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    op: Literal["hello"] = "hello"
+    sandbox: list[str] = Field(max_length=16)
+
+
+_HELLO = TypeAdapter(Hello)
+
+
+class RunnerFailed(Exception):
+    """The runner died, timed out or used too much memory; ``status`` says which."""
+
+    def __init__(self, status: str, message: str, who: str) -> None:
+        super().__init__(message)
+        self.status = status  # "timeout", "memory" or "died"
+        self.who = who        # the runner's name
+
+
+@dataclass
+class Runner(Generic[Request, Reply]):
+    """The judge's handle on one runner."""
+
+    name: str
+    pid: int                       # the first process (a relay when it has a PID namespace)
+    channel: Channel[Reply]
+    scratch: Path
+    memory_bytes: int
+    sandbox: list[str] = field(default_factory=list)
+    _pid_ns: str | None = None
+    _status: int | None = None
+
+    # -- what it says ----------------------------------------------------------------------
+    def ask(self, request: BaseModel, deadline: float, fds: tuple[int, ...] = (),
+            max_fds: int = 0) -> Reply:
+        """Send ``request`` and wait for the reply until ``deadline`` (``time.monotonic``),
+        watching the runner's memory and life meanwhile."""
+        try:
+            self.channel.send(request, fds)
+        except OSError:
+            self._fail_if_dead()
+            raise RunnerFailed("died", f"the {self.name}'s process closed its channel", self.name) from None
+        return self.wait(deadline, max_fds)
+
+    def wait(self, deadline: float, max_fds: int = 0) -> Reply:
+        watched = time.monotonic()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                raise RunnerFailed("timeout", f"the {self.name} timed out", self.name)
+            if self.channel.readable(min(_POLL_S, left)):
+                try:
+                    reply, _ = self.channel.receive(max_fds)
+                except ChannelClosed:
+                    self._fail_if_dead(wait=True)
+                    raise RunnerFailed("died", f"the {self.name} closed its channel", self.name) from None
+                return reply
+            # Reading every process's memory costs CPU a busy runner may need: not too often.
+            if time.monotonic() - watched > _WATCH_S:
+                watched = time.monotonic()
+                if self.rss_bytes() > self.memory_bytes:
+                    self.kill()
+                    raise RunnerFailed("memory", f"the {self.name} exceeded the memory limit",
+                                       self.name)
+            self._fail_if_dead()
+
+    def _fail_if_dead(self, wait: bool = False) -> None:
+        if self._status is None:
+            try:
+                done, status = os.waitpid(self.pid, 0 if wait else os.WNOHANG)
+            except ChildProcessError:
+                return
+            if not done:
+                return
+            self._status = status
+        self.kill()
+        raise RunnerFailed("died", f"the {self.name}'s process {self.describe_exit()}", self.name)
+
+    def describe_exit(self) -> str:
+        status = self._status
+        if status is None:
+            return "is still running"
+        if os.WIFSIGNALED(status):
+            return f"was killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
+        return f"exited with code {os.WEXITSTATUS(status)}"
+
+    # -- what it is --------------------------------------------------------------------------
+    def processes(self) -> list[int]:
+        """Every process the runner has now (pids as this process sees them); [] where
+        ``/proc`` cannot tell (a PID namespace of the judge's without a /proc of its own)."""
+        if not namespaces.proc_is_own():
+            return []
+        if self._pid_ns is None:
+            inner = _children(self.pid)
+            # In its own PID namespace the runner's work happens in the relay's child.
+            self._pid_ns = _pid_ns(inner[0]) if inner and _pid_ns(inner[0]) != _pid_ns(
+                self.pid) else ""
+        if self._pid_ns:
+            return [self.pid, *(int(p) for p in os.listdir("/proc")
+                                if p.isdigit() and _pid_ns(int(p)) == self._pid_ns)]
+        found, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo.extend(_children(pid))
+        return found
+
+    def rss_bytes(self) -> int:
+        """The resident memory of its largest process (forked processes share pages, so a
+        sum would count them many times; their number is capped apart)."""
+        largest = 0
+        for pid in self.processes():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                largest = max(largest,
+                              int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE)
+        return largest
+
+    def cpu_ns(self) -> int:
+        """CPU time its processes have used so far: their live threads to the nanosecond
+        (``schedstat``), plus whatever the process-wide counters (``stat``: exited threads and
+        reaped children, to the clock tick) hold beyond that."""
+        total = 0
+        for pid in self.processes():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                coarse = sum(int(v) for v in fields[11:15]) * _TICK_NS
+                fine = 0
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    with contextlib.suppress(OSError, ValueError, IndexError):
+                        fine += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text()
+                                    .split()[0])
+                total += max(fine, coarse)
+        return total
+
+    def kill(self) -> None:
+        """End the runner and everything it started (its session, its PID namespace, its
+        descendants), and reap it."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)  # at once: its group may be forking
+        for pid in self.processes():  # and whatever left the group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if self._status is None:
+            with contextlib.suppress(ChildProcessError):
+                _, self._status = os.waitpid(self.pid, 0)
+
+    def close(self) -> None:
+        self.kill()
+        self.channel.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                found += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children")
+                          .read_text().split()]
+    return found
+
+
+def _pid_ns(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return ""
+
+
+def start_runner(name: str, serve: Callable[[Channel[Any]], None], scratch: Path,
+                 policy: SandboxPolicy, requests: TypeAdapter[Any], replies: TypeAdapter[Any],
+                 memory_bytes: int, deadline: float) -> Runner[Any, Any]:
+    """Fork a runner that calls ``serve(channel)`` once confined; return when it said hello.
+
+    Call before this process has run a torch op.  ``requests`` validates what the runner
+    receives, ``replies`` what the judge receives."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    judge_end, runner_end = socket_pair()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child never returns
+        judge_end.close()
+        _runner_main(serve, Channel(runner_end, requests), scratch, policy)
+    runner_end.close()
+    runner: Runner[Any, Any] = Runner(name, pid, Channel(judge_end, replies), scratch,
+                                      memory_bytes)
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                raise RunnerFailed("timeout", f"the {name} did not start in time", name)
+            if runner.channel.readable(_POLL_S):
+                break
+            runner._fail_if_dead()
+        hello, _ = runner.channel.receive(adapter=_HELLO)
+    except ChannelClosed:
+        runner.close()
+        raise RunnerFailed("died", f"the {name} could not start", name) from None
+    except BaseException:
+        runner.close()
+        raise
+    runner.sandbox = list(hello.sandbox)
+    return runner
+
+
+def _runner_main(serve: Callable[[Channel[Any]], None], channel: Channel[Any], scratch: Path,
+                 policy: SandboxPolicy) -> None:
+    code = 1
+    try:
+        namespaces.die_with_parent()
+        os.setsid()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        # Nothing of the judge's stays open: not its report pipe, not the other runner's end.
+        keep = channel.fileno()
+        os.closerange(3, keep)
+        os.closerange(keep + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        env = runner_environment(dict(os.environ), scratch)
+        os.environ.clear()
+        os.environ.update(env)
+        for key in ("TMPDIR", "TORCH_EXTENSIONS_DIR", "TRITON_CACHE_DIR",
+                    "TORCHINDUCTOR_CACHE_DIR"):
+            Path(env[key]).mkdir(parents=True, exist_ok=True)
+        import tempfile
+
+        tempfile.tempdir = None
+        os.chdir(scratch)
+        applied = namespaces.confine_runner(scratch, policy)
+        channel.send(Hello(sandbox=applied))
+        serve(channel)
+        code = 0
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            traceback.print_exc()
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
