@@ -31,6 +31,9 @@ class CpuTimer(Timer):
         self._sync()
         return (time.perf_counter_ns() - start) / 1e6
 
+    def sync(self) -> None:
+        self._sync()
+
 
 # Larger than the L2 cache of current data-centre GPUs (H100: 50 MB, B200: 126 MB).
 L2_FLUSH_BYTES = 256 * 1024 * 1024
@@ -62,8 +65,16 @@ class CudaEventTimer(Timer):
         end.synchronize()
         return start.elapsed_time(end)
 
+    def before_window(self) -> None:
+        self._flush.zero_()
+        self._torch.cuda.synchronize()
 
-class TritonDoBenchTimer(Timer):
+    def sync(self) -> None:
+        self._torch.cuda.synchronize()  # device-wide: side streams are inside the window
+
+
+class TritonDoBenchTimer(CudaEventTimer):
+    # Its L2 flush and device-wide sync around a window are the CUDA-events timer's.
     name = "triton-do-bench"
     devices = ("cuda",)
     description = "triton.testing.do_bench (its own warm-up, L2 flush and repetitions)"

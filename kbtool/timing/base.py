@@ -55,27 +55,42 @@ class Timer:
         """Run ``fn`` once and return its time in milliseconds, all its work included."""
         raise NotImplementedError
 
+    def before_window(self) -> None:
+        """In the measuring process, before a window of calls another process times (a
+        judge's clock around a runner's calls), outside it: e.g. flush the L2 cache."""
+
+    def sync(self) -> None:
+        """Wait until all work launched so far is done, on every stream of the device (the
+        end of a timed window)."""
+
     def measure(self, fn: Callable[[], Any], settings: TimingSettings) -> TimingStats:
         for _ in range(settings.warmup_trials):
             self.trial(fn)
-        samples: list[float] = []
-        start = time.perf_counter()
-        reason = "max_trials"
-        while len(samples) < settings.max_trials:
-            samples.append(self.trial(fn))
-            n = len(samples)
-            # Checking costs a sort: do it every 10 trials, not after each one.
-            check = n >= settings.min_trials and (n == settings.min_trials or n % 10 == 0)
-            if check and relative_ci_halfwidth(samples) <= settings.target_rel_ci:
-                reason = "converged"
-                break
-            elapsed = time.perf_counter() - start
-            if elapsed >= settings.max_timing_s and n >= settings.min_trials:
-                reason = "time_cap"
-                break
-            # min_trials is a promise, kept past the time cap up to a hard one; a call so
-            # slow that even that is not enough says so in its stop reason.
-            if elapsed >= HARD_CAP_FACTOR * settings.max_timing_s and n >= 2:
-                reason = "few_trials"
-                break
+        samples, reason = adaptive(lambda: self.trial(fn), settings)
         return TimingStats(timer=self.name, stop_reason=reason, **summarize(samples))
+
+
+def adaptive(trial: Callable[[], float], settings: TimingSettings) -> tuple[list[float], str]:
+    """Times from ``trial()`` until the median's CI is tight or a cap is hit; the samples and
+    the stop reason."""
+    samples: list[float] = []
+    start = time.perf_counter()
+    reason = "max_trials"
+    while len(samples) < settings.max_trials:
+        samples.append(trial())
+        n = len(samples)
+        # Checking costs a sort: do it every 10 trials, not after each one.
+        check = n >= settings.min_trials and (n == settings.min_trials or n % 10 == 0)
+        if check and relative_ci_halfwidth(samples) <= settings.target_rel_ci:
+            reason = "converged"
+            break
+        elapsed = time.perf_counter() - start
+        if elapsed >= settings.max_timing_s and n >= settings.min_trials:
+            reason = "time_cap"
+            break
+        # min_trials is a promise, kept past the time cap up to a hard one; a call so
+        # slow that even that is not enough says so in its stop reason.
+        if elapsed >= HARD_CAP_FACTOR * settings.max_timing_s and n >= 2:
+            reason = "few_trials"
+            break
+    return samples, reason
