@@ -37,7 +37,7 @@ class Section(BaseModel):
 # every job sent to a worker.
 EVAL_KEYS = ("device", "mode", "timer", "seed", "warmup_trials", "min_trials", "max_trials",
              "target_rel_ci", "max_timing_s", "timeout_s", "memory_limit_mb",
-             "speedup_flag_threshold", "sandbox")
+             "speedup_flag_threshold", "sandbox", "speedup_from")
 
 BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
     # Fast, less precise numbers: smoke runs and CI.
@@ -83,6 +83,9 @@ class Config(BaseModel):
 
     speedup_flag_threshold: float = Field(
         10.0, gt=1, description="speedups above this are flagged and re-measured side by side")
+    speedup_from: Literal["paired", "cached"] = Field(
+        "paired", description="paired: reference and candidate timed in alternation, the "
+        "speedup with its interval; cached: against the cached baseline (said in the result)")
 
     # Agent: LLM, search, run (names as in the KernelBench agent framework)
     model_name: str = Field("replay/builtin", description="provider/model")

@@ -29,15 +29,20 @@ from kbtool.task.catalog import kind_of
 from kbtool.task.kind import TaskKind
 from kbtool.task.model import Task
 from kbtool.timing.base import Timer
+from kbtool.timing.noise import MachineState, cpu_count, machine_state
 
 log = logging.getLogger(__name__)
 
 # What a check may return besides its kind's details (the rest is the evaluator's to set).
-# A kind without core baselines that times its own reference side by side (perf) reports
-# runtime_ms, baseline_ms and speedup itself; for other kinds the evaluator's win.
-_CHECK_FIELDS = {"status", "correct", "error", "flags", "findings", "timing",
-                 "runtime_ms", "baseline_ms", "speedup",
-                 "correctness_trials"}
+# A kind that times its reference side by side (paired: kernelbench, perf) reports
+# runtime_ms, baseline_ms, speedup and its interval itself; for other kinds the evaluator
+# derives them from the cached baseline, and says so.
+_CHECK_FIELDS = {"status", "correct", "error", "flags", "findings", "timing", "baseline",
+                 "runtime_ms", "baseline_ms", "speedup", "speedup_ci", "significant",
+                 "noisy", "noise", "correctness_trials"}
+# The evaluator's own: whatever a check or a kind's details say, these are set here.
+_OWN_FIELDS = {"schema_version", "task", "kind", "solution", "device", "mode", "timer",
+               "stage_s", "env", "sandbox", "remeasured", "speedup_from"}
 
 
 def pick_timer(name: str | None, device: str) -> Timer:
@@ -143,6 +148,7 @@ class Evaluator:
             cached = self.cache.get(key)
             if cached is not None:
                 return cached
+        before = machine_state()
         outcome = self._run("baseline", task=task, config=config, mode=mode, timer=self.timer.name)
         if outcome.value is None:
             log.debug("baseline %s of %s failed:\n%s", mode, task.id, failure_text(outcome))
@@ -153,9 +159,10 @@ class Evaluator:
         except (KeyError, TypeError, ValidationError) as exc:
             raise RunError(f"task kind {task.kind!r} returned a malformed baseline: {exc}") \
                 from None
-        # Only a measurement that converged is worth reusing: one taken while the machine
-        # was busy would inflate every later speedup.
-        if key is not None and self.cache is not None and stats.stop_reason == "converged":
+        # Only a measurement that converged on a machine that was not busy is worth reusing:
+        # one taken under load would skew every later figure that uses it.
+        if key is not None and self.cache is not None and stats.stop_reason == "converged" \
+                and not busy(before, machine_state()):
             self.cache.put(key, stats)
         return stats
 
@@ -172,8 +179,9 @@ class Evaluator:
         return EvalResult(task=task.id, kind=task.kind, solution="baseline",
                           device=config.device, mode=mode, timer=self.timer.name,
                           status=Status.ok, correct=None, runtime_ms=stats.median_ms,
-                          baseline_ms=stats.median_ms, speedup=1.0, timing=stats,
-                          baseline=stats, env=self.env, **default_details(kind, info))
+                          baseline_ms=stats.median_ms, speedup=1.0, speedup_ci=[1.0, 1.0],
+                          significant=False, timing=stats, baseline=stats, env=self.env,
+                          **default_details(kind, info))
 
     def evaluate(self, task: Task, solution: Path, config: Config | None = None) -> EvalResult:
         config = self._settings(config)
@@ -182,7 +190,6 @@ class Evaluator:
         kind = kind_of(task)
         info, config = self._for_task(task, config)
         mode = kind.resolve_mode(config)
-        base = self.baseline(task, mode, config) if mode is not None else None
         outcome = self._run("check", task=task, solution=str(solution.resolve()), config=config,
                             timer=self.timer.name)
         fields: dict[str, Any] = {}
@@ -197,36 +204,52 @@ class Evaluator:
             fields, checked = split_check(kind, task, outcome.value)
             details.update(checked)
             if fields.get("error") and outcome.output:
-                fields["error"] += f"\n--- candidate output (tail) ---\n{outcome.output}"
-        if base is not None:
-            fields["baseline_ms"] = base.median_ms
-        try:
-            result = EvalResult(
-                task=task.id, kind=task.kind, solution=str(solution), device=config.device,
-                mode=mode, timer=self.timer.name, baseline=base, stage_s=outcome.stage_s,
-                env=self.env, sandbox=outcome.sandbox, **fields, **details)
-        except ValidationError as exc:
-            result = EvalResult(
-                task=task.id, kind=task.kind, solution=str(solution), device=config.device,
-                mode=mode, timer=self.timer.name, status=Status.runtime_error,
-                error=f"the check of kind {task.kind!r} returned a malformed result: "
-                      f"{str(exc).splitlines()[0]}", env=self.env, sandbox=outcome.sandbox)
+                fields["error"] = f"{fields['error']}\n--- candidate output (tail) ---\n" \
+                                  f"{outcome.output}"
+        own = {"task": task.id, "kind": task.kind, "solution": str(solution),
+               "device": config.device, "mode": mode, "timer": self.timer.name,
+               "stage_s": outcome.stage_s, "env": self.env, "sandbox": outcome.sandbox}
+        result = assemble(fields, details, own)
         if not any(item.startswith("no network") for item in outcome.sandbox):
-            result.flags.append("unsandboxed")
-            result.findings.append(f"unsandboxed: {', '.join(outcome.sandbox)}")
-        if result.timing is not None:
-            result.runtime_ms = result.timing.median_ms
+            flag(result, "unsandboxed", ", ".join(outcome.sandbox))
         if result.status != Status.ok:
-            result.speedup = None
-        for what, stats in (("runtime", result.timing), ("baseline", base)):
+            result.speedup = result.speedup_ci = result.significant = None
+        elif result.speedup is not None:
+            result.speedup_from = "paired"
+        elif mode is not None and result.timing is not None:
+            self._against_cached(task, mode, config, result)
+        for what, stats in (("runtime", result.timing), ("baseline", result.baseline)):
             if stats is not None and stats.stop_reason == "few_trials":
                 flag(result, "few_trials", f"the {what} rests on {stats.trials} timed trials "
                      f"(min_trials={config.min_trials}): one call takes too long for more")
-        if result.status == Status.ok and result.runtime_ms and base is not None:
-            result.speedup = base.median_ms / result.runtime_ms
-            if result.speedup > config.speedup_flag_threshold:
+        if result.noisy:
+            reasons = (result.noise or {}).get("reasons") or ["the interval did not narrow"]
+            flag(result, "noisy", "; ".join(reasons))
+        if result.speedup is not None and result.speedup > config.speedup_flag_threshold:
+            if result.speedup_from == "paired":  # already timed side by side: it holds
+                flag(result, "large_speedup", f"{result.speedup:.1f}x is above "
+                     f"{config.speedup_flag_threshold:g}x, timed side by side with the reference")
+            else:
                 self._remeasure(task, solution, config, result)
         return result
+
+    def _against_cached(self, task: Task, mode: str, config: Config, result: EvalResult) -> None:
+        """The speedup against the cached baseline, with the interval its two medians' give
+        (asked for with speedup_from=cached, or all a kind that does not pair allows)."""
+        assert result.timing is not None
+        base = self.baseline(task, mode, config)
+        timing = result.timing
+        result.baseline, result.baseline_ms = base, base.median_ms
+        result.runtime_ms = timing.median_ms
+        result.speedup = base.median_ms / timing.median_ms
+        result.speedup_ci = [base.ci95_low_ms / timing.ci95_high_ms,
+                             base.ci95_high_ms / timing.ci95_low_ms]
+        result.significant = result.speedup_ci[0] > 1.0
+        result.speedup_from = "cached"
+        why = "asked for (speedup_from=cached)" if config.speedup_from == "cached" else \
+            f"task kind {task.kind!r} does not time its reference side by side"
+        flag(result, "cached_baseline", f"the speedup is against a baseline timed earlier, "
+             f"not alongside the candidate: {why}")
 
     def _remeasure(self, task: Task, solution: Path, config: Config, result: EvalResult) -> None:
         """A speedup this large is a red flag: time both again, alternately, in one process,
@@ -268,15 +291,37 @@ def flag(result: EvalResult, name: str, finding: str) -> None:
     result.findings.append(f"{name}: {finding}")
 
 
+def busy(before: MachineState, after: MachineState) -> bool:
+    """Whether the machine had more work than CPUs while something was timed."""
+    loads = [s.load_1min for s in (before, after) if s.load_1min is not None]
+    return bool(loads) and max(loads) > cpu_count()
+
+
+def assemble(fields: dict[str, Any], details: dict[str, Any], own: dict[str, Any]) -> EvalResult:
+    """The result from a check's fields and the kind's details; the evaluator's own fields
+    win over both, and a check whose fields do not make a result is a ``runtime_error``."""
+    data = {**{k: v for k, v in details.items() if k not in EvalResult.model_fields},
+            **{k: v for k, v in fields.items() if k not in _OWN_FIELDS}, **own}
+    try:
+        return EvalResult.model_validate(data)
+    except (ValidationError, TypeError, ValueError) as exc:
+        return EvalResult.model_validate({
+            **own, "status": Status.runtime_error,
+            "error": f"the check of kind {own['kind']!r} returned a malformed result: "
+                     f"{str(exc).splitlines()[0]}"})
+
+
 def default_details(kind: TaskKind, info: dict[str, Any]) -> dict[str, Any]:
     """The kind's details before its check has run: defaults, and what ``inspect`` said of
     them (the sizes of a KernelBench problem, say)."""
     own = kind.details_model.model_fields
     try:
-        return kind.details_model.model_validate(
+        found = kind.details_model.model_validate(
             {k: v for k, v in info.items() if k in own}).model_dump(mode="json")
     except ValidationError:
-        return kind.details_model().model_dump(mode="json")
+        found = kind.details_model().model_dump(mode="json")
+    # A field the core result has (perf's speedup_ci) is the core's.
+    return {k: v for k, v in found.items() if k not in EvalResult.model_fields}
 
 
 def split_check(kind: TaskKind, task: Task, value: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -286,7 +331,8 @@ def split_check(kind: TaskKind, task: Task, value: Any) -> tuple[dict[str, Any],
                 "error": f"the check of kind {task.kind!r} returned a "
                          f"{type(value).__name__}, not a mapping"}, {}
     fields = {k: v for k, v in value.items() if k in _CHECK_FIELDS}
-    extra = {k: v for k, v in value.items() if k not in _CHECK_FIELDS}
+    extra = {k: v for k, v in value.items()
+             if k not in _CHECK_FIELDS and k not in EvalResult.model_fields}
     own = kind.details_model.model_fields
     stray = sorted(k for k in extra if k not in own)
     if stray:

@@ -57,7 +57,21 @@ class EvalResult(BaseModel):
                                                    "baseline timed as a candidate)")
     runtime_ms: float | None = Field(None, description="median of the candidate's timed trials")
     baseline_ms: float | None = Field(None, description="median of the reference under `mode`")
-    speedup: float | None = Field(None, description="baseline_ms / runtime_ms; null unless correct")
+    speedup: float | None = Field(None, description="reference time / candidate time; null "
+                                  "unless correct")
+    speedup_ci: list[float] | None = Field(
+        None, description="[low, high]: the speedup's 95% confidence interval")
+    significant: bool | None = Field(
+        None, description="the interval lies above 1: faster, beyond the noise (an interval "
+                          "that contains 1 does not count as faster)")
+    speedup_from: str | None = Field(
+        None, description="'paired' (reference and candidate timed in alternation) or "
+                          "'cached' (against the cached baseline: asked for, or all the kind "
+                          "allows)")
+    noisy: bool = Field(False, description="the timing could not overcome the machine's "
+                                           "noise: its interval did not reach the target")
+    noise: dict[str, Any] | None = Field(None, description="what the machine was doing "
+                                         "while it was timed (kbtool.timing.noise.Noise)")
     error: str | None = None
     flags: list[str] = Field(default_factory=list, description="soft integrity signs")
     findings: list[str] = Field(default_factory=list, description="what each flag is about")

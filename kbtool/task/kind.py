@@ -193,10 +193,13 @@ class TaskKind:
         return None
 
     def details(self, result: EvalResult) -> BaseModel:
-        """The fields this kind added to ``result``, typed."""
-        extra = result.model_extra or {}
+        """The fields this kind added to ``result``, typed (a field the core result also has,
+        such as ``speedup_ci``, is taken from the core's)."""
+        core = result.model_dump(mode="json", exclude=set(result.model_extra or {}))
+        fields = {**{k: v for k, v in core.items() if v is not None},
+                  **(result.model_extra or {})}
         return self.details_model.model_validate(
-            {k: v for k, v in extra.items() if k in self.details_model.model_fields})
+            {k: v for k, v in fields.items() if k in self.details_model.model_fields})
 
     # -- child side (an isolated process) -------------------------------------------------
     def inspect(self, task: Task, config: Config) -> dict[str, Any]:

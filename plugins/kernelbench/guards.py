@@ -65,6 +65,7 @@ def _identity(value: Any) -> tuple[int, int]:
 class ThreadStart:
     name: str
     finished: float | None = None  # perf_counter() when its function returned
+    native_id: int | None = None   # the kernel's id of the thread, once it runs
 
 
 @contextmanager
@@ -86,6 +87,7 @@ def thread_starts() -> Iterator[list[ThreadStart]]:
             started.append(record)
 
             def run(*a: Any, **k: Any) -> Any:
+                record.native_id = threading.get_native_id()
                 try:
                     return function(*a, **k)
                 finally:
@@ -102,14 +104,30 @@ def thread_starts() -> Iterator[list[ThreadStart]]:
             setattr(module, name, original)
 
 
-def outlived(started: list[ThreadStart], returned: float) -> list[str]:
-    """Threads whose work was still going on when the call returned at ``returned``."""
-    return [s.name for s in started if s.finished is None or s.finished > returned]
+def still_working(started: list[ThreadStart], returned: float,
+                  settle_s: float = 0.005) -> list[str]:
+    """Threads started inside a call whose work went on after it returned at ``returned``:
+    they finished later, or are alive and using the CPU.  An idle thread (the worker pool of
+    ``torch.compile``, waiting for work) is not working."""
+    late = [s.name for s in started if s.finished is not None and s.finished > returned]
+    alive = [s for s in started if s.finished is None]
+    if not alive:
+        return late
+    time.sleep(settle_s)  # a thread just started gets to run and say who it is
+    before = {id(s): _thread_cpu_ns(s.native_id) for s in alive}
+    time.sleep(settle_s)
+    return late + [s.name for s in alive if s.finished is not None or s.native_id is None
+                   or _thread_cpu_ns(s.native_id) - before[id(s)] > 200_000]
 
 
-def new_threads(before: set[threading.Thread]) -> list[str]:
-    """Python threads started since ``before`` and still running."""
-    return [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+def _thread_cpu_ns(native_id: int | None) -> int:
+    if native_id is None:
+        return 0
+    try:
+        with open(f"/proc/self/task/{native_id}/schedstat") as handle:
+            return int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def mutated_inputs(pristine: list[Any], used: list[Any]) -> list[str]:
@@ -140,20 +158,6 @@ def foreign_outputs(output: Any) -> list[str]:
         elif not isinstance(item, (int, float, bool)):
             reasons.append(f"output {i} is a {type(item).__name__}")
     return reasons
-
-
-def scrub_freed_memory(nbytes: int, device: str) -> None:
-    """Overwrite memory the allocator has just been given back, so a candidate that reads
-    uninitialised memory (``torch.empty``) finds garbage, not an earlier output."""
-    import torch
-
-    if nbytes <= 0:
-        return
-    if device == "cuda":
-        torch.cuda.synchronize()
-    blocks = [torch.full((max(1, n // 4),), float("nan"), device=device)
-              for n in (nbytes, nbytes // 2, nbytes // 4) if n >= 4]
-    del blocks
 
 
 _NOT_COMPUTE = {

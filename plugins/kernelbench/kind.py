@@ -1,12 +1,10 @@
 """The ``kernelbench`` task kind: a reference ``Model`` and a candidate ``ModelNew``.
 
-Every method here runs inside an isolated child (see ``kbtool.sandbox.isolation``).  The order of a
-check is chosen against the published ways to fake a result (docs/integrity.md): static
-findings first; the candidate runs *before* the reference on each trial, on its own copy of
-fresh, differently distributed inputs; freed memory is overwritten between runs; inputs,
-threads, output types and the identities of torch, timer and harness functions are checked
-after every call; cached results are probed with new values in the same tensors; the
-outputs are checked again after timing.
+The parent-side methods run in kbtool's process; ``inspect`` and ``baseline`` run inside an
+isolated child (``kbtool.sandbox.isolation``), and ``check`` is the judge (``judge``): an
+isolated child that never runs the candidate's code, but has it run, and the reference, by
+two runner processes of its own (``runner``), and decides everything from what it can check
+itself (docs/integrity.md).
 """
 
 from __future__ import annotations
@@ -16,10 +14,6 @@ import importlib.resources
 import json
 import os
 import re
-import sys
-import threading
-import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +25,13 @@ from kbtool.sandbox.isolation import Reporter
 from kbtool.task.kind import TaskKind, fenced_blocks
 from kbtool.task.model import Task, TaskRefused
 from kbtool.timing.base import Timer, TimingSettings
-from kbtool_plugins.kernelbench import guards
-from kbtool_plugins.kernelbench.compare import compare_outputs, merge_worst
+from kbtool_plugins.kernelbench.judge import Judge, make_inputs
 from kbtool_plugins.kernelbench.problem import (
     apply_sizes,
     available_memory_bytes,
     cuda_to_cpu,
     estimate,
     load_module,
-    nbytes,
     size_constants,
     task_number,
     uses_cuda,
@@ -50,23 +42,20 @@ from kbtool_plugins.kernelbench.settings import (
     KernelBenchSettings,
 )
 from kbtool_plugins.kernelbench.shrink import Measure, shrink
-from kbtool_plugins.kernelbench.static_checks import analyse
 
 TEMPLATES = Path(str(importlib.resources.files("kbtool_templates"))) / "kernelbench"
 
-# Copies alive at once while checking: reference and candidate parameters, inputs and a
-# clone for each model, both models' outputs and largest intermediates, and the working
-# copies of a comparison (it goes by chunks: kbtool_plugins.kernelbench.compare.CHUNK).
-_PARAM_COPIES, _INPUT_COPIES, _OUTPUT_COPIES, _INTERMEDIATE_COPIES = 2, 3, 2, 2
+# Copies alive at once while checking: reference and candidate parameters; inputs in each
+# runner's buffers (two sets at least: the timed calls rotate them) and the judge's copy;
+# both models' outputs and the buffers they are fetched into; both models' largest
+# intermediates, and the working copies of a comparison (by chunks: compare.CHUNK).
+_PARAM_COPIES, _INPUT_COPIES, _OUTPUT_COPIES, _INTERMEDIATE_COPIES = 2, 5, 4, 2
 _COMPARE_BYTES = 64 * 2**20
 # shrink=auto on a CPU: what one problem may take (a level-1 batch then runs in minutes).
 _CPU_SHRINK_MB, _CPU_SHRINK_GFLOP = 512.0, 2.0
 _MODEL_NAME = re.compile(r"""^\s*model_name\s*=\s*["']([^"']+)["']""", re.MULTILINE)
-# Input distributions, cycled over the correctness trials (trial 0 is the task's own).
-VARIANTS = ("plain", "scaled", "spiky")
-# Constants that name a batch dimension: a second shape is tried by changing one of them.
-BATCH_NAMES = ("batch_size", "batch", "batch_dim", "bs")
-TIMING_SEED, CACHE_SEED = 10_000, 20_000
+# The cached (absolute) baseline's inputs: reproducible, nothing is judged on them.
+TIMING_SEED = 10_000
 
 
 def _gb(n: float, other: float | None = None) -> str:
@@ -130,128 +119,6 @@ def why_not_loaded(task: Task, exc: BaseException) -> str:
         return (f"task {task.id} puts its tensors on CUDA and this machine has none "
                 f"(cuda_inputs=cpu maps them to the CPU): {text}")
     return f"task {task.id} could not be loaded: {text}"
-
-
-def make_inputs(module: Any, seed: int, device: str, variant: str = "plain") -> list[Any]:
-    """``get_inputs()`` under ``seed``; floating inputs reshaped by ``variant`` so that a
-    kernel which skips part of the data, or assumes one distribution, is seen."""
-    import torch
-
-    torch.manual_seed(seed)
-    values = list(module.get_inputs())
-    out = []
-    for value in values:
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and variant != "plain":
-            if variant == "scaled":  # per-element magnitudes over ~two orders, signs kept
-                value = value * torch.exp(0.75 * torch.randn_like(value))
-            else:  # "spiky": 1% of the elements 8x larger
-                value = torch.where(torch.rand_like(value) < 0.01, value * 8, value)
-        out.append(value.to(device) if isinstance(value, torch.Tensor) else value)
-    return out
-
-
-def _clone(values: list[Any]) -> list[Any]:
-    import torch
-
-    return [v.clone() if isinstance(v, torch.Tensor) else v for v in values]
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        import torch
-
-        torch.cuda.synchronize()  # device-wide: work on every stream is finished
-
-
-def candidate_trace(solution: Path) -> str:
-    """The current exception's traceback from the candidate's first frame on (kbtool's own
-    frames above it only add noise); the whole traceback when no frame is the candidate's."""
-    exc = sys.exc_info()[1]
-    assert exc is not None
-    if isinstance(exc, SyntaxError):
-        return "".join(traceback.format_exception_only(type(exc), exc))
-    frames = traceback.extract_tb(exc.__traceback__)
-    first = next((i for i, f in enumerate(frames) if f.filename == str(solution)), None)
-    if first is None:
-        return traceback.format_exc()
-    return "".join(["Traceback (most recent call last):\n",
-                    *traceback.format_list(frames[first:]),
-                    *traceback.format_exception_only(type(exc), exc)])
-
-
-class Rejected(Exception):
-    """A hard integrity violation: the candidate's verdict is ``rejected``."""
-
-
-class Incorrect(Exception):
-    """The candidate's outputs are wrong."""
-
-
-class _Check:
-    """The state of one candidate's check."""
-
-    def __init__(self, task: Task, solution: Path, config: Config) -> None:
-        self.task, self.solution, self.config = task, solution, config
-        self.device = config.device
-        self.tolerances = settings(config).tolerances
-        self.flags: list[str] = []
-        self.findings: list[str] = []
-        self.worst: list[float | None] = []
-        self.trials = 0
-        self.threads_before_load: set[threading.Thread] = set(threading.enumerate())
-
-    def flag(self, name: str, finding: str) -> None:
-        if name not in self.flags:
-            self.flags.append(name)
-            self.findings.append(f"{name}: {finding}")
-
-    def build(self, factory: Any, ref_module: Any) -> Any:
-        import torch
-
-        torch.manual_seed(self.config.seed)
-        return factory(*ref_module.get_init_inputs()).to(self.device)
-
-    def call_candidate(self, new: Any, inputs: list[Any], snapshot: guards.IdentitySnapshot,
-                       when: str) -> Any:
-        """Run the candidate on its own copy of ``inputs`` and check what it left behind."""
-        mine = _clone(inputs)
-        with guards.thread_starts() as started:
-            out = new(*mine)
-            returned = time.perf_counter()
-        _sync(self.device)
-        problems = guards.foreign_outputs(out)
-        running = guards.outlived(started, returned) or \
-            guards.new_threads(self.threads_before_load)
-        if running:
-            problems.append(f"leaves threads running after it returns ({', '.join(running)})")
-        changed = snapshot.changed()
-        if changed:
-            problems.append(f"replaced {', '.join(changed[:5])}")
-        mutated = guards.mutated_inputs(inputs, mine)
-        if mutated:
-            problems.append(f"modifies its inputs in place ({', '.join(mutated)})")
-        if problems:
-            raise Rejected(f"{when}: {'; '.join(problems)}")
-        return out
-
-    def compare(self, expected: Any, got: Any, when: str) -> None:
-        comparison = compare_outputs(expected, got, self.tolerances)
-        self.worst = merge_worst(self.worst, comparison.max_abs_diff)
-        if comparison.incorrect:
-            raise Incorrect(f"{when}: {comparison.incorrect}")
-        if comparison.slipped:
-            raise Rejected(f"{when}: {comparison.slipped}")
-
-    def trial(self, ref: Any, new: Any, inputs: list[Any], snapshot: guards.IdentitySnapshot,
-              when: str) -> None:
-        # The candidate runs first: no reference output of these inputs exists yet to steal.
-        got = self.call_candidate(new, inputs, snapshot, when)
-        expected = ref(*_clone(inputs))
-        _sync(self.device)
-        self.compare(expected, got, when)
-        size = nbytes(expected) + nbytes(got)
-        del expected, got
-        guards.scrub_freed_memory(size, self.device)
 
 
 class KernelBenchKind(TaskKind):
@@ -432,7 +299,8 @@ class KernelBenchKind(TaskKind):
 
         report.stage("load")
         module, model = self._reference(task, config, mode)
-        inputs = make_inputs(module, config.seed + TIMING_SEED, config.device)
+        inputs = [v.to(config.device) if isinstance(v, torch.Tensor) else v
+                  for v in make_inputs(module, config.seed + TIMING_SEED)]
         with torch.no_grad():
             model(*inputs)  # compiles under mode=compile; never timed
             report.stage("device_wait")
@@ -442,179 +310,9 @@ class KernelBenchKind(TaskKind):
             stats = timer.measure(lambda: model(*inputs), TimingSettings.from_config(config))
         return {"timing": stats.model_dump()}
 
-    def _load_candidate(self, check: _Check, ref_module: Any) -> tuple[Any, Any]:
-        """(candidate module, ModelNew instance); raises what loading raised."""
-        # The problem's size overrides apply to the candidate's copies of its constants too.
-        source = apply_sizes(check.solution.read_text(), settings(check.config).sizes,
-                             filename=str(check.solution), strict=False)
-        module = load_module(source, "kbtool_candidate", str(check.solution))
-        factory = getattr(module, "ModelNew", None)
-        if not isinstance(factory, type):
-            raise LookupError(f"{check.solution.name} defines no class ModelNew")
-        return module, check.build(factory, ref_module)
-
     def check(self, task: Task, solution: Path, config: Config, timer: Timer,
               report: Reporter) -> dict[str, Any]:
-        sizes = size_constants(problem_source(task, config))
-        return {**self._check(task, solution, config, timer, report), "sizes": sizes}
-
-    def _check(self, task: Task, solution: Path, config: Config, timer: Timer,
-               report: Reporter) -> dict[str, Any]:
-        import torch
-
-        if config.device == "cpu":
-            os.environ["TRITON_INTERPRET"] = "1"  # Triton candidates run on its interpreter
-        check = _Check(task, solution, config)
-        report.stage("load")
-        static = analyse(solution.read_text())
-        if static.violations:
-            return {"status": "rejected", "error": "; ".join(static.violations)}
-        if not static.custom_kernel:
-            check.flag("no_custom_kernel", "no load_inline, Triton or other kernel source")
-        ref_module, ref = self._reference(task, config)
-        with torch.no_grad():  # warm the reference (thread pools, lazy init) before watching
-            warm = ref(*make_inputs(ref_module, config.seed - 1, check.device))
-            guards.scrub_freed_memory(nbytes(warm), check.device)
-            del warm
-        snapshot = guards.IdentitySnapshot()
-        check.threads_before_load = set(threading.enumerate())
-        try:
-            cand_module, new = self._load_candidate(check, ref_module)
-        except LookupError as exc:
-            return {"status": "compile_error", "error": str(exc)}
-        except BaseException:
-            return {"status": "compile_error", "error": candidate_trace(solution)}
-        changed = snapshot.changed()
-        if changed:
-            return {"status": "rejected", "error": f"loading replaced {', '.join(changed[:5])}"}
-
-        report.stage("device_wait")  # compiled: now take turns on the device
-        devicelock.acquire(config)
-        report.stage("correctness")
-        try:
-            with torch.no_grad():
-                self._correctness(check, ref_module, ref, new, snapshot)
-                self._integrity_probes(check, ref_module, ref, new, snapshot, static.custom_kernel)
-                self._second_shape(check, cand_module)
-        except BaseException as exc:
-            return self._verdict(check, exc)
-
-        report.stage("timing")
-        try:
-            inputs = make_inputs(ref_module, config.seed + TIMING_SEED, check.device)
-            timer.setup(check.device)
-            with torch.no_grad(), guards.thread_starts() as started:
-                stats = timer.measure(lambda: new(*inputs), TimingSettings.from_config(config))
-                returned = time.perf_counter()
-            running = guards.outlived(started, returned) or \
-                guards.new_threads(check.threads_before_load)
-            if running:
-                raise Rejected(f"timing: leaves threads running ({', '.join(running)})")
-            with torch.no_grad():
-                # The outputs still hold after timing, on the inputs that were timed.
-                check.trial(ref, new, inputs, snapshot, "after timing")
-        except BaseException as exc:
-            return self._verdict(check, exc)
-        return {"status": "ok", "correct": True, "max_abs_diff": check.worst,
-                "correctness_trials": check.trials, "timing": stats.model_dump(),
-                "flags": check.flags, "findings": check.findings}
-
-    def _verdict(self, check: _Check, exc: BaseException) -> dict[str, Any]:
-        """The result of a check that stopped at ``exc`` (call from its ``except`` block)."""
-        if isinstance(exc, (Rejected, Incorrect)):
-            status, error = ("rejected" if isinstance(exc, Rejected) else "incorrect"), str(exc)
-        else:  # the candidate raised
-            status, error = "runtime_error", candidate_trace(check.solution)
-        return {"status": status, "error": error, "max_abs_diff": check.worst,
-                "correctness_trials": check.trials, "flags": check.flags,
-                "findings": check.findings}
-
-    def _correctness(self, check: _Check, ref_module: Any, ref: Any, new: Any,
-                     snapshot: guards.IdentitySnapshot) -> None:
-        for trial in range(settings(check.config).correctness_trials):
-            variant = VARIANTS[trial % len(VARIANTS)]
-            inputs = make_inputs(ref_module, check.config.seed + 1 + trial, check.device, variant)
-            check.trial(ref, new, inputs, snapshot, f"trial {trial + 1} ({variant} inputs)")
-            check.trials = trial + 1
-
-    def _integrity_probes(self, check: _Check, ref_module: Any, ref: Any, new: Any,
-                          snapshot: guards.IdentitySnapshot, custom_kernel: bool) -> None:
-        import torch
-
-        # Cached results: same tensors, new values.  A candidate that keys a cache on the
-        # tensor (its id, pointer or shape) returns the old answer.
-        inputs = make_inputs(ref_module, check.config.seed + CACHE_SEED, check.device)
-        new(*inputs)
-        _sync(check.device)
-        fresh = make_inputs(ref_module, check.config.seed + CACHE_SEED + 1, check.device)
-        for old, value in zip(inputs, fresh, strict=True):
-            if isinstance(old, torch.Tensor):
-                old.copy_(value)
-        got = new(*inputs)  # the very same tensor objects as the call before
-        _sync(check.device)
-        try:
-            check.compare(ref(*_clone(inputs)), got, "called again with new values")
-        except (Incorrect, Rejected) as exc:
-            raise Rejected(f"returns results cached from an earlier call ({exc})") from None
-        # The reference's own op presented as a kernel: same compute ops, nothing custom.
-        if not custom_kernel:
-            try:
-                mine = guards.compute_ops(lambda: new(*_clone(inputs)))
-                theirs = guards.compute_ops(lambda: ref(*_clone(inputs)))
-            except Exception:  # some code cannot run under a dispatch mode; no finding then
-                return
-            if mine and mine == theirs:
-                check.flag("reference_op_only",
-                           f"runs the reference's own ops ({', '.join(sorted(mine))})")
-
-    def _second_shape(self, check: _Check, cand_module: Any) -> None:
-        """Run reference and candidate at another batch size, where the task allows one."""
-        source = problem_source(check.task, check.config)
-        constants = size_constants(source)
-        name = next((n for n in BATCH_NAMES if isinstance(constants.get(n), int)), None)
-        if name is None:
-            return
-        value = constants[name] // 2 if constants[name] > 1 else 2
-        try:
-            alt = load_module(apply_sizes(source, {name: value}), "kbtool_reference_alt",
-                              problem_filename(check.task))
-            ref = check.build(alt.Model, alt)
-            inputs = make_inputs(alt, check.config.seed + 30_000, check.device)
-            expected = ref(*_clone(inputs))
-        except Exception:
-            return  # the task does not work at another size either
-        try:
-            got = check.build(cand_module.ModelNew, alt)(*_clone(inputs))
-            _sync(check.device)
-            comparison = compare_outputs(expected, got, check.tolerances)
-            problem = comparison.incorrect or comparison.slipped
-        except Exception as exc:
-            problem = f"{type(exc).__name__}: {exc}"
-        if problem:
-            check.flag("fails_other_shape", f"with {name}={value}: {problem}")
-
-    def side_by_side(self, task: Task, solution: Path, config: Config, timer: Timer,
-                     report: Reporter) -> dict[str, Any]:
-        """Re-measure reference and candidate alternately in one process (large speedups)."""
-        import torch
-
-        if config.device == "cpu":
-            os.environ["TRITON_INTERPRET"] = "1"
-        check = _Check(task, solution, config)
-        report.stage("load")
-        ref_module, ref = self._reference(task, config, self.resolve_mode(config) or "eager")
-        _, new = self._load_candidate(check, ref_module)
-        inputs = make_inputs(ref_module, config.seed + TIMING_SEED + 1, check.device)
-        settings = TimingSettings.from_config(config)
-        report.stage("device_wait")
-        devicelock.acquire(config)
-        timer.setup(check.device)
-        report.stage("timing")
-        ref_ms, new_ms = [], []
-        with torch.no_grad():
-            check.compare(ref(*_clone(inputs)), new(*_clone(inputs)), "re-measurement")
-            for _ in range(3):
-                ref_ms.append(timer.measure(lambda: ref(*inputs), settings).median_ms)
-                new_ms.append(timer.measure(lambda: new(*inputs), settings).median_ms)
-        return {"baseline_ms": sorted(ref_ms)[1], "runtime_ms": sorted(new_ms)[1],
-                "rounds": 3}
+        """The candidate judged by a process that never runs its code (``judge``)."""
+        source = problem_source(task, config)
+        verdict = Judge(task, solution, config, timer, report).run(source, problem_filename(task))
+        return {**verdict, "sizes": size_constants(source)}

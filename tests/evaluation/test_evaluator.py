@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -26,11 +27,14 @@ def test_honest_torch_candidate_is_ok(evaluator: Evaluator) -> None:
     assert result.status == Status.ok, result.error
     assert result.correct and result.max_abs_diff == [0.0]
     assert result.timing is not None and result.timing.trials >= 5
-    # The median of the timed trials, unless a first speedup above the threshold (a busy
-    # machine can fake one) was re-timed side by side.
-    expected = result.remeasured["runtime_ms"] if result.remeasured else result.timing.median_ms
-    assert result.runtime_ms == expected > 0
-    assert result.speedup == pytest.approx(result.baseline_ms / result.runtime_ms)
+    assert result.runtime_ms == result.timing.median_ms > 0
+    # Paired: the reference was timed in the same windows, and the speedup has its interval.
+    assert result.speedup_from == "paired" and result.remeasured is None
+    assert result.baseline is not None and result.baseline_ms == result.baseline.median_ms
+    low, high = result.speedup_ci
+    assert low <= result.speedup <= high
+    assert result.significant == (low > 1)
+    assert result.noise is not None and ("noisy" in result.flags) == result.noisy
     assert result.correctness_trials == 2  # the quick profile
     assert result.env["torch_version"] and result.env["device"] == "cpu"
     assert {"load", "correctness", "timing"} <= set(result.stage_s)
@@ -111,15 +115,20 @@ def hostile_evaluator(tmp_path_factory: pytest.TempPathFactory):
     ("exits", Status.runtime_error, "exited with code 0"),
     ("exits_at_import", Status.compile_error, "SystemExit"),
     ("output_flood", Status.runtime_error, ""),
-    ("stdin_thief", Status.ok, None),
-    ("fork_bomb", Status.runtime_error, "Resource temporarily unavailable"),
+    # It writes junk into every descriptor it finds, its channel to the judge among them.
+    ("stdin_thief", Status.rejected, "broke the protocol"),
+    # Forking a process that imported torch is slow: on a busy machine the time limit may come
+    # before the process limit does.  Either way it is contained.
+    ("fork_bomb", (Status.runtime_error, Status.timeout),
+     "Resource temporarily unavailable|timed out"),
     ("writes_home", Status.runtime_error, "Read-only file system"),
 ])
 def test_hostile_candidates_are_contained(hostile_evaluator: Evaluator, name: str,
-                                          status: Status, needle: str | None) -> None:
+                                          status: Status | tuple[Status, ...],
+                                          needle: str | None) -> None:
     result = evaluate(hostile_evaluator, RELU, HOSTILE / f"{name}.py")
-    assert result.status == status, result.error
-    assert needle is None or (result.error and needle in result.error)
+    assert result.status in (status if isinstance(status, tuple) else (status,)), result.error
+    assert needle is None or (result.error and re.search(needle, result.error))
     assert len(result.error or "") < 20_000  # output is kept as a bounded tail
     # The evaluator survives and still gives honest verdicts.
     after = evaluate(hostile_evaluator, RELU, SOLUTIONS / "level1_2_ReLU_torch.py")
@@ -139,7 +148,16 @@ def test_each_candidate_gets_its_own_scratch(evaluator: Evaluator) -> None:
     assert not scratch.exists()  # and it is removed afterwards
 
 
-def test_baselines_are_cached(tmp_path: Path) -> None:
+def quiet_machine(monkeypatch: pytest.MonkeyPatch, load: float = 0.0) -> None:
+    """The evaluator's view of the machine's load (this test machine is shared)."""
+    from kbtool.evaluation import evaluator
+    from kbtool.timing.noise import MachineState
+
+    monkeypatch.setattr(evaluator, "machine_state", lambda: MachineState(load, 0, 1))
+
+
+def test_baselines_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    quiet_machine(monkeypatch)
     # A generous CI target so that the measurement converges on a busy machine too.
     with Evaluator(make_config(tmp_path, device="cpu", target_rel_ci=0.5)) as ev:
         task = catalog.resolve(RELU, ev.config)
@@ -162,7 +180,8 @@ def test_compile_mode_baseline(evaluator: Evaluator) -> None:
 
 
 REQUIRED_KEYS = {"task", "solution", "device", "mode", "status", "correct", "max_abs_diff",
-                 "runtime_ms", "baseline_ms", "speedup", "error", "flags", "env"}
+                 "runtime_ms", "baseline_ms", "speedup", "speedup_ci", "significant",
+                 "speedup_from", "noisy", "noise", "error", "flags", "env"}
 
 
 def test_cli_eval_json_contract(tmp_path: Path) -> None:
@@ -174,7 +193,8 @@ def test_cli_eval_json_contract(tmp_path: Path) -> None:
     data = json.loads(proc.stdout)
     assert set(data) >= REQUIRED_KEYS
     assert data["status"] == "ok" and data["correct"] is True and data["timer"] == "cpu"
-    assert data["speedup"] == pytest.approx(data["baseline_ms"] / data["runtime_ms"])
+    assert data["speedup_ci"][0] <= data["speedup"] <= data["speedup_ci"][1]
+    assert data["speedup_from"] == "paired"
 
 
 def test_cli_eval_exit_codes(tmp_path: Path) -> None:
@@ -235,11 +255,9 @@ def test_candidates_cannot_reach_the_network(hostile_evaluator: Evaluator, tmp_p
     assert "no network" in result.sandbox
 
 
-def test_nothing_outlives_a_candidate(hostile_evaluator: Evaluator) -> None:
-    result = evaluate(hostile_evaluator, RELU, HOSTILE / "daemon.py")
-    assert result.status == Status.ok
-    time.sleep(0.5)
-    leftovers = []
+def orphans() -> set[str]:
+    """kbtool evaluation processes (forked from a zygote) that lost their parent."""
+    found = set()
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes()
@@ -247,8 +265,16 @@ def test_nothing_outlives_a_candidate(hostile_evaluator: Evaluator) -> None:
         except (OSError, IndexError, ValueError):
             continue
         if b"kbtool.sandbox.zygote" in cmdline and ppid == 1:
-            leftovers.append(proc.name)
-    assert not leftovers
+            found.add(proc.name)
+    return found
+
+
+def test_nothing_outlives_a_candidate(hostile_evaluator: Evaluator) -> None:
+    before = orphans()  # the machine is shared: other people's evaluations are not ours
+    result = evaluate(hostile_evaluator, RELU, HOSTILE / "daemon.py")
+    assert result.status == Status.ok
+    time.sleep(0.5)
+    assert not orphans() - before
     assert not (Path.home() / "kbtool-hostile-was-here.txt").exists()
 
 
@@ -256,4 +282,13 @@ def test_unconverged_baselines_are_not_cached(tmp_path: Path) -> None:
     with Evaluator(make_config(tmp_path, device="cpu", target_rel_ci=1e-9)) as ev:
         stats = ev.baseline(catalog.resolve(RELU, ev.config), "eager")
     assert stats.stop_reason != "converged"
+    assert not list((tmp_path / "cache").rglob("*.json"))
+
+
+def test_baselines_timed_on_a_busy_machine_are_not_cached(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    quiet_machine(monkeypatch, load=64.0)  # more runnable work than any machine has CPUs
+    with Evaluator(make_config(tmp_path, device="cpu", target_rel_ci=0.5)) as ev:
+        stats = ev.baseline(catalog.resolve(RELU, ev.config), "eager")
+    assert stats.stop_reason == "converged"
     assert not list((tmp_path / "cache").rglob("*.json"))

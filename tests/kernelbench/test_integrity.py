@@ -43,7 +43,7 @@ def run(ev: Evaluator, task: str, solution: Path) -> EvalResult:
     ("cached_result", (Status.rejected, Status.incorrect), "cached from an earlier call|differ"),
     ("freed_memory", Status.incorrect, "differ"),
     ("mutates_inputs", Status.rejected, "modifies its inputs in place"),
-    ("background_thread", Status.rejected, "leaves threads running"),
+    ("background_thread", Status.rejected, "threads working|outside its timed windows"),
     ("lazy_output", Status.rejected, "not a plain tensor"),
     ("patch_timer", Status.rejected, "replaces time.perf_counter_ns"),
     ("patch_timer_hidden", Status.rejected, "time.perf_counter_ns"),
@@ -85,13 +85,13 @@ def test_reference_op_presented_as_kernel_is_flagged(strict: Evaluator) -> None:
     assert {"reference_op_only", "no_custom_kernel"} <= set(result.flags)
 
 
-def test_large_speedup_is_flagged_and_remeasured(strict: Evaluator) -> None:
+def test_large_speedup_is_timed_side_by_side_and_flagged(strict: Evaluator) -> None:
     result = run(strict, str(REDTEAM / "problems" / "redundant_relu.py"), REDTEAM / "honest_once.py")
-    assert result.status == Status.ok
-    assert {"large_speedup", "remeasured"} <= set(result.flags)
-    assert result.remeasured is not None
-    assert result.speedup == pytest.approx(result.remeasured["speedup"])
-    assert result.remeasured["speedup"] > 5
+    assert result.status == Status.ok, result.error
+    # Paired from the start: there is no first, unpaired figure to re-measure.
+    assert result.speedup_from == "paired" and result.remeasured is None
+    assert result.speedup > 5 and result.significant
+    assert ("large_speedup" in result.flags) == (result.speedup > strict.config.speedup_flag_threshold)
 
 
 @pytest.mark.parametrize(("solution", "task", "allowed"), [
@@ -106,11 +106,9 @@ def test_honest_candidates_raise_no_alarm(strict: Evaluator, solution: str, task
         pytest.importorskip("triton")
     result = run(strict, task, SOLUTIONS / solution)
     assert result.status == Status.ok, result.error
-    # A busy machine can make a first timing look like a large speedup; the side-by-side
-    # re-measurement must then clear it.
-    assert set(result.flags) <= allowed | {"remeasured"}, result.findings
-    if result.remeasured:
-        assert result.remeasured["speedup"] < strict.config.speedup_flag_threshold
+    # A busy machine makes a measurement noisy or short, never an integrity problem.
+    assert set(result.flags) <= allowed | {"noisy", "few_trials"}, result.findings
+    assert result.speedup is not None and result.speedup < strict.config.speedup_flag_threshold
 
 
 def test_static_findings() -> None:

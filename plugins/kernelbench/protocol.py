@@ -1,0 +1,165 @@
+"""The messages between the KernelBench judge and its two runners (reference, candidate).
+
+The judge asks, a runner answers; one reply per request.  Tensors never travel in messages:
+inputs lie in shared buffers the judge writes (``attach``: one per input set, a *slot*), and
+outputs are written by the runner into a buffer of the judge's (``fetch``).  What a runner
+says is only believed as far as the judge can check it: shapes against the reference's,
+values by comparison, times by the judge's own clock.  ``problems`` are what a runner's own
+checks saw (threads left running, replaced functions, changed torch settings): signs a naive
+exploit leaves, reported by a process the candidate controls (docs/integrity.md).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+DType = Literal["float16", "bfloat16", "float32", "float64", "complex64", "complex128", "int8",
+                "int16", "int32", "int64", "uint8", "bool"]
+DTYPES: frozenset[str] = frozenset(DType.__args__)  # type: ignore[attr-defined]
+Text = Annotated[str, Field(max_length=20_000)]
+Problems = Annotated[list[Annotated[str, Field(max_length=2000)]], Field(max_length=20)]
+Mode = Literal["eager", "compile"]
+# Plain values a problem's get_inputs may return beside tensors.
+Value = int | float | bool | str | None | list[int] | list[float]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class TensorSpec(_Message):
+    """A tensor in a shared buffer: where, what shape and strides (in elements), what dtype."""
+
+    offset: int = Field(ge=0)
+    shape: list[Annotated[int, Field(ge=0)]] = Field(max_length=16)
+    stride: list[Annotated[int, Field(ge=0)]] = Field(max_length=16)
+    dtype: DType
+
+
+class Arg(_Message):
+    """One positional argument of ``forward``: a tensor in the slot's buffer, or a value."""
+
+    tensor: TensorSpec | None = None
+    value: Value = None
+
+
+# -- judge -> runner ------------------------------------------------------------------------
+class Load(_Message):
+    op: Literal["load"] = "load"
+    problem: str                       # the problem's source, size overrides applied
+    problem_file: str
+    solution: str | None = None        # the candidate's source (candidate runner only)
+    solution_file: str | None = None
+    seed: int                          # for the models' parameters (both runners alike)
+    device: str
+    timer: str
+    threads: int = Field(ge=1)
+    modes: list[Mode] = Field(default_factory=lambda: list[Mode](["eager"]))
+    compile_mode: str = "default"
+
+
+class Attach(_Message):
+    """A new input set in ``slot`` (the buffer comes with the message)."""
+
+    op: Literal["attach"] = "attach"
+    slot: int = Field(ge=0)
+    size: int = Field(ge=1)
+    args: list[Arg] = Field(max_length=64)
+
+
+class Refresh(_Message):
+    """The judge wrote new values into ``slot``'s buffer (same tensors, new values)."""
+
+    op: Literal["refresh"] = "refresh"
+    slot: int = Field(ge=0)
+
+
+class OutputBuffer(_Message):
+    """Where ``fetch`` writes outputs from now on (the buffer comes with the message)."""
+
+    op: Literal["outputs"] = "outputs"
+    size: int = Field(ge=1)
+
+
+class Prepare(_Message):
+    """Before a timed window, outside it: the timer's preparation (L2 flush, sync)."""
+
+    op: Literal["prepare"] = "prepare"
+
+
+class Run(_Message):
+    """Call the model once per slot, in order, keeping the outputs; ``checked``: a correctness
+    call (the slower checks too)."""
+
+    op: Literal["run"] = "run"
+    slots: list[int] = Field(max_length=4096)
+    model: Mode = "eager"
+    checked: bool = False
+
+
+class Fetch(_Message):
+    """Write the outputs of call ``index`` of the last run into the output buffer."""
+
+    op: Literal["fetch"] = "fetch"
+    index: int = Field(ge=0)
+
+
+class Ops(_Message):
+    """Call the model on ``slot`` under a recorder of the ATen ops it dispatches."""
+
+    op: Literal["ops"] = "ops"
+    slot: int = Field(ge=0)
+
+
+class Reshape(_Message):
+    """Rebuild the model with these size constants (the problem's module loaded anew)."""
+
+    op: Literal["reshape"] = "reshape"
+    sizes: dict[str, int | float]
+
+
+class Stop(_Message):
+    op: Literal["stop"] = "stop"
+
+
+Request = Annotated[Load | Attach | Refresh | OutputBuffer | Prepare | Run | Fetch | Ops | Reshape
+                    | Stop, Field(discriminator="op")]
+REQUESTS: TypeAdapter[Request] = TypeAdapter(Request)
+
+
+# -- runner -> judge ------------------------------------------------------------------------
+class Done(_Message):
+    op: Literal["done"] = "done"
+    problems: Problems = Field(default_factory=list)
+
+
+class Ran(_Message):
+    op: Literal["ran"] = "ran"
+    calls: int = Field(ge=0)
+    problems: Problems = Field(default_factory=list)
+
+
+class Fetched(_Message):
+    op: Literal["fetched"] = "fetched"
+    outputs: list[TensorSpec] = Field(max_length=64)
+    written: bool                      # False: they did not fit in the output buffer
+    problems: Problems = Field(default_factory=list)
+
+
+class OpsSeen(_Message):
+    op: Literal["ops"] = "ops"
+    ops: dict[Annotated[str, Field(max_length=200)], int] = Field(max_length=500)
+
+
+class Failed(_Message):
+    """The model raised (``where``: loading it, or calling it)."""
+
+    op: Literal["failed"] = "failed"
+    where: Literal["load", "call"]
+    error: Text
+
+
+Reply = Annotated[Done | Ran | Fetched | OpsSeen | Failed, Field(discriminator="op")]
+REPLIES: TypeAdapter[Reply] = TypeAdapter(Reply)
