@@ -34,7 +34,15 @@ from kbtool.evaluation.result import Status
 from kbtool.report.sections import KindReport, RunView, Table
 from kbtool.runs.layout import RunLayout, parse_step_path, safe_name
 from kbtool.runs.store import read_events
-from kbtool.runs.summary import Attempt, RunSummary, TaskSummary, finite, summarize_task
+from kbtool.runs.summary import (
+    Attempt,
+    RunSummary,
+    TaskSummary,
+    faster,
+    finite,
+    interval,
+    summarize_task,
+)
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +169,8 @@ def _candidates(path: Path, events: list[dict[str, Any]]) -> dict[str, dict[str,
     for event in events:
         if event.get("type") == "eval" and isinstance(event.get("path"), str):
             found.setdefault(event["path"], {k: event.get(k) for k in (
-                "task", "status", "runtime_ms", "baseline_ms", "speedup", "flags")})
+                "task", "status", "runtime_ms", "baseline_ms", "speedup", "speedup_ci",
+                "flags")})
     for file in sorted(RunLayout(path).evals.glob("*.json")):
         data = _load_json(file)
         solution = str(data.get("solution") or "") if data else ""
@@ -218,6 +227,7 @@ def _reconstruct(path: Path, events: list[dict[str, Any]], config: dict[str, Any
         attempts = [Attempt(phase=order[1], status=str(data.get("status") or "?"),
                             runtime_ms=_number(data.get("runtime_ms")),
                             speedup=_number(data.get("speedup")),
+                            speedup_ci=interval(data.get("speedup_ci")),
                             baseline_ms=_number(data.get("baseline_ms")),
                             flags=tuple(data.get("flags") or ()), solution=rel)
                     for order, rel, data in ordered]
@@ -254,27 +264,35 @@ def geomean(values: list[float]) -> float | None:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
-def fast_p(speedups: list[float | None], n_tasks: int) -> dict[str, float]:
+Speedup = tuple[float | None, Any]  # a speedup (None: incorrect) and its interval, if any
+
+
+def fast_p(speedups: list[float | None], n_tasks: int,
+           intervals: list[Any] | None = None) -> dict[str, float]:
     """KernelBench's fast_p: the fraction of ALL tasks whose best solution is correct and
-    more than p times faster than the baseline (``speedups``: None for an incorrect task)."""
-    return {key: sum(1 for s in speedups if s is not None and s > p) / n_tasks
+    more than p times faster than the baseline (``speedups``: None for an incorrect task).
+    For p >= 1 a speedup whose interval (``intervals``, where known) contains 1 does not
+    count: it is not shown faster (``kbtool.runs.summary.faster``)."""
+    cis = intervals if intervals is not None else [None] * len(speedups)
+    return {key: sum(1 for s, ci in zip(speedups, cis, strict=True) if s is not None and (
+                faster(s, ci, p) if p >= 1 else s > p)) / n_tasks
             for key, p in zip(P_KEYS, P_VALUES, strict=True)}
 
 
-def _geomeans(speedups: list[float | None]) -> tuple[float | None, float | None]:
+def _geomeans(speedups: list[Speedup]) -> tuple[float | None, float | None]:
     """(over correct tasks, over all tasks with speedup clamped to >= 1, incorrect = 1)."""
-    correct = [s for s in speedups if s is not None]
-    clamped = [max(s, 1.0) if s is not None else 1.0 for s in speedups]
+    correct = [s for s, _ in speedups if s is not None]
+    clamped = [max(s, 1.0) if s is not None else 1.0 for s, _ in speedups]
     return geomean(correct), geomean(clamped)
 
 
-def _metrics(speedups: dict[str, list[float | None]], measured: dict[str, bool],
+def _metrics(speedups: dict[str, list[Speedup]], measured: dict[str, bool],
              n: int) -> tuple[dict[str, Any], dict[str, Any]]:
     fast: dict[str, Any] = {}
     means: dict[str, Any] = {CORRECT_ONLY: {}, CLAMPED: {}}
     for mode, values in speedups.items():
         if measured[mode]:
-            fast[mode] = fast_p(values, n)
+            fast[mode] = fast_p([v for v, _ in values], n, [ci for _, ci in values])
             means[CORRECT_ONLY][mode], means[CLAMPED][mode] = _geomeans(values)
         else:
             fast[mode] = dict.fromkeys(P_KEYS)
@@ -289,36 +307,43 @@ def build_report(run: RunData) -> dict[str, Any]:
     seen = {mode for t in tasks for mode in t.baselines_ms}
     modes = run.baselines
     measured = {mode: mode in seen for mode in modes}
-    final = {mode: [t.speedup.get(mode) if t.correct else None for t in tasks] for mode in modes}
+    final = {mode: [(t.speedup.get(mode), t.speedup_ci.get(mode)) if t.correct else (None, None)
+                    for t in tasks] for mode in modes}
     fast, means = _metrics(final, measured, n)
     means["n_correct"] = sum(t.correct for t in tasks)
     means["n_tasks"] = n
 
     phases: list[dict[str, Any]] = []
     so_far: dict[str, float | None] = {t.id: None for t in tasks}
+    best_phase: dict[str, dict[str, Any]] = {t.id: {} for t in tasks}
     for phase in range(max((len(t.phases) for t in tasks), default=0)):
         per_task = {}
-        speedups: dict[str, list[float | None]] = {mode: [] for mode in modes}
+        speedups: dict[str, list[Speedup]] = {mode: [] for mode in modes}
         for t in tasks:
             entry = t.phases[phase].model_dump() if phase < len(t.phases) else {}
             own = _number(entry.get("best_runtime_ms"))
             previous = so_far[t.id]
             if own is not None and (previous is None or own < previous):
-                so_far[t.id] = own
+                so_far[t.id], best_phase[t.id] = own, entry
             best = so_far[t.id]
             speedup: dict[str, float | None] = {}
+            ci: dict[str, Any] = {}
             for mode in modes:
                 if best is None:
-                    speedup[mode] = None
+                    speedup[mode] = ci[mode] = None
                 elif best == t.best_runtime_ms and t.speedup.get(mode) is not None:
-                    speedup[mode] = t.speedup[mode]  # the summary's own (re-measured) speedup
-                else:
+                    # the summary's own (paired or re-measured) speedup
+                    speedup[mode], ci[mode] = t.speedup[mode], t.speedup_ci.get(mode)
+                elif (best_phase[t.id].get("speedup") or {}).get(mode) is not None:
+                    speedup[mode] = best_phase[t.id]["speedup"][mode]
+                    ci[mode] = (best_phase[t.id].get("speedup_ci") or {}).get(mode)
+                else:  # runs from before phases kept their speedups
                     ms = t.baselines_ms.get(mode)
-                    speedup[mode] = ms / best if ms else None
-                speedups[mode].append(speedup[mode])
+                    speedup[mode], ci[mode] = (ms / best if ms else None), None
+                speedups[mode].append((speedup[mode], ci[mode]))
             per_task[t.id] = {"best_runtime_ms": own, "best_so_far_ms": best,
                               "correct_candidates": int(entry.get("correct") or 0),
-                              "speedup": speedup}
+                              "speedup": speedup, "speedup_ci": ci}
         phase_fast, phase_means = _metrics(speedups, measured, n)
         phases.append({"phase": phase,
                        "correct_tasks": sum(1 for t in tasks if so_far[t.id] is not None),
@@ -358,6 +383,8 @@ def build_report(run: RunData) -> dict[str, Any]:
         "tasks": {t.id: {"correct": t.correct, "best_runtime_ms": t.best_runtime_ms,
                          "best_solution": t.best_solution, "baselines_ms": t.baselines_ms,
                          "speedup": {m: t.speedup.get(m) if t.correct else None for m in modes},
+                         "speedup_ci": {m: t.speedup_ci.get(m) if t.correct else None
+                                        for m in modes},
                          "flags": t.flags, "statuses": t.statuses, "candidates": t.candidates,
                          "correct_candidates": t.correct_candidates,
                          "best_so_far_ms_by_phase": [p["tasks"][t.id]["best_so_far_ms"]
@@ -430,6 +457,14 @@ def _x(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}x"
 
 
+def _x_ci(value: float | None, ci: Any) -> str:
+    """``1.931x [1.88-1.99]``: a speedup with its 95% interval (the report's table)."""
+    bounds = interval(ci)
+    if value is None or bounds is None:
+        return _x(value)
+    return f"{_x(value)} [{bounds[0]:.2f}-{bounds[1]:.2f}]"
+
+
 def _frac(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -487,7 +522,8 @@ def _print_run(out: _Printer, label: str, rep: dict[str, Any]) -> None:
              f"strategy: {rep['strategy']}; {means['n_correct']}/{n} tasks correct")
     out.line("")
     out.table(f"fast_p: fraction of all {n} tasks correct and more than p times faster than "
-              f"the baseline", ["baseline", *[f"p={k}" for k in P_KEYS]],
+              f"the baseline (for p >= 1, with the speedup's 95% interval above 1)",
+              ["baseline", *[f"p={k}" for k in P_KEYS]],
               [[m, *[_frac(rep["fast_p"][m][k]) for k in P_KEYS]] for m in modes])
     out.table("geometric-mean speedup", ["baseline", f"over correct tasks (n={means['n_correct']})",
                                          f"over all tasks, clamped >= 1 (n={n})"],
@@ -496,7 +532,7 @@ def _print_run(out: _Printer, label: str, rep: dict[str, Any]) -> None:
     for task_id, t in rep["tasks"].items():
         rows.append([task_id, "yes" if t["correct"] else "no", _ms(t["best_runtime_ms"]),
                      *[_ms(t["baselines_ms"].get(m)) for m in modes],
-                     *[_x(t["speedup"].get(m)) for m in modes],
+                     *[_x_ci(t["speedup"].get(m), t["speedup_ci"].get(m)) for m in modes],
                      f"{t['correct_candidates']}/{t['candidates']}"])
     out.table("per task (best solution)",
               ["task", "correct", "best ms", *[f"{m} ms" for m in modes],
@@ -584,6 +620,12 @@ def _cell(value: Any) -> Any:
     return "" if value is None else value
 
 
+def _speedup_cells(value: float | None, ci: Any) -> list[Any]:
+    """A speedup and its interval's bounds, as CSV cells (empty where there are none)."""
+    bounds = interval(ci) or (None, None)
+    return [_cell(value), _cell(bounds[0]), _cell(bounds[1])]
+
+
 def _text(value: Any) -> str:
     if value is None:
         return "-"
@@ -622,27 +664,31 @@ def write_csv(reports: dict[str, dict[str, Any]], directory: Path) -> list[Path]
     with open(files["tasks"], "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["run", "task", "correct", "best_runtime_ms",
-                         *[f"baseline_{m}_ms" for m in modes], *[f"speedup_{m}" for m in modes],
+                         *[f"baseline_{m}_ms" for m in modes],
+                         *[f"speedup_{m}{end}" for m in modes for end in ("", "_low", "_high")],
                          "candidates", "correct_candidates", *[f"n_{s}" for s in STATUSES],
                          "flags", "best_solution"])
         for label, rep in reports.items():
             for task_id, t in rep["tasks"].items():
                 writer.writerow([label, task_id, t["correct"], _cell(t["best_runtime_ms"]),
                                  *[_cell(t["baselines_ms"].get(m)) for m in modes],
-                                 *[_cell(t["speedup"].get(m)) for m in modes],
+                                 *[cell for m in modes for cell in _speedup_cells(
+                                     t["speedup"].get(m), t["speedup_ci"].get(m))],
                                  t["candidates"], t["correct_candidates"],
                                  *[t["statuses"].get(s, 0) for s in STATUSES],
                                  ";".join(t["flags"]), _cell(t["best_solution"])])
     with open(files["phases"], "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["run", "task", "phase", "best_runtime_ms", "best_so_far_ms",
-                         "correct_candidates", *[f"speedup_{m}" for m in modes]])
+                         "correct_candidates",
+                         *[f"speedup_{m}{end}" for m in modes for end in ("", "_low", "_high")]])
         for label, rep in reports.items():
             for phase in rep["phases"]:
                 for task_id, t in phase["tasks"].items():
                     writer.writerow([label, task_id, phase["phase"], _cell(t["best_runtime_ms"]),
                                      _cell(t["best_so_far_ms"]), t["correct_candidates"],
-                                     *[_cell(t["speedup"].get(m)) for m in modes]])
+                                     *[cell for m in modes for cell in _speedup_cells(
+                                         t["speedup"].get(m), t["speedup_ci"].get(m))]])
     with open(files["phase_summary"], "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["run", "phase", "baseline", "correct_tasks", "n_tasks",

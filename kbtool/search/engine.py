@@ -27,7 +27,7 @@ from kbtool.llm.model import ChatRequest, context_length_exceeded, split_model_n
 from kbtool.plugin import registry
 from kbtool.runs.events import Eval, FormatError, LLMFailed
 from kbtool.runs.store import RunStore
-from kbtool.runs.summary import Attempt, TaskSummary, summarize_task
+from kbtool.runs.summary import Attempt, TaskSummary, interval, summarize_task
 from kbtool.search.prompts import Templates
 from kbtool.task.catalog import kind_of
 from kbtool.task.kind import TaskKind
@@ -62,7 +62,7 @@ class Candidate:
         r = self.result
         return Attempt(phase=self.phase, status=r.status.value, runtime_ms=r.runtime_ms,
                        speedup=r.speedup, baseline_ms=r.baseline_ms, flags=tuple(r.flags),
-                       solution=solution)
+                       solution=solution, speedup_ci=interval(r.speedup_ci))
 
 
 @dataclass
@@ -185,7 +185,8 @@ class SearchContext:
                 self.store.write(cached, result.model_dump_json())
         self.store.emit(Eval(sample=sample, task=task.id, status=result.status.value,
                              runtime_ms=result.runtime_ms, baseline_ms=result.baseline_ms,
-                             speedup=result.speedup, flags=result.flags,
+                             speedup=result.speedup, speedup_ci=result.speedup_ci,
+                             noisy=result.noisy, flags=result.flags,
                              path=self.store.layout.relative(path),
                              details=dict(result.model_extra or {})))
         return result

@@ -18,8 +18,33 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+def speedup_text(speedup: float | None, ci: list[float] | None = None) -> str:
+    """``1.93x [1.88-1.99]``: a speedup with its 95% interval, where it has one."""
+    if speedup is None:
+        return "-"
+    if not ci or len(ci) != 2:
+        return f"{speedup:.2f}x"
+    return f"{speedup:.2f}x [{ci[0]:.2f}-{ci[1]:.2f}]"
+
+
 def _speedup(result: EvalResult) -> str:
-    return "-" if result.speedup is None else f"{result.speedup:.2f}x"
+    text = speedup_text(result.speedup, result.speedup_ci)
+    return f"{text} noisy" if result.noisy and result.speedup is not None else text
+
+
+def verdict_line(result: EvalResult) -> str | None:
+    """What the speedup means: faster beyond the noise, or not."""
+    if result.speedup is None:
+        return None
+    how = {"paired": "timed in alternation with the reference",
+           "cached": "against the cached baseline"}.get(result.speedup_from or "", "")
+    if result.significant:
+        meaning = "faster (its 95% interval lies above 1)"
+    elif result.speedup_ci and result.speedup_ci[1] < 1:
+        meaning = "slower (its 95% interval lies below 1)"
+    else:
+        meaning = "not shown faster (its 95% interval contains 1)"
+    return f"{meaning}{'; ' + how if how else ''}"
 
 
 def print_result(result: EvalResult) -> None:
@@ -38,7 +63,13 @@ def print_result(result: EvalResult) -> None:
         console.print(f"baseline ({result.mode}): {_ms(result.baseline_ms)} ms median, "
                       f"{result.baseline.trials} trials")
     if result.speedup is not None:
-        console.print(f"speedup: [bold]{_speedup(result)}[/bold]")
+        console.print(f"speedup: [bold]{speedup_text(result.speedup, result.speedup_ci)}"
+                      f"[/bold] {verdict_line(result)}", highlight=False)
+    if result.noisy:
+        reasons = (result.noise or {}).get("reasons") or []
+        console.print(f"[yellow]noisy:[/yellow] {'; '.join(reasons) or 'the interval did not narrow'}"
+                      " (nothing cached; rerun on a quieter machine for tighter figures)",
+                      highlight=False)
     for key, value in (result.model_extra or {}).items():  # the task kind's own fields
         if value not in (None, [], {}, ""):
             console.print(f"{key.replace('_', ' ')}: {value}", markup=False, highlight=False)
