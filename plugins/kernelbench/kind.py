@@ -247,15 +247,14 @@ class KernelBenchKind(TaskKind):
                 if found["empty_outputs"]:
                     return None
                 cost = max(needed_bytes(found) / limit, (found["flops"] or 0) / 1e9 / gflop)
-                return Measure(cost <= 1, cost)
+                return Measure(cost <= 1, cost, needed_bytes(found) <= allowed)
 
             original = size_constants(raw_source(task))
             chosen = shrink(original, dict(own.sizes), measure)
             if chosen is None:
                 raise TaskRefused(
                     f"task {task.id} does not fit here even shrunk (it needs about "
-                    f"{_gb(needed)} for its tensors; shrink_max_mb={limit / 2**20:.0f}, "
-                    f"shrink_max_gflop={gflop:g}); its constants: "
+                    f"{_gb(needed)} for its tensors, {_gb(allowed)} allowed); its constants: "
                     f"{', '.join(f'{k}={v}' for k, v in original.items()) or 'none'}")
             if chosen != own.sizes:
                 est, source = measure_at(chosen)

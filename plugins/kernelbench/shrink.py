@@ -5,6 +5,10 @@ level 1 does not fit.  The search keeps the reference valid: it measures each ca
 of sizes on the meta device (no allocation), and a set whose reference does not build or
 run there is skipped.  Batch-like constants are halved first (down to 2: BatchNorm needs a
 batch), then the other large dimensions together, then one at a time.
+
+Two kinds of limit: the machine's memory is a hard one (a problem that cannot get under it
+is refused); the budgets that keep a batch short (``shrink_max_mb``, ``shrink_max_gflop``)
+are goals: a problem that cannot reach them runs at the smallest valid sizes found.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ MAX_STEPS = 40
 
 @dataclass
 class Measure:
-    fits: bool
-    cost: float  # how far over the limits: <= 1 fits
+    fits: bool        # within every limit and budget
+    cost: float       # how far over them: <= 1 fits
+    possible: bool = True  # within the hard limits (the machine's memory)
 
 
 def is_batch(name: str) -> bool:
@@ -98,4 +103,4 @@ def shrink(constants: dict[str, int | float], base: dict[str, int | float],
             break
         sizes.update(best[0])
         current = best[1]
-    return sizes if current.fits else None
+    return sizes if current.fits or current.possible else None
