@@ -1,0 +1,1 @@
+"""Run directories: their layout, typed events, the event log and the summary rule."""
