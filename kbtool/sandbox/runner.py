@@ -182,20 +182,23 @@ class Runner(Generic[Request, Reply]):
                               int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE)
         return largest
 
-    def cpu_ns(self) -> int:
+    def cpu_ns(self, exited: bool = True) -> int:
         """CPU time its processes have used so far: their live threads to the nanosecond
-        (``schedstat``), plus whatever the process-wide counters (``stat``: exited threads and
-        reaped children, to the clock tick) hold beyond that."""
+        (``schedstat``); with ``exited``, also what the process-wide counters (``stat``, to the
+        clock tick) hold beyond that: threads that have ended and children reaped.  Without
+        it the figure moves smoothly (a window's time); with it nothing escapes (a total)."""
         total = 0
         for pid in self.processes():
             with contextlib.suppress(OSError, ValueError, IndexError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                coarse = sum(int(v) for v in fields[11:15]) * _TICK_NS
                 fine = 0
                 for tid in os.listdir(f"/proc/{pid}/task"):
                     with contextlib.suppress(OSError, ValueError, IndexError):
                         fine += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text()
                                     .split()[0])
+                coarse = 0
+                if exited:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    coarse = sum(int(v) for v in fields[11:15]) * _TICK_NS
                 total += max(fine, coarse)
         return total
 

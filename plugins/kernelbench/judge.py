@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import secrets
 import statistics
@@ -279,9 +280,15 @@ class CallFailed(Exception):
 
 @dataclass
 class Window:
-    ms: float      # per call, the IPC cost taken out
-    cpu_ns: int    # the runner's CPU time inside the window
-    wall_ns: int
+    """One timed window of calls: the judge's clock around it, the runner's CPU time in it."""
+
+    wall_ms: float  # per call, the IPC cost (an empty window's) taken out
+    cpu_ms: float   # the same, in CPU time of the runner's processes
+    wall_ns: int    # the whole window
+    cpu_ns: int
+
+    def ms(self, clock: str) -> float:
+        return self.cpu_ms if clock == "cpu" else self.wall_ms
 
 
 class Judge:
@@ -379,8 +386,11 @@ class Judge:
         # thread does not take the CPUs a measurement may need, nor wait on a busy machine.
         torch.set_num_threads(1)
         mode: Mode = "compile" if self.config.mode == "compile" else "eager"
+        # Single-threaded runners share one CPU: neither gets a core the other does not (the
+        # CPU clock then compares like with like), and they take turns anyway.
+        cpu = max(os.sched_getaffinity(0)) if device == "cpu" and threads == 1 else None
         load = Load(problem=self.problem_source, problem_file=self.problem_file, seed=os_seed(),
-                    device=device, timer=self.timer.name, threads=threads,
+                    device=device, timer=self.timer.name, threads=threads, cpu=cpu,
                     compile_mode=self.own.compile_mode)
         ref, cand = self.sides["reference"], self.sides["candidate"]
         # Both load at once: compiling one does not wait for the other.
@@ -538,19 +548,22 @@ class Judge:
             self.flag("fails_other_shape", f"with {name}={value}: {lines[-1]}")
 
     # -- timing ---------------------------------------------------------------------------------
-    def _window(self, side: Side, slots: list[int], model: Mode, ping_ms: float) -> Window:
+    def _window(self, side: Side, slots: list[int], model: Mode,
+                ping: Window | None = None) -> Window:
         if type(self.timer).before_window is not Timer.before_window:
             side.expect(side.ask(Prepare()), Done)
         runner = side.runner
-        cpu0 = runner.cpu_ns()
+        cpu0 = runner.cpu_ns(exited=False)
         start = time.perf_counter_ns()
         ran = side.run(slots, model)
         wall = time.perf_counter_ns() - start
-        cpu = runner.cpu_ns() - cpu0
+        cpu = runner.cpu_ns(exited=False) - cpu0
         if ran.problems and side.role == "candidate":
             raise Rejected(f"timing: {'; '.join(ran.problems)}")
-        ms = max(wall / 1e6 - ping_ms, 1e-6) / max(len(slots), 1)
-        return Window(ms, cpu, wall)
+        n = max(len(slots), 1)
+        cost_wall, cost_cpu = (ping.wall_ns, ping.cpu_ns) if ping else (0, 0)
+        return Window(max(wall - cost_wall, 1000) / 1e6 / n, max(cpu - cost_cpu, 1000) / 1e6 / n,
+                      wall, cpu)
 
     def _timing(self, mode: Mode, threads: int) -> dict[str, Any]:
         ref, cand = self.sides["reference"], self.sides["candidate"]
@@ -579,13 +592,20 @@ class Judge:
         # Warm-up, the IPC cost of an empty window, and the calls a window holds.
         for _ in range(max(1, settings.warmup_trials)):
             for arm in arms:
-                self._window(self.sides[arm], [slots[0]], models[arm], 0.0)
-        pings = {arm: statistics.median(self._window(self.sides[arm], [], models[arm], 0.0).ms
-                                        for _ in range(PINGS)) for arm in arms}
+                self._window(self.sides[arm], [slots[0]], models[arm])
+        pings = {}
+        for arm in arms:
+            empty = [self._window(self.sides[arm], [], models[arm]) for _ in range(PINGS)]
+            pings[arm] = Window(0.0, 0.0, int(statistics.median(w.wall_ns for w in empty)),
+                                int(statistics.median(w.cpu_ns for w in empty)))
         # Calls per window: from single calls (IPC included: never more calls than that
         # allows), and no more outputs kept at once (the runner keeps a window's outputs
         # until one is checked) than KEEP_BYTES.
-        one = {arm: statistics.median(self._window(self.sides[arm], [s], models[arm], 0.0).ms
+        # One thread on a CPU (a busy machine, see usable_threads): the time is the runners'
+        # CPU time, which the other work on the machine does not stretch; else the judge's
+        # wall clock around each window.
+        clock = "cpu" if self.config.device == "cpu" and threads == 1 else "wall"
+        one = {arm: statistics.median(self._window(self.sides[arm], [s], models[arm]).ms(clock)
                                       for s in slots[:3]) for arm in arms}
         assert ref.out is not None
         calls = max(1, min(MAX_CALLS, KEEP_BYTES // ref.out.size,
@@ -610,7 +630,7 @@ class Judge:
             for arm in rotation(arms, index):
                 w = self._window(self.sides[arm], seq, models[arm], pings[arm])
                 windows[arm].append(w)
-                times[arm] = w.ms
+                times[arm] = w.ms(clock)
             if index == 0 or random.random() < CHECK_SHARE:
                 self._timed_check(seq, index, paired, models["reference"])
             # Fresh values for some sets, outside the windows, within the refresh budget.
@@ -649,8 +669,26 @@ class Judge:
         after = machine_state()
         self._timed_check(last[0], len(rounds.times) - 1, paired, models["reference"])
         self._hidden_work(windows, cpu_start)
-        return self._timing_result(rounds, rule, windows, stop, before, after, threads, calls,
-                                   paired)
+        if clock == "cpu" and paired and self._waits(windows):
+            clock = "wall"
+            rounds = Rounds([{arm: ws[i].wall_ms for arm, ws in windows.items()}
+                             for i in range(len(rounds.times))], rounds.stop_reason,
+                            rounds.elapsed_s)
+        result = self._timing_result(rounds, rule, windows, stop, before, after, threads, calls,
+                                     paired)
+        result["noise"]["clock"] = clock
+        return result
+
+    def _waits(self, windows: dict[str, list[Window]]) -> bool:
+        """Whether the candidate's calls wait (sleep, block) where the reference's compute:
+        its CPU time would then understate its time, and the wall clock decides."""
+        share = {arm: sum(w.cpu_ns for w in ws) / max(sum(w.wall_ns for w in ws), 1)
+                 for arm, ws in windows.items()}
+        if share["candidate"] >= 0.5 * share["reference"]:
+            return False
+        self.flag("waits", f"its calls ran on a CPU {share['candidate']:.0%} of their time (the "
+                  f"reference's {share['reference']:.0%}): timed by the wall clock")
+        return True
 
     def _timed_check(self, seq: list[int], index: int, paired: bool, model: Mode) -> None:
         """Check one call, at random, of the round's windows (both sides ran the same inputs

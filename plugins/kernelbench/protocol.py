@@ -56,6 +56,7 @@ class Load(_Message):
     device: str
     timer: str
     threads: int = Field(ge=1)
+    cpu: int | None = Field(None, ge=0, description="the one CPU to run on, if any")
     modes: list[Mode] = Field(default_factory=lambda: list[Mode](["eager"]))
     compile_mode: str = "default"
 
