@@ -102,6 +102,39 @@ def test_timer_samples_are_out_of_reach(judged: Evaluator) -> None:
     assert result.speedup_from == "paired" and result.timing is not None
 
 
+DROPOUT = """import torch
+import torch.nn as nn
+
+
+class Model(nn.Module):
+    def __init__(self, p):
+        super().__init__()
+        self.linear = nn.Linear(64, 64)
+        self.dropout = nn.Dropout(p)
+
+    def forward(self, x):
+        return torch.softmax(self.dropout(self.linear(x)), dim=1)
+
+
+def get_inputs():
+    return [torch.rand(16, 64)]
+
+
+def get_init_inputs():
+    return [0.2]
+"""
+
+
+def test_a_random_op_is_not_taken_for_a_cache(judged: Evaluator, tmp_path: Path) -> None:
+    """Dropout in training mode (KernelBench level 2, problem 66): the reference as its own
+    candidate draws the same masks as the reference through every check and probe."""
+    problem = tmp_path / "dropout.py"
+    problem.write_text(DROPOUT)
+    (tmp_path / "same.py").write_text(DROPOUT + "\nModelNew = Model\n")
+    result = judged.evaluate(catalog.resolve(str(problem), judged.config), tmp_path / "same.py")
+    assert result.status == Status.ok, result.error
+
+
 @pytest.mark.slow
 def test_honest_torch_compile_passes(judged: Evaluator) -> None:
     result = run(judged, "honest_compile")
