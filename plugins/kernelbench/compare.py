@@ -25,6 +25,7 @@ class Comparison:
 
 
 def flatten(obj: Any) -> list[Any]:
+    """The tensors of a model's output, in order (numbers as 0-d tensors)."""
     import torch
 
     if isinstance(obj, torch.Tensor):
@@ -33,7 +34,8 @@ def flatten(obj: Any) -> list[Any]:
         return [t for item in obj for t in flatten(item)]
     if isinstance(obj, (int, float, bool)):
         return [torch.tensor(obj)]
-    raise TypeError(f"output of type {type(obj).__name__} is not a tensor or a tuple of tensors")
+    raise TypeError(f"an output of type {type(obj).__name__} is not a tensor or a tuple of "
+                    "tensors")
 
 
 # Elements compared at once: the working copies of a chunk (a few MB) bound the memory a

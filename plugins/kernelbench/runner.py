@@ -22,6 +22,7 @@ from kbtool.plugin import registry
 from kbtool.sandbox.channel import Channel, SharedBuffer
 from kbtool.timing.base import Timer
 from kbtool_plugins.kernelbench import guards
+from kbtool_plugins.kernelbench.compare import flatten
 from kbtool_plugins.kernelbench.problem import apply_sizes, load_module
 from kbtool_plugins.kernelbench.protocol import (
     DTYPES,
@@ -74,20 +75,6 @@ def view(buffer: SharedBuffer, spec: TensorSpec) -> Any:
 
 def align(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
-
-
-def flatten(obj: Any) -> list[Any]:
-    """The tensors of a model's output, in order (numbers as 0-d tensors)."""
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, (list, tuple)):
-        return [t for item in obj for t in flatten(item)]
-    if isinstance(obj, (int, float, bool)):
-        return [torch.tensor(obj)]
-    raise TypeError(f"an output of type {type(obj).__name__} is not a tensor or a tuple of "
-                    "tensors")
 
 
 def torch_settings() -> dict[str, Any]:
