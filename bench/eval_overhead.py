@@ -37,8 +37,11 @@ from typing import Any
 
 from bench_common import add_smoke, apply_smoke, fmt, json_safe, percentile
 
-TARGET_MEDIAN_S = 0.25
+# Targets of issue 11 (the judge's extra processes and copies included).
+TARGET_MEDIAN_S = 0.1
 TARGET_RATIO = 5.0
+TARGET_VERDICT_S = 1.0
+VERDICT_REL_CI = 0.02
 
 # The fresh-subprocess worker.  argv[1]: JSON spec (config, task, solution, output file).
 FRESH_CHILD = r"""
@@ -58,6 +61,8 @@ stamps = {}
 
 
 class StampReporter:
+    started = time.monotonic()  # the check's time limit counts from here
+
     def stage(self, name):
         stamps[name] = time.monotonic()
 
@@ -151,10 +156,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None,
                    help="set OMP_NUM_THREADS/MKL_NUM_THREADS for both designs (default: leave "
                         "torch's default, one thread per core)")
+    p.add_argument("--verdict-task", default="builtin/1/2",
+                   help="sub-millisecond task of the time-to-verdict figure (default builtin/1/2)")
+    p.add_argument("--verdict-repeats", type=int, default=5,
+                   help="evaluations for the time-to-verdict figure (default 5; 0: skip)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     p.add_argument("--verbose", action="store_true", help="print a line per evaluation")
     add_smoke(p)
-    args = apply_smoke(p.parse_args(argv), repeats=1, fresh_repeats=1, tasks=["builtin/1/2"])
+    args = apply_smoke(p.parse_args(argv), repeats=1, fresh_repeats=1, tasks=["builtin/1/2"],
+                       verdict_repeats=1)
     if args.repeats < 1 or args.fresh_repeats < 0:
         p.error("--repeats must be >= 1 and --fresh-repeats >= 0")
     return args
@@ -188,16 +198,63 @@ def main(argv: list[str] | None = None) -> int:
             evaluator = Evaluator(config)  # starts the warm process (it imports torch once)
             startup_s = time.perf_counter() - t
             try:
-                return measure(args, evaluator, tasks, work, startup_s, t_bench)
+                code, figures = measure(args, evaluator, tasks, work, startup_s)
             finally:
                 evaluator.close()
+            if args.verdict_repeats:
+                verdict_config = load_config({
+                    "source": "builtin", "device": args.device, "cache_dir": str(work / "cache"),
+                    "target_rel_ci": VERDICT_REL_CI}, profile="quick")
+                figures["verdict"] = time_to_verdict(args, verdict_config, work)
+            print(f"\nbenchmark wall time: {time.perf_counter() - t_bench:.1f} s")
+            if args.json:
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps(json_safe(figures), indent=2, default=str))
+                print(f"figures written to {args.json}")
+            return code
         except KbtoolError as exc:
             print(f"eval_overhead: error: {exc}", file=sys.stderr)
             return 2
 
 
+def time_to_verdict(args: argparse.Namespace, config: Any, work: Path) -> dict[str, Any]:
+    """Wall time to a verdict on a sub-millisecond task, timing with a 2% target interval."""
+    from kbtool.evaluation.evaluator import Evaluator
+    from kbtool.task import catalog
+
+    task = catalog.resolve(args.verdict_task, config)
+    sol = work / "verdict.py"
+    sol.write_text(task.path.read_text() + "\n\nModelNew = Model\n")
+    rows = []
+    with Evaluator(config) as evaluator:
+        evaluator.baseline(task, config.mode)  # planning only: not part of a verdict's time
+        for _ in range(args.verdict_repeats):
+            start = time.perf_counter()
+            result = evaluator.evaluate(task, sol)
+            wall = time.perf_counter() - start
+            low, high = result.speedup_ci or (math.nan, math.nan)
+            half = (high - low) / 2 / result.speedup if result.speedup else math.nan
+            rows.append({"wall_s": wall, "status": result.status.value,
+                         "runtime_ms": result.runtime_ms, "speedup": result.speedup,
+                         "rel_half_width": half, "noisy": result.noisy})
+    walls = [r["wall_s"] for r in rows]
+    halves = [r["rel_half_width"] for r in rows]
+    runtime = med([r["runtime_ms"] for r in rows if r["runtime_ms"]])
+    print(f"\n== Time to a verdict: {task.id} (runtime {fmt(runtime, '.3g')} ms), "
+          f"target_rel_ci={VERDICT_REL_CI} ==")
+    for r in rows:
+        print(f"  {r['status']:8s} wall {r['wall_s']:.3f} s  speedup {fmt(r['speedup'], '.3f')}"
+              f"  interval +-{fmt(100 * r['rel_half_width'], '.1f')}%"
+              f"{'  noisy' if r['noisy'] else ''}")
+    met = med(walls) <= TARGET_VERDICT_S
+    print(f"median time to a verdict {fmt(med(walls))} s <= {TARGET_VERDICT_S:g} s: "
+          f"{'MET' if met else 'NOT MET'} (median interval +-{fmt(100 * med(halves), '.1f')}%)")
+    return {"task": task.id, "runtime_ms": runtime, "rows": rows, "median_wall_s": med(walls),
+            "target_met": met}
+
+
 def measure(args: argparse.Namespace, evaluator: Any, tasks: list[Any], work: Path,
-            startup_s: float, t_bench: float) -> int:
+            startup_s: float) -> tuple[int, dict[str, Any]]:
     config = evaluator.config  # device resolved
     env = evaluator.env
     print(f"kbtool eval overhead benchmark: {len(tasks)} tasks, device {config.device} "
@@ -239,12 +296,7 @@ def measure(args: argparse.Namespace, evaluator: Any, tasks: list[Any], work: Pa
     failures = [r for r in rows["kbtool"] + rows["fresh"] if r["status"] != "ok"]
     figures = report(args, config, tasks, rows, failures)
     figures["kbtool_startup_s"] = startup_s
-    print(f"\nbenchmark wall time: {time.perf_counter() - t_bench:.1f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(json_safe(figures), indent=2, default=str))
-        print(f"figures written to {args.json}")
-    return 1 if failures else 0
+    return (1 if failures else 0), figures
 
 
 def report(args, config, tasks, rows, failures) -> dict[str, Any]:
@@ -315,7 +367,7 @@ def report(args, config, tasks, rows, failures) -> dict[str, Any]:
                      "fresh_design": "python -c: import torch+kbtool, kind.check in-process"},
         "overhead_s": {"kbtool": kb, "fresh": fr, "ratio_fresh_over_kbtool": ratio},
         "per_task": per_task,
-        "targets": {"median_le_0.25s": met_median, "ratio_ge_5x": met_ratio},
+        "targets": {"median_le_0.1s": met_median, "ratio_ge_5x": met_ratio},
         "rows": rows,
         "failures": len(failures),
     }
