@@ -117,6 +117,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--honest-repeats", type=int, default=3,
                    help="evaluations of the honest 2x candidate per condition (3)")
     p.add_argument("--profile", default=None, help="a config profile (default: none)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
+                   help="where to evaluate (cpu; bench/gpu_check.sh passes cuda on a GPU)")
     p.add_argument("--small", action="store_true", help=f"only {', '.join(SMALL_TASKS)}")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     add_smoke(p)
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="kbtool-null-") as tmp:
         work = Path(tmp)
         try:
-            config = load_config({"source": "builtin", "device": "cpu",
+            config = load_config({"source": "builtin", "device": args.device,
                                   "cache_dir": str(work / "cache")}, profile=args.profile)
             tasks = ([catalog.resolve(word, config) for word in args.tasks] if args.tasks
                      else catalog.select(config))
@@ -147,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"null_speedup: error: {exc}", file=sys.stderr)
             return 2
         try:
-            print(f"null speedup benchmark: {len(tasks)} tasks, {os.cpu_count()} cpus, torch "
+            print(f"null speedup benchmark: {len(tasks)} tasks, device {evaluator.config.device} "
+                  f"({evaluator.env.get('device_name')}), {os.cpu_count()} cpus, torch "
                   f"{evaluator.env.get('torch_version')}, python {platform.python_version()}, "
                   f"profile {args.profile or 'default'}: target_rel_ci={config.target_rel_ci} "
                   f"max_timing_s={config.max_timing_s}; load = {args.busy} spinning processes")
