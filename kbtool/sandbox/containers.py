@@ -1,0 +1,295 @@
+"""Throwaway containers made from this machine's own files, for the checks of task kinds:
+Podman through podman-py (its REST socket), Apptainer (or Singularity) through spython's
+command line.  The repo kind (``repo_engine``) and the perf kind (``perf_engine``) start
+theirs here; the worker containers of ``kbtool worker start`` are another matter
+(``kbtool.cluster.containers``).
+
+A container has no image: its root is an empty folder in the caller's ``workdir``; the
+host's system folders, the Python that runs kbtool and whatever the caller names are bound
+into it (read-only unless the caller says otherwise); a private ``/tmp``, no network, no
+capabilities, no new privileges, a process cap and a memory cap.  :func:`run` runs one
+command to its end; :meth:`Podman.start` / :meth:`Apptainer.start` hand back a running
+:class:`Container` for a caller that talks to it while it runs (through FIFOs in a bound
+folder: they work across the container's boundary, even in a read-only bind).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from kbtool.errors import RunError
+
+# (host path, path inside, read-only)
+Bind = tuple[Path, Path, bool]
+# The host's system folders a Python needs (those that exist here are bound read-only).
+SYSTEM = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc")
+PODMAN_SOCKETS = ("/run/podman/podman.sock", "/var/run/podman/podman.sock")
+ENGINES = ("podman", "apptainer")
+
+
+@dataclass
+class Spec:
+    """One container: its command, environment, binds and limits."""
+
+    argv: list[str]
+    env: dict[str, str]
+    binds: list[Bind]
+    cwd: Path
+    workdir: Path  # an empty host folder for the engine's own files (the root folder, a log)
+    timeout_s: float  # how long the container may live (the client's own timeouts follow)
+    memory_mb: int = 4096
+    max_processes: int = 256
+
+
+class Container(Protocol):
+    """A started container."""
+
+    def wait(self, timeout_s: float | None) -> int | None:
+        """Its exit code once it has ended; None while it still runs after ``timeout_s``."""
+        ...
+
+    def kill(self) -> None: ...
+
+    def output(self) -> bytes:
+        """What its processes wrote to stdout and stderr."""
+        ...
+
+    def remove(self) -> None:
+        """Kill it if it still runs, and remove it (its ``workdir`` is the caller's)."""
+        ...
+
+
+class ContainerEngine(Protocol):
+    name: str
+
+    def start(self, spec: Spec) -> Container: ...
+
+
+def python_folders() -> list[Path]:
+    """The folders of the Python that runs kbtool (a venv and the Python it was made from)."""
+    found = []
+    for prefix in (sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(
+            sys.executable))):
+        path = Path(os.path.realpath(prefix))
+        if not any(str(path).startswith(s + "/") or str(path) == s for s in SYSTEM):
+            found.append(path)
+    return found
+
+
+def host_binds(*extra: Path) -> list[Bind]:
+    """The system folders, kbtool's Python and ``extra``, each bound read-only where it is."""
+    ro = [Path(p) for p in SYSTEM if Path(p).exists()]
+    ro += [*python_folders(), *extra]
+    return [(p, p, True) for p in dict.fromkeys(ro)]
+
+
+def container_env(env: dict[str, str]) -> dict[str, str]:
+    return {**env, "HOME": "/tmp", "TMPDIR": "/tmp"}
+
+
+# -- Podman ---------------------------------------------------------------------------------
+class _PodmanContainer:
+    def __init__(self, client: Any, container: Any) -> None:
+        self.client, self.container = client, container
+        self._done = threading.Event()
+        self._code: int | None = None
+        threading.Thread(target=self._wait, daemon=True).start()
+
+    def _wait(self) -> None:
+        try:
+            self._code = int(self.container.wait())
+        except Exception:  # the container is gone: its code is unknown
+            self._code = -1
+        finally:
+            self._done.set()
+
+    def wait(self, timeout_s: float | None) -> int | None:
+        return self._code if self._done.wait(timeout_s) else None
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):  # it may have ended meanwhile
+            self.container.kill()
+
+    def output(self) -> bytes:
+        logs = self.container.logs(stdout=True, stderr=True)
+        return logs if isinstance(logs, bytes) else b"".join(logs)
+
+    def remove(self) -> None:
+        try:
+            self.container.remove(force=True)
+        finally:
+            self.client.close()
+
+
+class Podman:
+    """Containers made through Podman's REST API (podman-py)."""
+
+    name = "podman"
+
+    def __init__(self, url: str | None = None, setting: str = "engine") -> None:
+        self.url = url or podman_url(setting)
+
+    def start(self, spec: Spec) -> Container:
+        from podman import PodmanClient
+
+        rootfs = spec.workdir / "rootfs"
+        rootfs.mkdir()
+        mounts: list[dict[str, Any]] = [
+            {"type": "bind", "source": str(host), "target": str(inside), "read_only": ro}
+            for host, inside, ro in spec.binds]
+        mounts.append({"type": "tmpfs", "target": "/tmp", "size": "1g"})
+        client = PodmanClient(base_url=self.url, timeout=spec.timeout_s + 60)
+        try:
+            container = client.containers.create(
+                None, spec.argv,  # type: ignore[arg-type]  # no image: a root folder
+                rootfs=str(rootfs), mounts=mounts, environment=container_env(spec.env),
+                working_dir=str(spec.cwd), network_mode="none", read_only=True,
+                cap_drop=["ALL"], security_opt=["no-new-privileges"],
+                pids_limit=spec.max_processes, mem_limit=f"{spec.memory_mb}m",
+                log_config={"Type": "json-file"})
+        except BaseException:
+            client.close()
+            raise
+        try:
+            container.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+            client.close()
+            raise
+        return _PodmanContainer(client, container)
+
+
+# -- Apptainer ------------------------------------------------------------------------------
+class _ApptainerContainer:
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.proc, self.log = proc, log
+
+    def wait(self, timeout_s: float | None) -> int | None:
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def output(self) -> bytes:
+        try:
+            return self.log.read_bytes()
+        except OSError:
+            return b""
+
+    def remove(self) -> None:
+        self.kill()  # it, or whatever it left in its session
+        self.proc.wait()
+
+
+class Apptainer:
+    """Containers run by Apptainer (or Singularity) through spython's command line."""
+
+    name = "apptainer"
+
+    def __init__(self, setting: str = "engine") -> None:
+        self.setting = setting
+
+    def start(self, spec: Spec) -> Container:
+        from spython.main import Client
+
+        binary = apptainer_binary()
+        if binary is None:
+            raise RunError(f"{self.setting}=apptainer: neither apptainer nor singularity is "
+                           "on PATH")
+        rootfs = spec.workdir / "rootfs"
+        for host, inside, _ in spec.binds:
+            if host.is_dir():
+                (rootfs / str(inside).lstrip("/")).mkdir(parents=True, exist_ok=True)
+        (rootfs / "tmp").mkdir(parents=True, exist_ok=True)
+        bind = [f"{host}:{inside}:{'ro' if ro else 'rw'}" for host, inside, ro in spec.binds]
+        options = ["--containall", "--no-privs", "--no-home", "--cleanenv", "--writable-tmpfs",
+                   "--pwd", str(spec.cwd), "--net", "--network", "none",
+                   *[f"--env={k}={v}" for k, v in container_env(spec.env).items()]]
+        # spython's own command line ("singularity exec ..."; its execute() has no time
+        # limit), run with the binary this host has: Apptainer may have no "singularity".
+        Client.quiet = True
+        command = [*Client._init_command("exec"), *Client._generate_bind_list(bind), *options,
+                   str(rootfs), *spec.argv]
+        command[0] = binary
+        log = spec.workdir / "output.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        return _ApptainerContainer(proc, log)
+
+
+# -- one command, and the engines by name ---------------------------------------------------
+def run(engine: ContainerEngine, spec: Spec, output: Path) -> int | None:
+    """``spec.argv`` in a container, to its end or ``spec.timeout_s`` (then killed: None);
+    its output into ``output``; the container is removed."""
+    container = engine.start(spec)
+    try:
+        code = container.wait(spec.timeout_s)
+        if code is None:
+            container.kill()
+            container.wait(30)
+        output.write_bytes(container.output())
+    finally:
+        container.remove()
+    return code
+
+
+def apptainer_binary() -> str | None:
+    """The Apptainer (or Singularity) binary here, as spython finds one; None if neither."""
+    from spython.utils import check_install
+
+    for name in ("apptainer", "singularity"):
+        if check_install(name):
+            return name
+    return None
+
+
+def podman_url(setting: str = "engine") -> str:
+    """Podman's REST socket: $CONTAINER_HOST, else the rootful default socket."""
+    url = os.environ.get("CONTAINER_HOST")
+    if url:
+        return url
+    for path in PODMAN_SOCKETS:
+        if Path(path).exists():
+            return f"unix://{path}"
+    raise RunError(f"{setting}=podman: no Podman REST socket (start `podman system service "
+                   "--time=0 unix:///path/podman.sock` and set "
+                   "CONTAINER_HOST=unix:///path/podman.sock)")
+
+
+def unavailable(name: str, setting: str = "engine") -> str | None:
+    """Why the engine ``name`` cannot start containers here (one line), or None."""
+    if name == "apptainer":
+        return None if apptainer_binary() else \
+            f"{setting}=apptainer: neither apptainer nor singularity is on PATH"
+    if name == "podman":
+        try:
+            url = podman_url(setting)
+        except RunError as exc:
+            return str(exc)
+        if url.startswith("unix://") and not Path(url[len("unix://"):]).exists():
+            return f"{setting}=podman: the Podman REST socket {url} is not there"
+        return None
+    return f"unknown {setting} {name!r} (local, {' or '.join(ENGINES)})"
+
+
+def engine(name: str, setting: str = "engine") -> ContainerEngine:
+    """The engine ``podman`` or ``apptainer``; another name is a ``RunError``."""
+    if name == "podman":
+        return Podman(setting=setting)
+    if name == "apptainer":
+        return Apptainer(setting)
+    raise RunError(f"unknown {setting} {name!r} (local, {' or '.join(ENGINES)})")
