@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from kbtool_plugins.perf.patching import changed_files, snapshot
 
@@ -85,10 +85,120 @@ def become_subreaper() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
+class Started(Protocol):
+    """A run's process, started (here, or in a container: ``containers``)."""
+
+    start: float     # the judge's clock when the process was there
+    control: int     # the write end of the control channel
+    results: int     # the read end of the results channel
+
+    def finish(self, who: str) -> float:
+        """After its result: the process must end (within a grace period, exit code 0,
+        nothing left running); its CPU time in ms."""
+        ...
+
+    def failure(self) -> str:
+        """It stopped answering: end it; how it ended ("exited with code 1")."""
+        ...
+
+    def kill(self) -> None: ...
+
+    def output(self) -> str:
+        """The tail of what it wrote to stdout and stderr."""
+        ...
+
+    def close(self) -> None:
+        """Release what is left of it (after ``finish`` or ``kill``)."""
+        ...
+
+
+class Launch(Protocol):
+    """Starts a run's process: a child of the judge here (:class:`LocalLaunch`), or in a
+    container (``containers.ContainerLaunch``)."""
+
+    def start(self, version: Version, runner: Path, workload: Path, home: Path,
+              timeout_s: float) -> Started: ...
+
+
+class _LocalRun:
+    """A run as a child process of the judge, in its own session."""
+
+    def __init__(self, version: Version, runner: Path, workload: Path, home: Path) -> None:
+        ctl_r, ctl_w = os.pipe()
+        res_r, res_w = os.pipe()
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home),
+               "LANG": "C.UTF-8"}
+        self.home = home
+        log = (home / "output.log").open("wb")
+        self.start = time.monotonic()
+        try:
+            self.proc = subprocess.Popen(
+                [str(version.python), "-I", "-B", str(runner), str(ctl_r), str(res_w),
+                 str(version.root), str(workload)],
+                pass_fds=(ctl_r, res_w), stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, cwd=home, env=env, start_new_session=True)
+        except OSError:
+            os.close(ctl_w)
+            os.close(res_r)
+            raise
+        finally:
+            os.close(ctl_r)
+            os.close(res_w)
+            log.close()
+        self.control, self.results = ctl_w, res_r
+
+    def finish(self, who: str) -> float:
+        """Reap the run's process; its CPU time (with the children it waited for) in ms."""
+        proc = self.proc
+        deadline = time.monotonic() + _EXIT_GRACE_S
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                break
+            if time.monotonic() > deadline:
+                raise Violation(f"the {who} run kept running {_EXIT_GRACE_S:g} s after "
+                                "sending its result")
+            time.sleep(0.002)
+        if proc.returncode != 0:
+            raise RunFailed(f"the {who} run exited with code {proc.returncode} after its "
+                            "result")
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, 0)  # anything left in its process group?
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise Violation(f"the {who} run left a process running")
+        return (usage.ru_utime + usage.ru_stime) * 1e3
+
+    def failure(self) -> str:
+        _kill(self.proc)
+        self.proc.wait()
+        code = self.proc.returncode
+        return f"exited with code {code}" if code >= 0 else \
+            f"was killed by {signal.Signals(-code).name}"
+
+    def kill(self) -> None:
+        _kill(self.proc)
+
+    def output(self) -> str:
+        return _tail(self.home / "output.log")
+
+    def close(self) -> None:
+        pass
+
+
+class LocalLaunch:
+    """Runs as children of the judge, in the judge's sandbox."""
+
+    def start(self, version: Version, runner: Path, workload: Path, home: Path,
+              timeout_s: float) -> Started:
+        return _LocalRun(version, runner, workload, home)
+
+
 class Judge:
     """Runs workloads in fresh processes under the rules above."""
 
-    def __init__(self, scratch: Path, protected: list[Path], run_timeout_s: float) -> None:
+    def __init__(self, scratch: Path, protected: list[Path], run_timeout_s: float,
+                 launch: Launch | None = None) -> None:
         self.scratch = scratch
         self.runs_dir = scratch / "runs"
         self.runs_dir.mkdir(exist_ok=True)
@@ -97,6 +207,7 @@ class Judge:
         shutil.copyfile(RUNNER, self.runner)
         self.protected = [*protected, self.runner.parent]
         self.timeout_s = run_timeout_s
+        self.launch: Launch = launch or LocalLaunch()
         self.count = 0
         self._snapshots: dict[Path, dict[str, str]] = {}
         self._entries: set[str] = set()
@@ -130,68 +241,51 @@ class Judge:
             self.verify(f"the {version.name} run of {workload.stem}")
 
     def _run(self, version: Version, workload: Path, seed: int, home: Path) -> Run:
-        ctl_r, ctl_w = os.pipe()
-        res_r, res_w = os.pipe()
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home),
-               "LANG": "C.UTF-8"}
-        log = (home / "output.log").open("wb")
-        start = time.monotonic()
+        proc = self.launch.start(version, self.runner, workload, home, self.timeout_s)
         try:
-            proc = subprocess.Popen(
-                [str(version.python), "-I", "-B", str(self.runner), str(ctl_r), str(res_w),
-                 str(version.root), str(workload)],
-                pass_fds=(ctl_r, res_w), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, cwd=home, env=env, start_new_session=True)
-        except OSError:
-            os.close(ctl_w)
-            os.close(res_r)
-            raise
+            start = proc.start
+            deadline = start + self.timeout_s
+            reader = _Lines(proc.results)
+            control = os.fdopen(proc.control, "w")
+            try:
+                self._expect(reader, "loaded", deadline, proc)
+                loaded = time.monotonic()
+                _send(control, f"{seed}\n")
+                self._expect(reader, "ready", deadline, proc)
+                ready = time.monotonic()
+                go = time.monotonic()
+                _send(control, "go\n")
+                message = self._expect(reader, "result", deadline, proc)
+                done = time.monotonic()
+                cpu_ms = proc.finish(version.name)
+                exited = time.monotonic()
+                if reader.pending():
+                    raise Violation(f"the {version.name} run wrote more than its result to "
+                                    "the judge's pipe")
+            except BaseException:
+                proc.kill()
+                raise
+            finally:
+                with contextlib.suppress(OSError):
+                    control.close()
+                os.close(proc.results)
         finally:
-            os.close(ctl_r)
-            os.close(res_w)
-            log.close()
-        deadline = start + self.timeout_s
-        reader = _Lines(res_r)
-        control = os.fdopen(ctl_w, "w")
-        try:
-            self._expect(reader, "loaded", deadline, proc, home)
-            loaded = time.monotonic()
-            _send(control, f"{seed}\n")
-            self._expect(reader, "ready", deadline, proc, home)
-            ready = time.monotonic()
-            go = time.monotonic()
-            _send(control, "go\n")
-            message = self._expect(reader, "result", deadline, proc, home)
-            done = time.monotonic()
-            cpu_ms = self._wait(proc, version.name)
-            exited = time.monotonic()
-            if reader.pending():
-                raise Violation(f"the {version.name} run wrote more than its result to the "
-                                "judge's pipe")
-        except BaseException:
-            _kill(proc)
-            raise
-        finally:
-            with contextlib.suppress(OSError):
-                control.close()
-            os.close(res_r)
+            proc.close()
         return Run(experiment_ms=(done - go) * 1e3, load_ms=(loaded - start) * 1e3,
                    setup_ms=(ready - loaded) * 1e3, cpu_ms=cpu_ms,
                    lifetime_ms=(exited - start) * 1e3, result=message["result"])
 
-    def _expect(self, reader: _Lines, key: str, deadline: float, proc: subprocess.Popen[bytes],
-                home: Path) -> dict[str, Any]:
+    def _expect(self, reader: _Lines, key: str, deadline: float,
+                proc: Started) -> dict[str, Any]:
         stage = {"loaded": "load", "ready": "setup", "result": "experiment"}[key]
         line = reader.line(deadline)
         if line is None:
             timed_out = time.monotonic() >= deadline
-            _kill(proc)
-            proc.wait()
-            how = (f"ran longer than {self.timeout_s:g} s" if timed_out else
-                   f"exited with code {proc.returncode}" if proc.returncode >= 0 else
-                   f"was killed by {signal.Signals(-proc.returncode).name}")
+            how = proc.failure()
+            if timed_out:
+                how = f"ran longer than {self.timeout_s:g} s"
             raise RunFailed(f"the workload process {how} during {stage}\n"
-                            f"--- output (tail) ---\n{_tail(home / 'output.log')}", timed_out)
+                            f"--- output (tail) ---\n{proc.output()}", timed_out)
         try:
             message = json.loads(line)
         except ValueError:
@@ -201,27 +295,6 @@ class Judge:
             raise Violation(f"unexpected message on the judge's pipe during {stage}: "
                             f"{str(message)[:80]!r}")
         return message
-
-    def _wait(self, proc: subprocess.Popen[bytes], who: str) -> float:
-        """Reap the run's process; its CPU time (with the children it waited for) in ms."""
-        deadline = time.monotonic() + _EXIT_GRACE_S
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                break
-            if time.monotonic() > deadline:
-                raise Violation(f"the {who} run kept running {_EXIT_GRACE_S:g} s after "
-                                "sending its result")
-            time.sleep(0.002)
-        if proc.returncode != 0:
-            raise RunFailed(f"the {who} run exited with code {proc.returncode} after its "
-                            "result")
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, 0)  # anything left in its process group?
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise Violation(f"the {who} run left a process running")
-        return (usage.ru_utime + usage.ru_stime) * 1e3
 
     def _reap(self, who: str) -> None:
         """Orphans handed to this process: a run started a process that outlived it."""

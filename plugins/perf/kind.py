@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from kbtool.config import Config
+from kbtool.errors import UsageError
 from kbtool.evaluation.result import EvalResult
 from kbtool.report.sections import KindReport, RunView
 from kbtool.sandbox import devicelock
@@ -50,8 +51,16 @@ from kbtool.timing.compare import (
     rotation,
     run_rounds,
 )
-from kbtool_plugins.perf import releases
-from kbtool_plugins.perf.judge import Judge, RunFailed, Version, Violation, load_workload
+from kbtool_plugins.perf import containers, releases
+from kbtool_plugins.perf.containers import EngineFailed
+from kbtool_plugins.perf.judge import (
+    Judge,
+    Launch,
+    RunFailed,
+    Version,
+    Violation,
+    load_workload,
+)
 from kbtool_plugins.perf.patching import apply_patch, changed_files, refusal, snapshot
 from kbtool_plugins.perf.settings import (
     PerfDetails,
@@ -66,6 +75,7 @@ ARMS = ("baseline", "human", "agent")
 # (reference, candidate): speedup, human speedup, agent vs human.
 PAIRS = (("baseline", "agent"), ("baseline", "human"), ("human", "agent"))
 _TAIL = 6000
+INFRASTRUCTURE = "infrastructure"
 
 
 class Incorrect(Exception):
@@ -123,6 +133,10 @@ class PerfKind(TaskKind):
 
     # -- parent side ----------------------------------------------------------------------
     def prepare(self, task: Task, config: Config) -> None:
+        engine = config.section(PerfSettings).perf_engine
+        why = None if engine == "local" else containers.unavailable(engine)
+        if why:  # refused now, in one line, not as a failed check
+            raise UsageError(why)
         releases.prepare(payload_of(task), config, task_dir(task))
 
     def pack(self, task: Task) -> Task:
@@ -221,6 +235,9 @@ class PerfKind(TaskKind):
             return check.verdict("incorrect", str(exc))
         except RunFailed as exc:
             return check.verdict("timeout" if exc.timed_out else "runtime_error", str(exc))
+        except EngineFailed as exc:  # the container engine's failure, not the candidate's
+            check.flag(INFRASTRUCTURE, str(exc).splitlines()[0])
+            return check.verdict("runtime_error", str(exc))
 
 
 def releases_patch_files(patch: str) -> set[str]:
@@ -240,7 +257,8 @@ class _Check:
         self.scratch = Path.cwd()
         self.details = PerfDetails(package=self.payload.package,
                                    baseline_version=self.payload.baseline,
-                                   human_version=self.payload.human or "patch")
+                                   human_version=self.payload.human or "patch",
+                                   engine=self.settings.perf_engine)
         self.flags: list[str] = []
         self.findings: list[str] = []
 
@@ -279,7 +297,7 @@ class _Check:
             (bench / f"{name}.py").write_text(code)
             workloads[name] = bench / f"{name}.py"
         checks = {name: load_workload(path) for name, path in workloads.items()}
-        judge = Judge(self.scratch, [agent_tree], self.settings.run_timeout_s)
+        judge = Judge(self.scratch, [agent_tree], self.settings.run_timeout_s, self._launch(bench))
         judge.seal()
         root = self.where.import_root
         versions = {
@@ -302,6 +320,14 @@ class _Check:
 
         report.stage("timing")
         return self._timing(judge, versions, workloads, checks)
+
+    def _launch(self, bench: Path) -> Launch | None:
+        """Where the runs start: None (here, the judge's children) or a container engine."""
+        if self.settings.perf_engine == "local":
+            return None
+        return containers.ContainerLaunch(containers.engine(self.settings.perf_engine), bench,
+                                          self.config.memory_limit_mb,
+                                          self.config.max_processes)
 
     def _static(self, tree: Path, changed: list[str]) -> None:
         words = {w.name for w in self.payload.workloads}
@@ -326,20 +352,32 @@ class _Check:
                "PYTHONPATH": str(tree / self.where.import_root)}
         argv = [str(self.where.baseline_python), "-s", "-m", "pytest", "-q", "-x",
                 "-p", "no:cacheprovider", "-o", "addopts=", *self.payload.tests]
+        timeout_s = self.settings.test_timeout_s
         try:
-            proc = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True,
-                                  timeout=self.settings.test_timeout_s, start_new_session=True)
-        except subprocess.TimeoutExpired:
-            raise Incorrect(f"the package's tests took longer than "
-                            f"{self.settings.test_timeout_s:g} s") from None
+            if self.settings.perf_engine == "local":
+                try:
+                    proc = subprocess.run(argv, cwd=tree, env=env, capture_output=True,
+                                          text=True, timeout=timeout_s, start_new_session=True)
+                except subprocess.TimeoutExpired:
+                    code = None
+                else:
+                    code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+            else:
+                code, stdout = containers.run_tests(
+                    containers.engine(self.settings.perf_engine), argv, env, tree,
+                    self.where.baseline_python, home, timeout_s, self.config.memory_limit_mb,
+                    self.config.max_processes)
+                stderr = ""
         finally:
             shutil.rmtree(home, ignore_errors=True)
+        if code is None:
+            raise Incorrect(f"the package's tests took longer than {timeout_s:g} s")
         judge.verify("the package's tests")
-        lines = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()]
-        summary = lines[-1] if lines else f"exit {proc.returncode}"
-        if proc.returncode != 0:
+        lines = [ln for ln in stdout.strip().splitlines() if ln.strip()]
+        summary = lines[-1] if lines else f"exit {code}"
+        if code != 0:
             raise Incorrect(f"the package's tests fail on the patched code ({summary}):\n"
-                            f"{_tail(proc.stdout + proc.stderr)}")
+                            f"{_tail(stdout + stderr)}")
         return summary
 
     def _timing(self, judge: Judge, versions: dict[str, Version], workloads: dict[str, Path],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -15,11 +15,14 @@ class PerfSettings(Section):
     """``perf:`` in the config; the keys listed in ``flat_keys`` also at the top level."""
 
     name: ClassVar[str] = "perf"
-    flat_keys: ClassVar[tuple[str, ...]] = ("perf_tasks_dir",)
+    flat_keys: ClassVar[tuple[str, ...]] = ("perf_tasks_dir", "perf_engine")
     local_keys: ClassVar[tuple[str, ...]] = ("perf_tasks_dir",)
 
     perf_tasks_dir: Path | None = Field(
         None, description="a folder of more perf task files (*.yaml) for the perf source")
+    perf_engine: Literal["local", "podman", "apptainer"] = Field(
+        "local", description="where the workloads and the package's tests run: kbtool's "
+        "sandbox here, or a fresh container per run (the judge stays outside)")
     min_rounds: int = Field(8, ge=3, description="timing rounds before the interval may stop it")
     max_rounds: int = Field(30, ge=3, description="timing rounds at most")
     target_rel_ci: float = Field(
@@ -158,6 +161,8 @@ class PerfDetails(BaseModel):
     moved_out_ms: float | None = Field(
         None, description="agent's extra ms in the untimed phases (import, setup), vs the "
         "baseline's")
+    engine: str | None = Field(None, description="where the runs and the package's tests "
+                               "ran: local, podman or apptainer (perf_engine)")
     package: str | None = None
     baseline_version: str | None = None
     human_version: str | None = None
