@@ -8,7 +8,8 @@ source and the ``kbtool perf`` commands.
 - ``static_checks``: what a patch adds (clocks, frames, processes, files, the benchmark);
 - ``runner`` / ``judge``: one workload run in a fresh process, timed from outside;
 - ``kind``: the check; ``report``: the 3-way table, Opt@K and the speed ratio;
-- ``containers``: the same check inside Podman (podman-py) or Apptainer (spython).
+- ``containers``: the same check's runs inside Podman (podman-py) or Apptainer (spython),
+  ``perf_engine``; ``launcher``: the first process of a run's container.
 """
 
 from __future__ import annotations
