@@ -191,13 +191,11 @@ class PerfKind(TaskKind):
         return ""  # the empty patch: the baseline itself
 
     def feedback(self, result: EvalResult, config: Config) -> str:
-        details = self.details(result)
-        assert isinstance(details, PerfDetails)
         tail = (result.error or "")[-8000:]
         status = result.status.value
         if status == "ok":
             return (f"It is correct; speedup {result.speedup or 0:.3f}x over the baseline "
-                    f"(interval {details.speedup_ci}), significant: {details.significant}.")
+                    f"(interval {result.speedup_ci}), significant: {result.significant}.")
         if status == "compile_error":
             return f"The patch could not be applied or does not compile:\n{tail}"
         if status == "incorrect":
@@ -411,10 +409,9 @@ class _Check:
         details.rounds, details.stop_reason = len(rounds.times), rounds.stop_reason
         overall = {pair: rounds.ratio(*pair, rule) for pair in PAIRS}
         speed, human, versus = (overall[p] for p in PAIRS)
-        details.speedup_ci, details.human_speedup = _ci(speed), human.estimate
+        details.human_speedup = human.estimate
         details.human_speedup_ci = _ci(human)
         details.agent_vs_human, details.agent_vs_human_ci = versus.estimate, _ci(versus)
-        details.significant = speed.significant_faster
         details.human_significant = human.significant_faster
         details.calibrated = human.significant_faster and not human_differs
         if human_differs:
@@ -448,10 +445,11 @@ class _Check:
         thresholds = self.payload.thresholds
         per_workload = [w.speedup for w in details.workloads]
         details.opt_base = (round(_geomean(per_workload), 1) >= thresholds.opt_base
-                            and details.significant)
+                            and speed.significant_faster)
         details.opt_commit = details.opt_base and statistics.harmonic_mean(
             [w.agent_vs_human for w in details.workloads]) > thresholds.opt_commit
         return {"status": "ok", "correct": True, "speedup": speed.estimate,
+                "speedup_ci": _ci(speed), "significant": speed.significant_faster,
                 "runtime_ms": _geomean([m["agent"] for m in medians.values()]),
                 "baseline_ms": _geomean([m["baseline"] for m in medians.values()]),
                 "correctness_trials": len(workloads) * self.settings.equivalence_seeds,

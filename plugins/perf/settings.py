@@ -140,13 +140,11 @@ class PerfDetails(BaseModel):
     """What a perf check adds to a result (top-level fields of ``kbtool eval --json``)."""
 
     model_config = ConfigDict(extra="forbid")
-    speedup_ci: list[float] | None = Field(None, description="[low, high] of speedup")
+    # speedup, its interval (speedup_ci) and significant are core result fields.
     human_speedup: float | None = Field(None, description="baseline / human time")
     human_speedup_ci: list[float] | None = None
     agent_vs_human: float | None = Field(None, description="human / agent time")
     agent_vs_human_ci: list[float] | None = None
-    significant: bool = Field(False, description="the agent is faster than the baseline: "
-                              "the interval of speedup lies above 1")
     human_significant: bool = False
     calibrated: bool = Field(False, description="the human release was significantly faster "
                              "than the baseline in this very measurement")
