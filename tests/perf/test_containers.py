@@ -83,7 +83,8 @@ def check_equivalence(reference, current):
 def engine(request: pytest.FixtureRequest) -> ContainerEngine:
     if request.param == "apptainer":
         if apptainer_binary() is None:
-            pytest.skip("neither apptainer nor singularity is installed here")
+            pytest.skip("neither apptainer nor singularity is installed here (CI: bash "
+                        ".ci/setup-apptainer.sh)")
         return Apptainer("perf_engine")
     return Podman(request.getfixturevalue("podman_socket"), "perf_engine")
 
@@ -211,7 +212,8 @@ def test_podman_checks_like_the_sandbox(podman_evaluator: Evaluator, tmp_path: P
 
 def test_apptainer_checks_like_the_sandbox(perf_cache: Path, tmp_path: Path) -> None:
     if apptainer_binary() is None:
-        pytest.skip("neither apptainer nor singularity is installed here")
+        pytest.skip("neither apptainer nor singularity is installed here (CI: bash "
+                    ".ci/setup-apptainer.sh)")
     with Evaluator(contained_config(perf_cache, tmp_path, "apptainer")) as evaluator:
         check_releases(evaluator, tmp_path, "apptainer")
 

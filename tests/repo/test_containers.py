@@ -1,5 +1,6 @@
 """The same check inside containers: Podman through podman-py (its REST socket, started here)
-and Apptainer through spython; each skips where its engine is missing."""
+and Apptainer through spython (CI installs both: .ci/setup-podman.sh, .ci/setup-apptainer.sh);
+each skips, with the reason, where its engine is missing."""
 
 from __future__ import annotations
 
@@ -62,26 +63,31 @@ def check(repo: Repository, engine: Engine, candidate: str | None) -> RunResult:
     return run_item(repo, request, LIMITS, engine=engine)
 
 
-def test_podman_judges_like_the_sandbox(django: Repository, podman_socket: str) -> None:
-    engine = Podman(podman_socket)
-    honest = check(django, engine, (HOSTILE / "honest.py").read_text())
+def judges_like_the_sandbox(repo: Repository, engine: Engine) -> None:
+    """The honest candidate passes, the hostile ones fail or are rejected, as in the sandbox."""
+    honest = check(repo, engine, (HOSTILE / "honest.py").read_text())
     assert honest.status == "passed", honest.report()
     assert "read-only container workspace" in honest.sandbox
     for name, statuses in (("fake_ok_exit", {"failed"}), ("forges_records", {"rejected"}),
                            ("writes_test_file", {"failed"}), ("skips", {"failed"})):
-        result = check(django, engine, (HOSTILE / f"{name}.py").read_text())
+        result = check(repo, engine, (HOSTILE / f"{name}.py").read_text())
         assert result.status in statuses, (name, result.report())
     # The write failed inside the container; the pristine tree never saw it.
-    assert "weakened" not in (django.src / "tests" / "utils_tests" / "test_text.py").read_text()
+    assert "weakened" not in (repo.src / "tests" / "utils_tests" / "test_text.py").read_text()
+
+
+def test_podman_judges_like_the_sandbox(django: Repository, podman_socket: str) -> None:
+    judges_like_the_sandbox(django, Podman(podman_socket))
 
 
 def test_apptainer_judges_like_the_sandbox(django: Repository) -> None:
     if apptainer_binary() is None:
-        pytest.skip("neither apptainer nor singularity is installed here")
+        pytest.skip("neither apptainer nor singularity is installed here (CI: bash "
+                    ".ci/setup-apptainer.sh)")
     engine = Apptainer()
-    assert check(django, engine, None).status == "passed"
-    result = check(django, engine, (HOSTILE / "fake_ok_exit.py").read_text())
-    assert result.status == "failed"
+    pristine = check(django, engine, None)
+    assert pristine.status == "passed", pristine.report()
+    judges_like_the_sandbox(django, engine)
 
 
 def test_an_engine_that_is_not_there_is_infrastructure(django: Repository,
