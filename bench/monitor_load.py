@@ -23,8 +23,9 @@ Then it measures:
       task table; the same with a drill-down open; and the worst case, 100 new steps in
       the open drill-down's tree.
 
-Targets: first render under 1 s; every refresh in (c) under 50 ms.  A benchmark, not a test:
-exits 0 whether or not the targets are met.
+Refreshes are timed in wall time and in this process's CPU time (all its threads), which a
+busy host disturbs less.  Targets: first render under 1 s; every refresh in (c) under 50 ms
+(wall).  A benchmark, not a test: exits 0 whether or not the targets are met.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -215,17 +217,18 @@ async def _app_figures(run_dir: Path, more: list[str], size: tuple[int, int],
         table = app.screen.query_one(TaskList)
         figures["rows"] = len(table.rows)
 
-        async def refresh(lines: list[str]) -> float:
+        async def refresh(lines: list[str]) -> tuple[float, float]:
+            """Wall and CPU time (this process, all threads: steadier on a busy host)."""
             with open(run_dir / "events.jsonl", "a") as handle:
                 handle.write("\n".join(lines) + "\n")
             polls = app.polls
-            begin = time.perf_counter()
+            begin, cpu = time.perf_counter(), time.process_time()
             app.poll_now()
             await _until(lambda: app.polls > polls)
             await _frame(pilot)
-            return time.perf_counter() - begin
+            return time.perf_counter() - begin, time.process_time() - cpu
 
-        figures["refresh_s"] = await refresh(more[:100])
+        figures["refresh_s"], figures["refresh_cpu_s"] = await refresh(more[:100])
         figures["apply_s"] = app.last_apply_s
         # a drill-down open on the task that the next 100 events touch most
         nxt = [json.loads(line) for line in more[100:200]]
@@ -233,7 +236,8 @@ async def _app_figures(run_dir: Path, more: list[str], size: tuple[int, int],
         target = max(set(touched) & set(app.state.tasks), key=touched.count)
         app.push_screen(DetailScreen(target))
         await pilot.pause()
-        figures["refresh_detail_s"] = await refresh(more[100:200])
+        figures["refresh_detail_s"], figures["refresh_detail_cpu_s"] = \
+            await refresh(more[100:200])
         # worst case: 100 new steps (100 new chains) all in the open task's tree
         app.pop_screen()
         busiest = max(app.state.tasks.values(), key=lambda t: len(t.steps)).id
@@ -243,7 +247,7 @@ async def _app_figures(run_dir: Path, more: list[str], size: tuple[int, int],
         extra = [json.dumps({"seq": 10**9 + i, "t": 1.8e9 + i,
                              **dump(LLMCall(sample=f"{busiest}/p99/a{i}/s0"))})
                  for i in range(100)]
-        figures["refresh_worst_s"] = await refresh(extra)
+        figures["refresh_worst_s"], figures["refresh_worst_cpu_s"] = await refresh(extra)
         await pilot.press("q")
     return figures
 
@@ -289,8 +293,10 @@ def main() -> None:
         **figures, "terminal": args.size, "repeats": args.repeats,
         "runs": runs,
     }
+    load = " ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"synthetic log: {count} events, {len(state.tasks)} tasks, {size_mb:.1f} MB "
-          f"({args.log_format} format); medians of {args.repeats}")
+          f"({args.log_format} format); medians of {args.repeats}; load average {load} "
+          f"(at the end)")
     print(f"(a) read + parse:                {result['read_parse_s'] * 1e3:8.1f} ms")
     print(f"(a) read + parse + fold (state): {result['fold_total_s'] * 1e3:8.1f} ms")
     print(f"(b) open app to first render:    {figures['first_render_s'] * 1e3:8.1f} ms "
@@ -298,11 +304,15 @@ def main() -> None:
           f"{figures['events_at_first_render']:.0f} events folded by then)")
     print(f"(b) open app to whole log shown: {figures['loaded_s'] * 1e3:8.1f} ms "
           f"(in {figures['chunks']:.0f} chunks, each shown as it was folded)")
-    print(f"(c) refresh after 100 events:    {figures['refresh_s'] * 1e3:8.1f} ms "
-          f"(of which applying to the table {figures['apply_s'] * 1e3:.1f} ms)")
-    print(f"    same, drill-down open:       {figures['refresh_detail_s'] * 1e3:8.1f} ms")
+    print("(c) refreshes, wall (CPU of this process):")
+    print(f"    after 100 events:            {figures['refresh_s'] * 1e3:8.1f} ms "
+          f"({figures['refresh_cpu_s'] * 1e3:.1f} ms; of which applying to the screen "
+          f"{figures['apply_s'] * 1e3:.1f} ms)")
+    print(f"    same, drill-down open:       {figures['refresh_detail_s'] * 1e3:8.1f} ms "
+          f"({figures['refresh_detail_cpu_s'] * 1e3:.1f} ms)")
     print(f"    worst case, 100 new steps in the open tree ({figures['detail_steps']:.0f} "
-          f"steps): {figures['refresh_worst_s'] * 1e3:.1f} ms")
+          f"steps): {figures['refresh_worst_s'] * 1e3:.1f} ms "
+          f"({figures['refresh_worst_cpu_s'] * 1e3:.1f} ms)")
     open_ok = figures["first_render_s"] < OPEN_TARGET_S
     refresh_ok = max(figures["refresh_s"], figures["refresh_detail_s"],
                      figures["refresh_worst_s"]) < REFRESH_TARGET_S

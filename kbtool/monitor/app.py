@@ -5,9 +5,10 @@ thread reads ``events.jsonl`` in chunks, folding each into a ``RunState``
 (``kbtool.monitor.state``), and the screens show each chunk as it lands: a large log fills
 in within the first second instead of holding the screen until it is read whole.  After
 that the thread polls for what was appended (no inotify: it works over NFS, from another
-node).  The screens update from the state in one batch per poll, only the rows of the
-tasks that changed.  Layout: ``screens/`` (one module per screen), ``widgets/`` (one module
-per widget), ``monitor.tcss`` (the stylesheet).
+node).  The screen on top updates from the state in one batch per poll, only the rows of
+the tasks that changed; a screen under it catches up when it is back on top.  Layout:
+``screens/`` (one module per screen), ``widgets/`` (one module per widget), ``monitor.tcss``
+(the stylesheet).
 """
 
 from __future__ import annotations
@@ -100,9 +101,14 @@ class MonitorApp(App[None]):
                 return  # nothing new, and nothing that changes with the clock
             self._applied = applied
             dirty = self.state.take_dirty()
-            for screen in self.screen_stack:
+            stack = self.screen_stack
+            for index, screen in enumerate(stack):
                 if isinstance(screen, (TasksScreen, DetailScreen)) and screen.is_mounted:
-                    screen.refresh_from(self.state, dirty)
+                    if index == len(stack) - 1:  # on top
+                        screen.refresh_from(self.state, dirty | screen.stale)
+                        screen.stale = set()
+                    else:  # drawn when back on top: Textual would repaint the top whole
+                        screen.stale |= dirty
             self.shown_events, self.loaded = self.state.events, applied[2]
         self.last_apply_s = time.perf_counter() - start
         self.polls += 1

@@ -4,18 +4,22 @@ live following, SVG snapshots, and the CLI's refusal of a folder that is not a r
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import shutil
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from rich.syntax import Syntax
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widgets import TabbedContent, Tree
 
 from kbtool.monitor import app as monitor_app
+from kbtool.monitor import state as monitor_state
 from kbtool.monitor.app import MonitorApp
 from kbtool.monitor.screens.detail import DetailScreen
 from kbtool.monitor.screens.tasks import TasksScreen
@@ -464,6 +468,121 @@ def test_a_large_log_is_shown_chunk_by_chunk(run_dir: Path,
     assert len(seen) > 3 and counts == sorted(counts) and counts[-1] == 78
     assert 0 < counts[0] < 78 and "reading the log" in seen[0][1]
     assert "reading the log" not in seen[-1][1]
+
+
+# -- refresh costs ------------------------------------------------------------------------------
+def _count_layouts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The screens laid out (whole: Textual lays out a screen, not a widget) from now on."""
+    layouts: list[str] = []
+    original = Screen._refresh_layout
+
+    def counted(self: Screen, *args: object, **kwargs: object) -> None:
+        layouts.append(type(self).__name__)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Screen, "_refresh_layout", counted)
+    return layouts
+
+
+def test_a_poll_that_changes_figures_only_lays_nothing_out(
+        run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """New figures in the top line, the panels, the table and the drill-down's header are
+    repainted in place; the screen is laid out again only when the tree gets new lines (and
+    the table under the drill-down is not drawn until it is back on top)."""
+    lines = fixture_lines()
+    log = run_dir / "events.jsonl"
+    log.write_text("".join(lines[:41]))
+    app = make_app(run_dir)
+
+    async def poll(pilot: Pilot, upto: int) -> None:
+        with open(log, "a") as handle:
+            handle.write("".join(lines[app.state.last_seq:upto]))
+        polls = app.polls
+        app.poll_now()
+        await until(pilot, lambda: app.polls > polls and app.state.last_seq == upto)
+        await pilot.pause()
+
+    async def script(pilot: Pilot) -> None:
+        table = app.screen.query_one(TaskList)
+        await pilot.pause()
+        layouts = _count_layouts(monkeypatch)
+        await poll(pilot, 44)  # evals and a call of known steps: counts change
+        assert table.cells["builtin/1/5_Conv2d"][2][0] == "3"
+        assert f"done {app.state.evaluations} " in str(app.screen.query_one("#evals").content)
+        assert layouts == []
+        await pilot.press("end", "enter")  # the Conv2d task
+        detail = app.screen
+        assert isinstance(detail, DetailScreen)
+        await pilot.pause()
+        layouts.clear()
+        await poll(pilot, 45)  # a call of a new step: a new line in the tree
+        assert layouts == ["DetailScreen"]
+        layouts.clear()
+        await poll(pilot, 46)  # its evaluation: relabelled in place
+        assert "4 candidates" in str(detail.query_one("#taskbar").content)
+        assert layouts == []
+        await pilot.press("escape")  # the table catches up
+        assert table.cells["builtin/1/5_Conv2d"][2][0] == "4"
+
+    drive(app, script)
+
+
+def test_the_tree_adds_a_polls_nodes_at_once_and_measures_them_as_textual_does(
+        run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    invalidated: list[int] = []
+    original = Tree._invalidate
+
+    def counted(self: Tree) -> None:
+        invalidated.append(1)
+        original(self)
+
+    monkeypatch.setattr(Tree, "_invalidate", counted)
+    app = make_app(run_dir)
+
+    async def script(pilot: Pilot) -> None:
+        await pilot.press("down", "enter")
+        tree = app.screen.query_one(StepTree)
+        await pilot.pause()
+        tree.start_over()
+        invalidated.clear()
+        tree.sync(app.state.tasks["builtin/1/2_ReLU"])
+        assert len(tree.by_data) == 12 and len(invalidated) == 1  # 12 nodes, one invalidation
+        await pilot.pause()
+        for node in tree.by_data.values():
+            assert tree.get_label_width(node) == Tree.get_label_width(tree, node)
+        tree.root.children[1].collapse()
+        assert tree.get_label_width(tree.root.children[1]) == \
+            Tree.get_label_width(tree, tree.root.children[1])
+
+    drive(app, script)
+
+
+def test_the_folded_state_is_frozen_for_the_cycle_collector(
+        run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    frozen: list[int] = []
+    follower = RunFollower(run_dir)
+    monkeypatch.setattr(monitor_state, "FREEZE_EVENTS", 30)
+    monkeypatch.setattr(monitor_state.gc, "freeze", lambda: frozen.append(follower.state.events))
+    for _ in range(10):
+        follower.poll(2000)  # about 6 events a poll
+    assert frozen and all(b - a >= 30 for a, b in zip([0, *frozen[:-1]], frozen, strict=True))
+    assert follower.state.events == 78
+
+
+def test_a_dropped_state_is_freed_without_the_cycle_collector(run_dir: Path) -> None:
+    """What the monitor folds is frozen for the cycle collector (gc.freeze): so a state
+    must hold no reference cycle, or a replaced log's state would never be freed."""
+    follower = RunFollower(run_dir)
+    follower.poll()
+    ref = weakref.ref(follower.state)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        follower.state = RunState()
+        assert ref() is None
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # -- snapshots ----------------------------------------------------------------------------------

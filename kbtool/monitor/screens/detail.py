@@ -35,6 +35,7 @@ class DetailScreen(Screen[None]):
         super().__init__()
         self.task_id = task_id
         self.shown: NodeData | None = None  # the node whose files are shown
+        self.stale: set[str] = set()  # tasks changed while another screen was on top
 
     @property
     def monitor(self) -> MonitorApp:

@@ -45,6 +45,7 @@ class TasksScreen(Screen[None]):
         self.status_filter = "all"
         self.prefix = ""
         self.name_width = 24
+        self.stale: set[str] = set()  # tasks changed while another screen was on top
 
     @property
     def monitor(self) -> MonitorApp:
@@ -75,6 +76,12 @@ class TasksScreen(Screen[None]):
             self._update_table({"*"})
 
     # -- updates (one batch per poll) ---------------------------------------------------------
+    def on_screen_resume(self) -> None:
+        """Back on top: catch up with the polls applied meanwhile (and with the clock)."""
+        stale, self.stale = self.stale, set()
+        with self.monitor.follower.lock:
+            self.refresh_from(self.monitor.state, stale)
+
     def refresh_from(self, state: RunState, dirty: set[str]) -> None:
         app = self.monitor
         now = app.clock()

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual.widgets import Static
 
 from kbtool.monitor.state import RunState
 from kbtool.monitor.text import STATUS_SHORT, STATUS_STYLE, lines
+from kbtool.monitor.widgets.readout import Readout
 
 
 def queue_line(queue: dict[str, Any] | None) -> Text | None:
@@ -60,21 +60,21 @@ def llm_text(state: RunState) -> Text:
     ])
 
 
-class EvalsPanel(Static):
+class EvalsPanel(Readout):
     """Evaluations done, rates, failures by status, the evaluator's environment."""
 
     def on_mount(self) -> None:
         self.border_title = "Evaluations"
 
     def show(self, state: RunState, now: float, queue: dict[str, Any] | None) -> None:
-        self.update(evals_text(state, now, queue))
+        self.show_text(evals_text(state, now, queue))
 
 
-class LLMPanel(Static):
+class LLMPanel(Readout):
     """Calls, tokens, cost, errors and the budget."""
 
     def on_mount(self) -> None:
         self.border_title = "LLM"
 
     def show(self, state: RunState) -> None:
-        self.update(llm_text(state))
+        self.show_text(llm_text(state))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.text import Text
-from textual.widgets import Static
 
 from kbtool.monitor.state import RunState
 from kbtool.monitor.text import fmt_duration
+from kbtool.monitor.widgets.readout import Readout
 
 
 def run_text(run_dir: Path, state: RunState, now: float,
@@ -33,7 +33,7 @@ def run_text(run_dir: Path, state: RunState, now: float,
     return text
 
 
-class RunBar(Static):
+class RunBar(Readout):
     def show(self, run_dir: Path, state: RunState, now: float,
              loading: tuple[int, int] | None) -> None:
-        self.update(run_text(run_dir, state, now, loading))
+        self.show_text(run_text(run_dir, state, now, loading))

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.widgets import Tree
@@ -56,6 +57,8 @@ class StepTree(Tree[NodeData]):
         Binding("left", "fold", "Fold", show=False),
         Binding("right", "unfold", "Unfold", show=False),
     ]
+    _batch = False    # in sync(): Tree's invalidation is put off to its end
+    _batched = False  # ... and was asked for
 
     def __init__(self, label: str, **kwargs: Any) -> None:
         super().__init__(label, **kwargs)
@@ -64,6 +67,23 @@ class StepTree(Tree[NodeData]):
         self.by_data: dict[NodeData, TreeNode[NodeData]] = {}
         self._sigs: dict[NodeData, tuple] = {}  # node data -> the figures of its label
 
+    # -- cheaper updates ----------------------------------------------------------------------
+    def _invalidate(self) -> None:
+        """Tree drops its caches and asks for a layout at every node added, folded or
+        unfolded; within sync() that is done once, at the end."""
+        if self._batch:
+            self._batched = True
+        else:
+            super()._invalidate()
+
+    def get_label_width(self, node: TreeNode[NodeData]) -> int:
+        """Without rendering the label (Tree renders every line's label to measure the
+        widest at each rebuild of its lines)."""
+        icon = "" if not node.allow_expand else \
+            self.ICON_NODE_EXPANDED if node.is_expanded else self.ICON_NODE
+        label = node.label
+        return cell_len(icon) + (label.cell_len if isinstance(label, Text) else cell_len(label))
+
     def start_over(self) -> None:
         """Forget every node (the log was replaced)."""
         self.clear()
@@ -71,6 +91,15 @@ class StepTree(Tree[NodeData]):
 
     def sync(self, task: TaskState) -> set[NodeData]:
         """Bring the tree up to ``task``; the data of the nodes that were relabelled."""
+        self._batch, self._batched = True, False
+        try:
+            return self._sync(task)
+        finally:
+            self._batch = False
+            if self._batched:
+                self._invalidate()
+
+    def _sync(self, task: TaskState) -> set[NodeData]:
         changed: set[NodeData] = set()
         groups: dict[int, dict[int, list[Step]]] = {}
         for key in sorted(task.steps):
@@ -100,9 +129,12 @@ class StepTree(Tree[NodeData]):
         when its figures (``sig``) changed."""
         node = self.by_data.get(data)
         if node is None:
-            index = sum(1 for child in parent.children
-                        if child.data is not None and child.data < data)
-            before = index if index < len(parent.children) else None
+            children = parent.children
+            last = children[-1].data if children else None
+            before = None
+            if last is not None and not last < data:  # not the last: find its place
+                index = sum(1 for child in children if child.data is not None and child.data < data)
+                before = index if index < len(children) else None
             node = parent.add_leaf(label(), data=data, before=before) if leaf else \
                 parent.add(label(), data=data, before=before, expand=expand)
             self.by_data[data] = node

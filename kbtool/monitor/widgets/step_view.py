@@ -90,8 +90,17 @@ class StepView(TabbedContent):
         for title, tab in TABS:  # the panes, as a ``with TabbedContent():`` block adds them
             self.compose_add_child(TabPane(title, VerticalScroll(
                 Static(id=f"{tab}-text", classes="content")), id=tab))
+        self._keys: dict[str, Any] = {}  # tab -> what it shows (see _set)
 
-    def _set(self, tab: str, content: Any) -> None:
+    def _set(self, tab: str, content: Any, key: Any = None) -> None:
+        """Show ``content`` in ``tab``, unless it shows the same already (``key``: what
+        tells it, for content that is not a Text): a poll that relabels the shown step
+        re-reads its files, but the code is highlighted again only when it changed."""
+        if key is None and isinstance(content, Text):
+            key = (content.plain, str(content.style), tuple(content.spans))
+        if key is not None and self._keys.get(tab) == key:
+            return
+        self._keys[tab] = key
         self.query_one(f"#{tab}-text", Static).update(content)
 
     def show_nothing(self) -> None:
@@ -106,11 +115,13 @@ class StepView(TabbedContent):
     def show_step(self, folder: Path, run_dir: Path, step: Step | None) -> None:
         path = candidate_file(folder, run_dir, step)
         code = read_text(path) if path is not None else None
-        self._set("code", Syntax(code, Syntax.guess_lexer(str(path), code), line_numbers=True,
-                                 word_wrap=True, theme="ansi_dark")
-                  if code and path is not None else
-                  Text("(no candidate: the reply had no code block, or it has not arrived "
-                       "yet)", "dim"))
+        if code and path is not None:
+            self._set("code", Syntax(code, Syntax.guess_lexer(str(path), code),
+                                     line_numbers=True, word_wrap=True, theme="ansi_dark"),
+                      key=("syntax", str(path), code))
+        else:
+            self._set("code", Text("(no candidate: the reply had no code block, or it has "
+                                   "not arrived yet)", "dim"))
         self._set("eval", eval_text(folder / "eval.json", step))
         prompt = read_text(folder / "prompt.md")
         reply = read_text(folder / "response.md")

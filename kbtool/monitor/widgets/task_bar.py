@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
 
 from kbtool.monitor.state import TaskState
 from kbtool.monitor.text import STATUS_STYLE, fmt_ms, speed_style, styled
+from kbtool.monitor.widgets.readout import Readout
 
 
 def task_text(task: TaskState, eval_mode: str | None, baselines: list[str]) -> Text:
@@ -36,6 +36,8 @@ def task_text(task: TaskState, eval_mode: str | None, baselines: list[str]) -> T
     return text
 
 
-class TaskBar(Static):
+class TaskBar(Readout):
+    FIXED_HEIGHT = False  # height: auto (a reason adds a line)
+
     def show(self, task: TaskState, eval_mode: str | None, baselines: list[str]) -> None:
-        self.update(task_text(task, eval_mode, baselines))
+        self.show_text(task_text(task, eval_mode, baselines))
