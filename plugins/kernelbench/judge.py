@@ -732,9 +732,13 @@ class Judge:
                                "runtime_ms": stats("candidate").median_ms}
         if paired:
             ratio = rounds.ratio("reference", "candidate", rule)
+            # The rounds' interval, widened by what differs between two processes running
+            # the same code: a null candidate is then never "significantly faster".
+            margin = 1 + self.own.process_margin
+            low, high = ratio.low / margin, ratio.high * margin
             out.update(baseline=stats("reference").model_dump(),
                        baseline_ms=stats("reference").median_ms, speedup=ratio.estimate,
-                       speedup_ci=[ratio.low, ratio.high], significant=ratio.significant_faster)
+                       speedup_ci=[low, high], significant=low > 1.0)
             why = (f"the speedup's interval is +-{ratio.rel_halfwidth:.1%}, not "
                    f"+-{rule.target_rel_ci:.1%}, after {len(rounds.times)} rounds ({stop})")
         else:

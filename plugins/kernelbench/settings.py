@@ -32,7 +32,7 @@ class KernelBenchSettings(Section):
     flat_keys: ClassVar[tuple[str, ...]] = (
         "kernelbench_path", "tasks_dir", "sizes", "max_task_memory_fraction", "compile_mode",
         "correctness_trials", "tolerances", "shrink", "shrink_max_mb", "shrink_max_gflop",
-        "cuda_inputs")
+        "cuda_inputs", "process_margin")
     local_keys: ClassVar[tuple[str, ...]] = ("kernelbench_path", "tasks_dir")
 
     kernelbench_path: Path | None = Field(None, description="KernelBench checkout or its KernelBench/")
@@ -53,6 +53,11 @@ class KernelBenchSettings(Section):
         "refuse", description="problems that put tensors on CUDA, on a machine without one: "
                               "refuse them, or map their devices to the CPU")
     compile_mode: str = Field("default", description="torch.compile mode of the compile baseline")
+    process_margin: float = Field(
+        0.03, ge=0, lt=0.5, description="the speedup's interval is widened by this share on "
+        "each side: the reference and the candidate run in two processes, and two processes "
+        "running the very same code differ by a few percent (memory layout, CPU placement), "
+        "which no number of rounds removes")
     correctness_trials: int = Field(5, ge=1)
     tolerances: dict[str, Tolerance] = Field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
 

@@ -133,6 +133,11 @@ def test_a_random_op_is_not_taken_for_a_cache(judged: Evaluator, tmp_path: Path)
     (tmp_path / "same.py").write_text(DROPOUT + "\nModelNew = Model\n")
     result = judged.evaluate(catalog.resolve(str(problem), judged.config), tmp_path / "same.py")
     assert result.status == Status.ok, result.error
+    # The interval carries the margin for two processes running the same code (3%).
+    low, high = result.speedup_ci or (0.0, 0.0)
+    speedup = result.speedup or 0.0
+    assert low * 1.03 <= speedup * (1 + 1e-9) and high / 1.03 >= speedup * (1 - 1e-9)
+    assert result.significant == (low > 1)
 
 
 @pytest.mark.slow
