@@ -221,7 +221,9 @@ def time_to_verdict(args: argparse.Namespace, config: Any, work: Path) -> dict[s
     """Wall time to a verdict on a sub-millisecond task, timing with a 2% target interval."""
     from kbtool.evaluation.evaluator import Evaluator
     from kbtool.task import catalog
+    from kbtool_plugins.kernelbench.settings import KernelBenchSettings
 
+    margin = config.section(KernelBenchSettings).process_margin
     task = catalog.resolve(args.verdict_task, config)
     sol = work / "verdict.py"
     sol.write_text(task.path.read_text() + "\n\nModelNew = Model\n")
@@ -233,7 +235,8 @@ def time_to_verdict(args: argparse.Namespace, config: Any, work: Path) -> dict[s
             result = evaluator.evaluate(task, sol)
             wall = time.perf_counter() - start
             low, high = result.speedup_ci or (math.nan, math.nan)
-            half = (high - low) / 2 / result.speedup if result.speedup else math.nan
+            # The rounds' own interval: the reported one carries process_margin on each side.
+            half = math.sqrt(high / low) / (1 + margin) - 1 if low > 0 else math.nan
             rows.append({"wall_s": wall, "status": result.status.value,
                          "runtime_ms": result.runtime_ms, "speedup": result.speedup,
                          "rel_half_width": half, "noisy": result.noisy})
