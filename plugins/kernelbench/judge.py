@@ -380,8 +380,12 @@ class Judge:
         import torch
 
         device = self.config.device
-        threads = usable_threads(torch.get_num_threads()) if device == "cpu" else \
-            torch.get_num_threads()
+        threads = torch.get_num_threads()
+        if device == "cpu":
+            # One thread by default: on a shared or small machine a second thread costs
+            # scheduler ticks that the paired ratio does not cancel (docs/evaluation.md).
+            wanted = self.own.cpu_threads
+            threads = usable_threads(threads) if wanted == "auto" else wanted
         # The judge's own work (inputs, comparisons) happens while the runners wait: one
         # thread does not take the CPUs a measurement may need, nor wait on a busy machine.
         torch.set_num_threads(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from kbtool.config import Section
 
@@ -32,7 +32,7 @@ class KernelBenchSettings(Section):
     flat_keys: ClassVar[tuple[str, ...]] = (
         "kernelbench_path", "tasks_dir", "sizes", "max_task_memory_fraction", "compile_mode",
         "correctness_trials", "tolerances", "shrink", "shrink_max_mb", "shrink_max_gflop",
-        "cuda_inputs", "process_margin")
+        "cuda_inputs", "process_margin", "cpu_threads")
     local_keys: ClassVar[tuple[str, ...]] = ("kernelbench_path", "tasks_dir")
 
     kernelbench_path: Path | None = Field(None, description="KernelBench checkout or its KernelBench/")
@@ -53,6 +53,10 @@ class KernelBenchSettings(Section):
         "refuse", description="problems that put tensors on CUDA, on a machine without one: "
                               "refuse them, or map their devices to the CPU")
     compile_mode: str = Field("default", description="torch.compile mode of the compile baseline")
+    cpu_threads: PositiveInt | Literal["auto"] = Field(
+        1, description="threads of a CPU measurement: 1 (the default: the runners' CPU time "
+        "is the clock, which other work on the machine does not stretch), N, or auto (the "
+        "CPUs idle at the time, timed by the wall clock when more than one)")
     process_margin: float = Field(
         0.03, ge=0, lt=0.5, description="the speedup's interval is widened by this share on "
         "each side: the reference and the candidate run in two processes, and two processes "
