@@ -73,6 +73,22 @@ def view(buffer: SharedBuffer, spec: TensorSpec) -> Any:
     return flat.as_strided(spec.shape, spec.stride)
 
 
+def same_allocator() -> None:
+    """The C allocator behaves alike in both runners: freed memory is kept and reused, never
+    handed back to the system or mapped afresh.  Otherwise glibc's mmap threshold, which
+    moves with each process's history of frees, lets one runner page-fault every output of
+    a call and the other not: the reference as its own candidate then measured 0.5x or
+    2.7x on KernelBench level 1 (16-25 MB outputs).  A caching allocator does the same on
+    a GPU."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    m_trim_threshold, m_mmap_max = -1, -4  # malloc.h
+    if hasattr(libc, "mallopt"):  # glibc; other C libraries keep their own behaviour
+        libc.mallopt(m_mmap_max, 0)
+        libc.mallopt(m_trim_threshold, 2**31 - 1)
+
+
 def align(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
@@ -152,6 +168,7 @@ class ModelRunner:
         torch.set_grad_enabled(False)
         if request.device == "cpu":
             os.environ["TRITON_INTERPRET"] = "1"  # Triton kernels run on its interpreter
+            same_allocator()
         self.timer = registry.TIMERS.get(request.timer)
         self.timer.setup(request.device)
         self.settings = torch_settings()
