@@ -16,7 +16,7 @@
 #   1. side-stream exploit (bench/gpu/side_stream.py, builtin/1/1 Matmul N=4096): must come back
 #      incorrect/rejected, or ok at < 0.8x (it does twice the work; timed in full: ~0.5x),
 #      never ok and faster;
-#   2. Triton candidate (bench/gpu/triton_relu.py) and 3. load_inline CUDA candidate
+#   2. Triton candidate (tests/solutions/level1_2_ReLU_triton.py) and 3. load_inline CUDA candidate
 #      (bench/gpu/cuda_relu.py) on builtin/1/2 ReLU 4096x16384: ok and correct;
 #   4. the cuda-events and triton-do-bench timers each timing the references of builtin/1/1,
 #      1/3 and 2/1 alone at real sizes (N=4096, batch_size=4096, dim=16384: `--solutions
@@ -142,7 +142,7 @@ EOF
 # The candidate files of bench/gpu/ at least compile to byte-code (nothing written) wherever
 # this runs.
 scriptcheck gpu_files 30 "$PY" -c 'import sys; [compile(open(f).read(), f, "exec") for f in sys.argv[1:]]' \
-    bench/gpu/cuda_relu.py bench/gpu/triton_relu.py bench/gpu/side_stream.py bench/gpu/expect.py
+    bench/gpu/cuda_relu.py tests/solutions/level1_2_ReLU_triton.py bench/gpu/side_stream.py bench/gpu/expect.py
 
 NULLS="$OUT_DIR/nulls"
 REAL_SIZES=(--size N=4096 --size batch_size=4096 --size dim=16384)
@@ -158,7 +158,7 @@ if [[ "$("$PY" -c 'import torch; print(torch.cuda.is_available())')" == "True" ]
         --timer cuda-events --size batch_size=4096 --size dim=16384
     evalcheck side_stream exploit 90 builtin/1/1 --solution bench/gpu/side_stream.py "${GPU[@]}" \
         --timer cuda-events --size N=4096
-    evalcheck triton_relu honest 90 builtin/1/2 --solution bench/gpu/triton_relu.py "${GPU[@]}" \
+    evalcheck triton_relu honest 90 builtin/1/2 --solution tests/solutions/level1_2_ReLU_triton.py "${GPU[@]}" \
         --timer cuda-events --size batch_size=4096 --size dim=16384
     evalfinish cuda_relu honest
     for timer in cuda-events triton-do-bench; do
@@ -184,7 +184,7 @@ else
         baseline_cache=false --output "$OUT_DIR/json/alone_cpu.jsonl"
     evalcheck paired_nulls null 120 "${CPU_TASKS[@]}" --solutions "$NULLS" "${CPU[@]}" \
         --output "$OUT_DIR/json/paired_nulls.jsonl"
-    evalcheck triton_relu_interp honest 120 builtin/1/2 --solution bench/gpu/triton_relu.py "${CPU[@]}"
+    evalcheck triton_relu_interp honest 120 builtin/1/2 --solution tests/solutions/level1_2_ReLU_triton.py "${CPU[@]}"
     scriptcheck null_speedup 150 "$PY" bench/null_speedup.py --smoke --json "$OUT_DIR/null_speedup.json"
     scriptcheck eval_overhead 150 "$PY" bench/eval_overhead.py --smoke --device cpu \
         --json "$OUT_DIR/eval_overhead.json"
