@@ -8,6 +8,7 @@ than shown as a traceback.
 """
 
 from collections.abc import Iterable
+from typing import Any
 
 
 class KbtoolError(Exception):
@@ -46,3 +47,10 @@ def unknown(what: str, name: str, known: Iterable[str], hint: str | None = None,
         tail = f" (none is registered{'; ' + hint if hint else ''})"
         hint = None
     return UsageError(f"unknown {what} {name!r}{tail}" + (f"; {hint}" if hint else ""))
+
+
+def invalid(exc: Any, root: str) -> str:
+    """A pydantic ``ValidationError`` as one line: where (``root`` for the whole) and why."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or root
+    return f"{where}: {first['msg']}"

@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from kbtool.config import Config
-from kbtool.errors import UsageError
+from kbtool.errors import UsageError, invalid
 from kbtool.task.model import Task
 from kbtool_plugins.perf.settings import PerfPayload, PerfSettings
 
@@ -34,9 +34,7 @@ def read_task(path: Path) -> Task:
     try:
         payload = PerfPayload.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "task"
-        raise UsageError(f"perf task {path}: {where}: {first['msg']}") from None
+        raise UsageError(f"perf task {path}: {invalid(exc, 'task')}") from None
     return Task(id=f"{SOURCE}/{name}", source=SOURCE, name=name, kind="perf", path=path,
                 number=number if isinstance(number, int) else None,
                 payload=payload.model_dump(mode="json", exclude_defaults=True))

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from kbtool.cli.app import ConfigFile, ConfigProfile
 from kbtool.cli.common import make_config
 from kbtool.config import split_overrides
-from kbtool.errors import UsageError
+from kbtool.errors import UsageError, invalid
 from kbtool.util.files import write_atomic
 
 EXAMPLE = ("kbtool tasks build packaging==26.0 --runner pytest --source-root src "
@@ -98,9 +98,7 @@ def build_command(
     try:
         built = BuildOptions.model_validate(options)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"]) or "options"
-        raise UsageError(f"tasks build: {where}: {error['msg']} (e.g. {EXAMPLE})") from None
+        raise UsageError(f"tasks build: {invalid(exc, 'options')} (e.g. {EXAMPLE})") from None
     items = build(built, config.cache_dir, out)
     if transcript is not None:
         from kbtool_plugins.repo.dataset import load
