@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -55,7 +56,11 @@ def settings(tmp_path: Path, mini: Mini, **more: Any) -> Config:
 
 def check(backend: Any, config: Config, tmp_path: Path, name: str) -> EvalResult:
     task_id, code = CANDIDATES[name]
-    path = tmp_path / f"{name.replace(' ', '_')}.py"
+    # One file per call: threads checking the same candidate must not truncate each
+    # other's file while it is read (that read "" and came back compile_error).
+    fd, file = tempfile.mkstemp(suffix=".py", prefix=name.replace(" ", "_"), dir=tmp_path)
+    os.close(fd)
+    path = Path(file)
     path.write_text(code)
     result: EvalResult = backend.evaluate(catalog.resolve(task_id, config), path, config)
     return result
