@@ -96,6 +96,25 @@ class Runner(Generic[Request, Reply]):
     _pid_ns: str | None = None
     _status: int | None = None
 
+    def started(self, deadline: float) -> None:
+        """Wait for its hello (the confinement that applied); closed if it never comes."""
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    raise RunnerFailed("timeout", f"the {self.name} did not start in time",
+                                       self.name)
+                if self.channel.readable(_POLL_S):
+                    break
+                self._fail_if_dead()
+            hello, _ = self.channel.receive(adapter=_HELLO)
+        except ChannelClosed:
+            self.close()
+            raise RunnerFailed("died", f"the {self.name} could not start", self.name) from None
+        except BaseException:
+            self.close()
+            raise
+        self.sandbox = list(hello.sandbox)
+
     # -- what it says ----------------------------------------------------------------------
     def ask(self, request: BaseModel, deadline: float, fds: tuple[int, ...] = (),
             max_fds: int = 0) -> Reply:
@@ -202,15 +221,16 @@ class Runner(Generic[Request, Reply]):
                 total += max(fine, coarse)
         return total
 
-    def kill(self) -> None:
+    def kill(self, wait: bool = True) -> None:
         """End the runner and everything it started (its session, its PID namespace, its
-        descendants), and reap it."""
+        descendants), and reap it (with ``wait``: a process with torch mapped takes a while
+        to end, so a judge that ends several signals them all first)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)  # at once: its group may be forking
         for pid in self.processes():  # and whatever left the group
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        if self._status is None:
+        if wait and self._status is None:
             with contextlib.suppress(ChildProcessError):
                 _, self._status = os.waitpid(self.pid, 0)
 
@@ -239,8 +259,9 @@ def _pid_ns(pid: int) -> str:
 
 def start_runner(name: str, serve: Callable[[Channel[Any]], None], scratch: Path,
                  policy: SandboxPolicy, requests: TypeAdapter[Any], replies: TypeAdapter[Any],
-                 memory_bytes: int, deadline: float) -> Runner[Any, Any]:
-    """Fork a runner that calls ``serve(channel)`` once confined; return when it said hello.
+                 memory_bytes: int) -> Runner[Any, Any]:
+    """Fork a runner that calls ``serve(channel)`` once confined; ``Runner.started`` waits
+    for it to say hello (start several, then wait: they confine themselves in parallel).
 
     Call before this process has run a torch op.  ``requests`` validates what the runner
     receives, ``replies`` what the judge receives."""
@@ -253,24 +274,7 @@ def start_runner(name: str, serve: Callable[[Channel[Any]], None], scratch: Path
         judge_end.close()
         _runner_main(serve, Channel(runner_end, requests), scratch, policy)
     runner_end.close()
-    runner: Runner[Any, Any] = Runner(name, pid, Channel(judge_end, replies), scratch,
-                                      memory_bytes)
-    try:
-        while True:
-            if time.monotonic() > deadline:
-                raise RunnerFailed("timeout", f"the {name} did not start in time", name)
-            if runner.channel.readable(_POLL_S):
-                break
-            runner._fail_if_dead()
-        hello, _ = runner.channel.receive(adapter=_HELLO)
-    except ChannelClosed:
-        runner.close()
-        raise RunnerFailed("died", f"the {name} could not start", name) from None
-    except BaseException:
-        runner.close()
-        raise
-    runner.sandbox = list(hello.sandbox)
-    return runner
+    return Runner(name, pid, Channel(judge_end, replies), scratch, memory_bytes)
 
 
 def _runner_main(serve: Callable[[Channel[Any]], None], channel: Channel[Any], scratch: Path,

@@ -83,6 +83,7 @@ WINDOW_MS = 10.0          # a timed window holds calls for about this long (IPC 
 MAX_CALLS = 256           # calls in one window at most
 MAX_POOL = 16             # input sets rotated through the timed calls at most
 POOL_GEN_S = 0.15         # time spent making the first pool at most (it has 2 sets at least)
+POOL_SHARE = 0.15         # ... and this share of max_timing_s at most (refreshes add more)
 POOL_BYTES = 128 * 2**20  # memory of the pool (judge's copy + one per runner) at most
 REFRESH_SHARE = 0.25      # refreshing pool sets may take this share of the timed time
 CHECK_SHARE = 0.3         # share of rounds one of whose calls is checked (and the last)
@@ -347,6 +348,8 @@ class Judge:
             result = self._result("incorrect", str(exc))
         finally:
             for side in self.sides.values():
+                side.runner.kill(wait=False)  # both end at once
+            for side in self.sides.values():
                 side.close()
         return result
 
@@ -371,8 +374,10 @@ class Judge:
         memory = self.config.memory_limit_mb * 2**20
         for role in ("reference", "candidate"):
             runner = start_runner(role, serve, scratch / role, policy, REQUESTS, REPLIES,
-                                  memory, self.deadline[0])
+                                  memory)
             self.sides[role] = Side(role, runner, self.deadline)
+        for side in self.sides.values():
+            side.runner.started(self.deadline[0])
         # Added to what the judge's own process got (kbtool.sandbox.isolation).
         self.report.send({"sandbox": self.sides["candidate"].runner.sandbox})
 
@@ -581,6 +586,7 @@ class Judge:
         arms = ["reference", "candidate"] if paired else ["candidate"]
 
         # The pool: input sets from OS seeds, as many as fit the budgets.
+        pool_s = min(POOL_GEN_S, POOL_SHARE * settings.max_timing_s)
         started = time.perf_counter()
         slots: list[int] = []
         while True:
@@ -592,7 +598,7 @@ class Judge:
             per_set = spent / len(slots)
             set_bytes = layout_of(values).size
             if len(slots) >= MAX_POOL or (len(slots) >= 2 and (
-                    spent + per_set > POOL_GEN_S
+                    spent + per_set > pool_s
                     or (len(slots) + 1) * 2 * set_bytes > POOL_BYTES)):
                 break
         gen_s = (time.perf_counter() - started) / len(slots)
