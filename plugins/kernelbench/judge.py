@@ -624,6 +624,10 @@ class Judge:
         assert ref.out is not None
         calls = max(1, min(MAX_CALLS, KEEP_BYTES // ref.out.size,
                            math.ceil(WINDOW_MS / max(min(one.values()), 1e-3))))
+        if calls > 1:  # a window's outputs, kept together, take memory not yet touched
+            for arm in arms:
+                self._window(self.sides[arm], [slots[i % len(slots)] for i in range(calls)],
+                             models[arm])
 
         def sequence() -> list[int]:
             seq: list[int] = []

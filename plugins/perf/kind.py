@@ -48,6 +48,7 @@ from kbtool.timing.compare import (
     StopRule,
     mann_whitney_faster,
     paired_ratio,
+    places,
     rotation,
     run_rounds,
 )
@@ -429,7 +430,9 @@ class _Check:
             times = {a: [r.experiment_ms for r in runs[(name, a)]] for a in ARMS}
             medians[name] = {a: statistics.median(t) for a, t in times.items()}
             ratios = {p: paired_ratio(times[p[0]], times[p[1]], rule.confidence,
-                                      rule.outlier_k) for p in PAIRS}
+                                      rule.outlier_k,
+                                      positions=places(len(rounds.times), len(ARMS)))
+                      for p in PAIRS}
             s, h, v = (ratios[p] for p in PAIRS)
             details.workloads.append(WorkloadResult(
                 name=name, baseline_ms=medians[name]["baseline"],
