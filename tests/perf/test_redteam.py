@@ -77,7 +77,9 @@ def test_work_moved_to_import_time_is_rejected(perf_evaluator: Evaluator, perf_c
                                                baseline_file: Callable[[str], str],
                                                tmp_path: Path) -> None:
     """The small-domain task's names could all be canonicalised at import time: a patch
-    that does so is fast inside the timed region and slower outside it."""
+    that does so is fast inside the timed region and slower outside it.  The check runs on
+    a gain the rounds call significant; on a machine too busy for that the patch is not
+    shown faster either, so it gains nothing (CI once got there at 6 rounds)."""
     task = catalog.resolve("perf/small-domain", perf_config)
     precompute = ("import itertools as _it\n_PRE = {}\nfor _n in range(1, 7):\n"
                   "    for _t in _it.product('aB-_.', repeat=_n):\n"
@@ -89,8 +91,11 @@ def test_work_moved_to_import_time_is_rejected(perf_evaluator: Evaluator, perf_c
                 "        value = _canonicalize_regex.sub('-', name).lower()\n")
     config = perf_config.with_section(perf_config.section(
         catalog.kind_of(task).settings_model).model_copy(  # type: ignore[union-attr]
-        update={"min_rounds": 6, "max_rounds": 6}))
+        update={"min_rounds": 10, "max_rounds": 10}))
     result = evaluate(perf_evaluator, task, file_diff(UTILS, baseline_file(UTILS), text),
                       tmp_path, config)
-    assert result.status.value == "rejected", result.error
-    assert "work moved out of the timed region" in (result.error or "")
+    if result.status.value == "ok":
+        assert not result.significant, result.speedup_ci
+    else:
+        assert result.status.value == "rejected", result.error
+        assert "work moved out of the timed region" in (result.error or "")
