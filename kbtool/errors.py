@@ -7,8 +7,13 @@ Both are ``KbtoolError``, which callers catch when either kind should be reporte
 than shown as a traceback.
 """
 
+from __future__ import annotations
+
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class KbtoolError(Exception):
@@ -49,7 +54,7 @@ def unknown(what: str, name: str, known: Iterable[str], hint: str | None = None,
     return UsageError(f"unknown {what} {name!r}{tail}" + (f"; {hint}" if hint else ""))
 
 
-def invalid(exc: Any, root: str) -> str:
+def invalid(exc: ValidationError, root: str) -> str:
     """A pydantic ``ValidationError`` as one line: where (``root`` for the whole) and why."""
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or root

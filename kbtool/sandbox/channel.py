@@ -24,6 +24,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from kbtool.errors import invalid
+
 # No honest message comes near this; a bigger datagram is truncated by the kernel and refused.
 MAX_MESSAGE = 1 << 20
 T = TypeVar("T")
@@ -82,7 +84,8 @@ class Channel(Generic[T]):
             try:
                 return (adapter or self.incoming).validate_json(data), fds
             except ValidationError as exc:
-                raise ProtocolViolation(_first_error(exc, data)) from None
+                raise ProtocolViolation(f"a malformed message ({invalid(exc, 'message')}): "
+                                        f"{data[:120]!r}") from None
         except BaseException:
             for fd in fds:
                 with contextlib.suppress(OSError):
@@ -91,13 +94,6 @@ class Channel(Generic[T]):
 
     def close(self) -> None:
         self.sock.close()
-
-
-def _first_error(exc: ValidationError, data: bytes) -> str:
-    errors = exc.errors()
-    where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
-    what = errors[0]["msg"] if errors else str(exc)
-    return f"a malformed message ({where}: {what}): {data[:120]!r}"
 
 
 class SharedBuffer:
