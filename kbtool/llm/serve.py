@@ -34,6 +34,7 @@ from kbtool.config import Config
 from kbtool.errors import RunError, UsageError
 from kbtool.llm.model import ChatRequest, ChatResponse, Provider, split_model_name
 from kbtool.plugin import registry
+from kbtool.sandbox.namespaces import popen_tied
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,8 @@ class ModelServer:
             argv = [sys.executable, "-c", _PARENT_DEATH_GUARD, str(os.getpid()), *argv]
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(self.gpu)}
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = popen_tied(argv, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
 
     def healthy(self) -> bool:
         try:

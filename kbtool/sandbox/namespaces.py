@@ -24,10 +24,13 @@ import ctypes
 import os
 import resource
 import signal
+import subprocess
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -157,9 +160,27 @@ PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent() -> None:
-    """Be killed when the process that forked this one ends, however it ends (Ctrl-C, a
-    crash, SIGKILL): no candidate outlives kbtool, and none runs past its time limit."""
+    """Be killed when the thread that forked this one ends, however it ends (Ctrl-C, a
+    crash, SIGKILL): no candidate outlives kbtool, and none runs past its time limit.
+
+    The kernel ties this to the forking *thread*, not its process: a program started by a
+    thread that may end before kbtool does must be started with :func:`popen_tied`."""
     _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+# One thread that lives as long as kbtool: the programs it starts are killed when kbtool
+# ends, not when the pool or task thread that wanted them returns (an evaluator started by
+# a pool's thread lost its zygote, and a search its first evaluations, that way).
+_STARTER = ThreadPoolExecutor(1, thread_name_prefix="kbtool-starter")
+
+
+def popen_tied(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen(argv, **kwargs)`` from a thread that ends only with this process,
+    for a program that arms a parent-death signal (:func:`die_with_parent`)."""
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, **kwargs)
+
+    return _STARTER.submit(start).result()
 
 
 def _namespaces(scratch: Path, flags: int = CLONE_NEWNET | CLONE_NEWIPC) -> None:

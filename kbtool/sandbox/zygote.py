@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from kbtool.errors import KbtoolError, RunError, UsageError
 from kbtool.sandbox.isolation import Limits, Outcome, Reporter, run_isolated
+from kbtool.sandbox.namespaces import die_with_parent, popen_tied
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,8 @@ class Zygote:
         env = {**os.environ, "PYTORCH_NVML_BASED_CUDA_CHECK": "1", _PARENT: str(os.getpid())}
         # Not ``python -m``: that puts the working directory first on the import path, and a
         # folder named ``kbtool`` there (the parent of a checkout) would be imported instead.
-        proc = subprocess.Popen([sys.executable, "-c", _BOOT], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, env=env)
+        proc = popen_tied([sys.executable, "-c", _BOOT], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, env=env)
         assert proc.stdin is not None
         _send(proc.stdin, list(sys.path))  # plugins found by the caller must load there too
         return proc
@@ -186,8 +187,6 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
 
 
 def main() -> None:
-    from kbtool.sandbox.namespaces import die_with_parent
-
     # Ctrl-C is kbtool's to handle (it closes this process); this process and its children
     # end with kbtool, however kbtool ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

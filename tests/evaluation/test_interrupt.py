@@ -7,9 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+from kbtool.config import load_config
+from kbtool.evaluation.backend import LocalBackend
+from kbtool.sandbox.namespaces import popen_tied
 from tests.helpers import HOSTILE
 
 
@@ -72,3 +76,45 @@ def test_ctrl_c_ends_the_candidate(tmp_path: Path) -> None:
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, f"processes outlived kbtool: {left}"
+
+
+def test_a_program_tied_to_kbtool_outlives_the_thread_that_started_it() -> None:
+    """The parent-death signal is the starting *thread*'s: a program started by a thread that
+    then returned was killed at once (every evaluator started by a pool lost its zygote)."""
+    armed = ("import ctypes, signal, time\n"
+             "ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))\n"
+             "print('armed', flush=True)\n"
+             "time.sleep(60)\n")
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        proc = popen_tied([sys.executable, "-c", armed], stdout=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stdout.readline() == b"armed\n"
+        procs.append(proc)
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    thread.join()
+    try:
+        time.sleep(0.5)
+        assert procs[0].poll() is None, f"killed with the thread: {procs[0].returncode}"
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def test_evaluators_started_side_by_side_keep_their_zygotes() -> None:
+    backend = LocalBackend(load_config({"device": "cpu", "eval_workers": 2}))
+    try:
+        time.sleep(0.5)
+        pids = []
+        for evaluator in backend.all:
+            proc = evaluator.zygote._proc
+            assert proc is not None and proc.poll() is None, "the zygote died after start-up"
+            pids.append(proc.pid)
+        for evaluator, pid in zip(backend.all, pids, strict=True):
+            assert evaluator.zygote.device("cpu") == "cpu"
+            assert evaluator.zygote._proc is not None and evaluator.zygote._proc.pid == pid
+    finally:
+        backend.close()
