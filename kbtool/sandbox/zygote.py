@@ -9,6 +9,7 @@ the task kind and timer; the zygote finds them through its own plugin manager.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -103,7 +104,9 @@ class Zygote:
         proc, self._proc = self._proc, None
         if proc is not None:
             if proc.stdin is not None:
-                proc.stdin.close()
+                # A request half-written to a zygote that died is flushed again on close.
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:

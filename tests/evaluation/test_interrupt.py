@@ -14,6 +14,7 @@ from pathlib import Path
 from kbtool.config import load_config
 from kbtool.evaluation.backend import LocalBackend
 from kbtool.sandbox.namespaces import popen_tied
+from kbtool.sandbox.zygote import Zygote
 from tests.helpers import HOSTILE
 
 
@@ -118,3 +119,17 @@ def test_evaluators_started_side_by_side_keep_their_zygotes() -> None:
             assert evaluator.zygote._proc is not None and evaluator.zygote._proc.pid == pid
     finally:
         backend.close()
+
+
+def test_a_zygote_that_stopped_reading_is_replaced() -> None:
+    """A zygote dying while a request is written: the unsent bytes must not raise again when
+    its pipe is closed (a ``BrokenPipeError`` once failed a search's task that way)."""
+    zygote = Zygote()
+    # Alive, but nothing reads its stdin any more: every write to it is a broken pipe.
+    zygote._proc = subprocess.Popen(["sh", "-c", "exec 0<&-; echo closed; exec sleep 2"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert zygote._proc.stdout is not None and zygote._proc.stdout.readline() == b"closed\n"
+    try:
+        assert zygote.device("cpu") == "cpu"
+    finally:
+        zygote.close()
