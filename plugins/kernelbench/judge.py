@@ -478,9 +478,10 @@ class Judge:
             self._call(_PROBE_SLOT, make_inputs(self.module, os_seed()),
                        "called again on the same tensors with new values")
             # Nearly the same values: one sample of the batch replaced.  A cache keyed on a
-            # few of the values returns the old answer.
-            near = self._near_duplicate(values)
-            if near is not None:
+            # few of the values returns the old answer, unless its key lies in the replaced
+            # sample: so twice, another sample each time, neither at an end of the batch
+            # (where such keys usually are), and a key within one sample cannot escape both.
+            for near in self._near_duplicates(values):
                 self._prime(values)
                 self._call(_PROBE_SLOT, near, "called on inputs that differ in one sample")
         except (Incorrect, Rejected) as exc:
@@ -494,23 +495,35 @@ class Judge:
             side.put(_PROBE_SLOT, values)
             side.run([_PROBE_SLOT])
 
-    def _near_duplicate(self, values: list[Any]) -> list[Any] | None:
+    def _near_duplicates(self, values: list[Any]) -> list[list[Any]]:
+        """``values`` with one sample of the batch replaced, twice, a different sample each
+        time (none where the task has no batch-like size constant)."""
         import torch
 
         constants = size_constants(self.problem_source)
         batch = {v for k, v in constants.items() if is_batch(k) and isinstance(v, int)
                  and v > 1}
+        sizes = {v.shape[0] for v in values
+                 if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] in batch}
+        if not sizes:
+            return []
+        size = min(sizes)
+        inner = range(1, size - 1) if size > 3 else range(size)
+        picks = random.sample(inner, 2) if len(inner) > 1 else [inner[0]]
         other = make_inputs(self.module, os_seed())
-        out, changed = [], False
-        for value, fresh in zip(values, other, strict=True):
-            if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] in batch \
-                    and fresh.shape == value.shape:
-                value = value.clone()
-                i = random.randrange(value.shape[0])
-                value[i] = fresh[i]
-                changed = True
-            out.append(value)
-        return out if changed else None
+        probes = []
+        for i in picks:
+            out, changed = [], False
+            for value, fresh in zip(values, other, strict=True):
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] in batch \
+                        and fresh.shape == value.shape:
+                    value = value.clone()
+                    value[i] = fresh[i]
+                    changed = True
+                out.append(value)
+            if changed:
+                probes.append(out)
+        return probes
 
     def _kernel_flags(self, custom_kernel: bool) -> None:
         """What runs decides: the candidate's ATen compute ops against the reference's."""

@@ -46,6 +46,7 @@ def run(ev: Evaluator, name: str, task: str = RELU) -> EvalResult:
     # Predictable inputs and caches: OS seeds, refreshed inputs, probes, checked timed calls.
     ("seed_predictor", {Status.incorrect, Status.rejected}, "differ"),
     ("value_cache", {Status.rejected}, "cached from an earlier call"),
+    ("value_cache_middle", {Status.rejected}, "cached from an earlier call"),
     ("version_cache", {Status.rejected, Status.incorrect}, "cached from an earlier call|differ"),
     ("back_to_back", {Status.rejected}, "while it was timed"),
     # The reference, its module and the harness are in another process.
