@@ -509,7 +509,7 @@ class Judge:
             return []
         size = min(sizes)
         inner = range(1, size - 1) if size > 3 else range(size)
-        picks = random.sample(inner, 2) if len(inner) > 1 else [inner[0]]
+        picks = random.sample(inner, 2)  # a batch constant is > 1: two samples at least
         other = make_inputs(self.module, os_seed())
         probes = []
         for i in picks:
