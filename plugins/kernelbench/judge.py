@@ -503,26 +503,23 @@ class Judge:
         constants = size_constants(self.problem_source)
         batch = {v for k, v in constants.items() if is_batch(k) and isinstance(v, int)
                  and v > 1}
-        sizes = {v.shape[0] for v in values
-                 if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] in batch}
-        if not sizes:
+        if not batch:
             return []
-        size = min(sizes)
-        inner = range(1, size - 1) if size > 3 else range(size)
-        picks = random.sample(inner, 2)  # a batch constant is > 1: two samples at least
         other = make_inputs(self.module, os_seed())
+        batched = [j for j, (value, fresh) in enumerate(zip(values, other, strict=True))
+                   if isinstance(value, torch.Tensor) and value.dim()
+                   and value.shape[0] in batch and fresh.shape == value.shape]
+        if not batched:
+            return []
+        size = min(values[j].shape[0] for j in batched)
+        inner = range(1, size - 1) if size > 3 else range(size)
         probes = []
-        for i in picks:
-            out, changed = [], False
-            for value, fresh in zip(values, other, strict=True):
-                if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] in batch \
-                        and fresh.shape == value.shape:
-                    value = value.clone()
-                    value[i] = fresh[i]
-                    changed = True
-                out.append(value)
-            if changed:
-                probes.append(out)
+        for i in random.sample(inner, 2):  # a batch constant is > 1: two samples at least
+            near = list(values)
+            for j in batched:
+                near[j] = values[j].clone()
+                near[j][i] = other[j][i]
+            probes.append(near)
         return probes
 
     def _kernel_flags(self, custom_kernel: bool) -> None:

@@ -426,12 +426,12 @@ class _Check:
             self.flag("noisy", f"the intervals did not reach +-{rule.target_rel_ci:.0%} within "
                       f"{len(rounds.times)} rounds ({rounds.stop_reason})")
         medians: dict[str, dict[str, float]] = {}
+        positions = places(len(rounds.times), len(ARMS))
         for name in workloads:
             times = {a: [r.experiment_ms for r in runs[(name, a)]] for a in ARMS}
             medians[name] = {a: statistics.median(t) for a, t in times.items()}
             ratios = {p: paired_ratio(times[p[0]], times[p[1]], rule.confidence,
-                                      rule.outlier_k,
-                                      positions=places(len(rounds.times), len(ARMS)))
+                                      rule.outlier_k, positions=positions)
                       for p in PAIRS}
             s, h, v = (ratios[p] for p in PAIRS)
             details.workloads.append(WorkloadResult(
