@@ -191,6 +191,14 @@ class Runner(Generic[Request, Reply]):
             todo.extend(_children(pid))
         return found
 
+    def main_pid(self) -> int:
+        """The process that serves the judge's requests (the relay's child where the runner
+        has a PID namespace of its own), as this process can name it."""
+        inner = _children(self.pid)
+        if inner and _pid_ns(inner[0]) != _pid_ns(self.pid):
+            return inner[0]
+        return self.pid
+
     def rss_bytes(self) -> int:
         """The resident memory of its largest process (forked processes share pages, so a
         sum would count them many times; their number is capped apart)."""

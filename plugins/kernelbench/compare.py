@@ -1,8 +1,11 @@
 """Compare a candidate's outputs with the reference's: count, shape, dtype, values.
 
 Besides the usual ``|new - ref| <= atol + rtol * |ref|`` test, outputs that pass it only
-because they are tiny next to ``atol`` (a zero or constant output under a loose tolerance)
-are caught by a relative L2 error bound and a constant-output test.
+because they are tiny next to ``atol`` (a zero or constant output under a loose tolerance, a
+scalar loss of 2e-6 answered as 0) are caught by a relative L2 error bound, which every
+output must meet, scalars included, and a constant-output test.  The bound's denominator
+has a floor (``atol / 100`` per element): outputs that are truly zero are not held to a
+relative error of their rounding noise.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from kbtool_plugins.kernelbench.settings import DEFAULT_TOLERANCES, Tolerance
 
 # Relative L2 error (||new - ref|| / ||ref||) no honest kernel comes near, by dtype.
 REL_L2_BOUND = {"float64": 1e-6, "float32": 1e-2, "float16": 5e-2, "bfloat16": 5e-2}
+# The denominator's floor, per element, as a share of atol: what "zero" means to the bound.
+ZERO_SHARE_OF_ATOL = 1e-2
 
 
 @dataclass
@@ -162,21 +167,21 @@ def compare_outputs(ref: Any, new: Any, tolerances: dict[str, Tolerance]) -> Com
             result.incorrect = (f"output {i}: {stats.bad} of {r.numel()} values differ beyond "
                                 f"atol={tol.atol:g}, rtol={tol.rtol:g} (max abs diff {worst:.3g})")
             continue
-        result.slipped = _slipped(i, stats, dtype)
+        result.slipped = _slipped(i, stats, dtype, tol)
     return result
 
 
-def _slipped(i: int, stats: _Stats, dtype: str) -> str | None:
-    if stats.finite < 2:
+def _slipped(i: int, stats: _Stats, dtype: str, tol: Tolerance) -> str | None:
+    if not stats.finite:
         return None
-    if stats.new_max == stats.new_min and stats.ref_max > stats.ref_min:
+    if stats.finite > 1 and stats.new_max == stats.new_min and stats.ref_max > stats.ref_min:
         return f"output {i} is constant ({stats.new_min:.3g}) where the reference's is not"
     bound = REL_L2_BOUND.get(dtype, REL_L2_BOUND["float32"])
-    if stats.ref_sq > 0:
-        rel = math.sqrt(stats.diff_sq) / math.sqrt(stats.ref_sq)
-        if rel > bound:
-            return (f"output {i} passes the tolerance only because its values are tiny: "
-                    f"relative L2 error {rel:.3g} (bound {bound:g})")
+    floor = ZERO_SHARE_OF_ATOL * tol.atol * math.sqrt(stats.finite)
+    rel = math.sqrt(stats.diff_sq) / max(math.sqrt(stats.ref_sq), floor, 1e-300)
+    if rel > bound:
+        return (f"output {i} passes the tolerance only because its values are tiny: "
+                f"relative L2 error {rel:.3g} (bound {bound:g})")
     return None
 
 

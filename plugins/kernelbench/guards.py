@@ -170,21 +170,30 @@ _NOT_COMPUTE = {
 }
 
 
-def compute_ops(fn: Callable[[], Any]) -> Counter[str]:
-    """The compute ATen ops ``fn`` dispatches (views, copies and allocations left out).
-    Custom kernels (load_inline functions, Triton) do not go through the dispatcher."""
+def compute_ops(fn: Callable[[], Any]) -> tuple[Counter[str], float]:
+    """The compute ATen ops ``fn`` dispatches (views, copies and allocations left out), and
+    the share of its time spent inside them.  Custom kernels (load_inline functions,
+    Triton) do not go through the dispatcher: what they compute is not in that share."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     seen: Counter[str] = Counter()
+    inside = [0.0]
 
     class Recorder(TorchDispatchMode):
         def __torch_dispatch__(self, func: Any, types: Iterable[type], args: tuple = (),
                                kwargs: dict | None = None) -> Any:
             name = func.overloadpacket.__name__
-            if name.rstrip("_") not in _NOT_COMPUTE and name not in _NOT_COMPUTE:
-                seen[name.rstrip("_")] += 1
-            return func(*args, **(kwargs or {}))
+            if name.rstrip("_") in _NOT_COMPUTE or name in _NOT_COMPUTE:
+                return func(*args, **(kwargs or {}))
+            seen[name.rstrip("_")] += 1
+            start = time.perf_counter()
+            try:
+                return func(*args, **(kwargs or {}))
+            finally:
+                inside[0] += time.perf_counter() - start
 
+    start = time.perf_counter()
     with Recorder():
         fn()
-    return seen
+    total = time.perf_counter() - start
+    return seen, min(1.0, inside[0] / total) if total > 0 else 0.0

@@ -2,11 +2,15 @@
 
 The judge asks, a runner answers; one reply per request.  Tensors never travel in messages:
 inputs lie in shared buffers the judge writes (``attach``: one per input set, a *slot*), and
-outputs are written by the runner into a buffer of the judge's (``fetch``).  What a runner
-says is only believed as far as the judge can check it: shapes against the reference's,
-values by comparison, times by the judge's own clock.  ``problems`` are what a runner's own
-checks saw (threads left running, replaced functions, changed torch settings): signs a naive
-exploit leaves, reported by a process the candidate controls (docs/integrity.md).
+a ``run`` reply says where each call's outputs lie in the runner's memory, which the judge
+then reads itself (``kbtool.sandbox.peek``): no request asks the runner for its outputs, so
+no code of the candidate's runs between a timed window and the judge's read.  Sources travel
+in a shared buffer too (a message is one datagram: a large source would not fit).  What a
+runner says is only believed as far as the judge can check it: shapes against the
+reference's, values by comparison, times by the judge's own clock.  ``problems`` are what a
+runner's own checks saw (threads left running, replaced functions, changed torch settings):
+signs a naive exploit leaves, reported by a process the candidate controls
+(docs/integrity.md).
 """
 
 from __future__ import annotations
@@ -47,10 +51,13 @@ class Arg(_Message):
 
 # -- judge -> runner ------------------------------------------------------------------------
 class Load(_Message):
+    """Load the problem (and the candidate): their sources lie, UTF-8, one after the other in
+    the buffer that comes with the message."""
+
     op: Literal["load"] = "load"
-    problem: str                       # the problem's source, size overrides applied
+    problem_bytes: int = Field(ge=0)   # the problem's source, size overrides applied
     problem_file: str
-    solution: str | None = None        # the candidate's source (candidate runner only)
+    solution_bytes: int | None = Field(None, ge=0)  # the candidate's (candidate runner only)
     solution_file: str | None = None
     seed: int                          # for the models' parameters (both runners alike)
     device: str
@@ -71,17 +78,10 @@ class Attach(_Message):
 
 
 class Refresh(_Message):
-    """The judge wrote new values into ``slot``'s buffer (same tensors, new values)."""
+    """The judge wrote new values into these slots' buffers (same tensors, new values)."""
 
     op: Literal["refresh"] = "refresh"
-    slot: int = Field(ge=0)
-
-
-class OutputBuffer(_Message):
-    """Where ``fetch`` writes outputs from now on (the buffer comes with the message)."""
-
-    op: Literal["outputs"] = "outputs"
-    size: int = Field(ge=1)
+    slots: list[Annotated[int, Field(ge=0)]] = Field(max_length=4096)
 
 
 class Prepare(_Message):
@@ -91,24 +91,22 @@ class Prepare(_Message):
 
 
 class Run(_Message):
-    """Call the model once per slot, in order, keeping the outputs; ``checked``: a correctness
-    call (the slower checks too)."""
+    """Call the model once per slot, in order, keeping every call's outputs (in memory, on
+    the device) until the next run; ``checked``: a correctness call (the slower checks
+    too)."""
 
     op: Literal["run"] = "run"
     slots: list[int] = Field(max_length=4096)
     model: Mode = "eager"
     checked: bool = False
-
-
-class Fetch(_Message):
-    """Write the outputs of call ``index`` of the last run into the output buffer."""
-
-    op: Literal["fetch"] = "fetch"
-    index: int = Field(ge=0)
+    # Leave the random generators as they were (another baseline's window: the calls the
+    # outputs are compared on must draw what the candidate's draw, for dropout and the like).
+    keep_rng: bool = False
 
 
 class Ops(_Message):
-    """Call the model on ``slot`` under a recorder of the ATen ops it dispatches."""
+    """Call the model on ``slot`` under a recorder of the ATen ops it dispatches, and of the
+    time they take."""
 
     op: Literal["ops"] = "ops"
     slot: int = Field(ge=0)
@@ -125,8 +123,8 @@ class Stop(_Message):
     op: Literal["stop"] = "stop"
 
 
-Request = Annotated[Load | Attach | Refresh | OutputBuffer | Prepare | Run | Fetch | Ops | Reshape
-                    | Stop, Field(discriminator="op")]
+Request = Annotated[Load | Attach | Refresh | Prepare | Run | Ops | Reshape | Stop,
+                    Field(discriminator="op")]
 REQUESTS: TypeAdapter[Request] = TypeAdapter(Request)
 
 
@@ -136,22 +134,26 @@ class Done(_Message):
     problems: Problems = Field(default_factory=list)
 
 
+class Output(_Message):
+    """One output tensor of a call, contiguous, where the judge reads it: its address in the
+    runner's memory (on a GPU, of the copy the runner made on the host inside the window)."""
+
+    address: int = Field(ge=0)
+    shape: list[Annotated[int, Field(ge=0)]] = Field(max_length=16)
+    dtype: DType
+
+
 class Ran(_Message):
     op: Literal["ran"] = "ran"
     calls: int = Field(ge=0)
-    problems: Problems = Field(default_factory=list)
-
-
-class Fetched(_Message):
-    op: Literal["fetched"] = "fetched"
-    outputs: list[TensorSpec] = Field(max_length=64)
-    written: bool                      # False: they did not fit in the output buffer
+    outputs: list[Annotated[list[Output], Field(max_length=64)]] = Field(max_length=4096)
     problems: Problems = Field(default_factory=list)
 
 
 class OpsSeen(_Message):
     op: Literal["ops"] = "ops"
     ops: dict[Annotated[str, Field(max_length=200)], int] = Field(max_length=500)
+    aten_share: float = Field(ge=0.0, le=1.0)  # of the call's time, in those ops
 
 
 class Failed(_Message):
@@ -162,5 +164,5 @@ class Failed(_Message):
     error: Text
 
 
-Reply = Annotated[Done | Ran | Fetched | OpsSeen | Failed, Field(discriminator="op")]
+Reply = Annotated[Done | Ran | OpsSeen | Failed, Field(discriminator="op")]
 REPLIES: TypeAdapter[Reply] = TypeAdapter(Reply)

@@ -31,12 +31,10 @@ from kbtool_plugins.kernelbench.protocol import (
     Done,
     DType,
     Failed,
-    Fetch,
-    Fetched,
     Load,
     Ops,
     OpsSeen,
-    OutputBuffer,
+    Output,
     Prepare,
     Ran,
     Refresh,
@@ -117,30 +115,26 @@ class ModelRunner:
 
     def __init__(self) -> None:
         self.load: Load | None = None
+        self.problem = ""                 # the problem's source
         self.timer: Timer | None = None
         self.factory: Any = None
         self.models: dict[str, Any] = {}
         self.buffers: dict[int, SharedBuffer] = {}
         self.args: dict[int, list[Any]] = {}
         self.specs: dict[int, list[Arg]] = {}
-        self.out: SharedBuffer | None = None
-        self.last: list[Any] = []
+        self.last: list[list[Any]] = []  # every call's outputs: the judge reads them
         self.settings: dict[str, Any] = {}
         self.snapshot: guards.IdentitySnapshot | None = None
 
     # -- requests ---------------------------------------------------------------------------
     def handle(self, request: Request, fds: list[int]) -> Any:
         if isinstance(request, Load):
-            return self._load(request)
+            return self._load(request, fds[0])
         if isinstance(request, Attach):
             return self._attach(request, fds[0])
         if isinstance(request, Refresh):
-            self._upload(request.slot)
-            return Done()
-        if isinstance(request, OutputBuffer):
-            if self.out is not None:
-                self.out.close()
-            self.out = SharedBuffer.attach(fds[0], request.size)
+            for slot in request.slots:
+                self._upload(slot)
             return Done()
         if isinstance(request, Prepare):
             assert self.timer is not None
@@ -148,20 +142,21 @@ class ModelRunner:
             return Done()
         if isinstance(request, Run):
             return self._run(request)
-        if isinstance(request, Fetch):
-            return self._fetch(request.index)
         if isinstance(request, Ops):
-            model = self.models["eager"]
-            counts = guards.compute_ops(lambda: model(*self.args[request.slot]))
-            return OpsSeen(ops=dict(counts.most_common(500)))
+            return self._ops(request.slot)
         if isinstance(request, Reshape):
             return self._reshape(request.sizes)
         raise AssertionError(f"unhandled request {request!r}")
 
-    def _load(self, request: Load) -> Done | Failed:
+    def _load(self, request: Load, fd: int) -> Done | Failed:
         import torch
 
         self.load = request
+        sources = SharedBuffer.attach(fd, request.problem_bytes + (request.solution_bytes or 0))
+        self.problem = bytes(sources.map[:request.problem_bytes]).decode()
+        solution = None if request.solution_bytes is None else \
+            bytes(sources.map[request.problem_bytes:]).decode()
+        sources.close()
         torch.set_num_threads(request.threads)
         torch.set_grad_enabled(False)
         if request.device == "cpu":
@@ -172,12 +167,12 @@ class ModelRunner:
         self.settings = torch_settings()
         self.snapshot = guards.IdentitySnapshot()
         try:
-            problem = load_module(request.problem, "kbtool_reference", request.problem_file)
-            if request.solution is None:
+            problem = load_module(self.problem, "kbtool_reference", request.problem_file)
+            if solution is None:
                 self.factory = problem.Model
             else:
                 assert request.solution_file is not None
-                module = load_module(request.solution, "kbtool_candidate", request.solution_file)
+                module = load_module(solution, "kbtool_candidate", request.solution_file)
                 self.factory = getattr(module, "ModelNew", None)
                 if not isinstance(self.factory, type):
                     return Failed(where="load", error=f"{Path(request.solution_file).name} "
@@ -201,10 +196,23 @@ class ModelRunner:
         if "compile" in self.load.modes:
             self.models["compile"] = torch.compile(model, mode=self.load.compile_mode)
 
+    def _ops(self, slot: int) -> OpsSeen | Failed:
+        model = self.models["eager"]
+
+        def call() -> Any:
+            return model(*self.args[slot])
+
+        try:
+            call()  # warm: a first call's allocations and lazy set-up are not the ops' time
+            counts, share = guards.compute_ops(call)
+        except BaseException:
+            return Failed(where="call", error=self._trace())
+        return OpsSeen(ops=dict(counts.most_common(500)), aten_share=share)
+
     def _reshape(self, sizes: dict[str, int | float]) -> Done | Failed:
         assert self.load is not None
         try:
-            source = apply_sizes(self.load.problem, sizes, self.load.problem_file)
+            source = apply_sizes(self.problem, sizes, self.load.problem_file)
             self._build(load_module(source, "kbtool_reference_alt", self.load.problem_file))
         except BaseException:
             return Failed(where="load", error=self._trace())
@@ -240,58 +248,64 @@ class ModelRunner:
                 old.copy_(new)
 
     def _run(self, request: Run) -> Ran | Failed:
-        assert self.timer is not None
+        import torch
+
+        assert self.timer is not None and self.load is not None
         model = self.models[request.model]
         self.last = []
         # In timed windows the judge watches the CPU time of the whole process instead.
         watch: contextlib.AbstractContextManager[list[guards.ThreadStart]] = \
             guards.thread_starts() if request.checked else contextlib.nullcontext([])
+        rng = torch.random.get_rng_state() if request.keep_rng else None
         try:
             with watch as started:
-                for slot in request.slots:
-                    self.last.append(model(*self.args[slot]))
+                results = [model(*self.args[slot]) for slot in request.slots]
+                # Where the judge reads them, inside the window: contiguous, and on a GPU
+                # copied to the host (the judge cannot read device memory).
+                self.last = [self._readable(flatten(r)) for r in results]
                 self.timer.sync()
                 returned = time.perf_counter()
         except BaseException:
             self.last = []
             return Failed(where="call", error=self._trace())
+        if rng is not None:
+            torch.random.set_rng_state(rng)
+        outputs = []
+        for call in self.last:
+            specs = []
+            for i, t in enumerate(call):
+                dtype = str(t.dtype).replace("torch.", "")
+                if dtype not in DTYPES:
+                    return Failed(where="call", error=f"output {i} has dtype {dtype}, which "
+                                                      "the judge cannot compare")
+                specs.append(Output(address=t.data_ptr() if t.numel() else 0,
+                                    shape=list(t.shape), dtype=cast(DType, dtype)))
+            outputs.append(specs)
         problems = self._state_problems(full=request.checked)
+        if request.checked:
+            problems += guards.foreign_outputs(results)
         working = guards.still_working(started, returned)
         if working:
             problems.append(f"leaves threads working after it returns ({', '.join(working)})")
-        return Ran(calls=len(request.slots), problems=problems)
+        if self.load.device != "cpu" and request.checked:
+            self._download_inputs()
+        return Ran(calls=len(request.slots), outputs=outputs, problems=problems)
 
-    def _fetch(self, index: int) -> Fetched | Failed:
-        assert self.load is not None and self.out is not None
-        try:
-            outputs = flatten(self.last[index])
-        except (TypeError, IndexError) as exc:
-            return Failed(where="call", error=str(exc))
-        problems = guards.foreign_outputs(outputs)
-        specs, offset = [], 0
-        for i, t in enumerate(outputs):
-            dtype = str(t.dtype).replace("torch.", "")
-            if dtype not in DTYPES:
-                return Fetched(outputs=[], written=False,
-                               problems=[f"output {i} has dtype {dtype}, which the judge "
-                                         "cannot compare"])
-            specs.append(TensorSpec(offset=offset, shape=list(t.shape),
-                                    stride=contiguous_strides(list(t.shape)),
-                                    dtype=cast(DType, dtype)))
-            offset = align(offset + t.numel() * t.element_size())
-        written = offset <= self.out.size and not problems
-        if written:
-            for t, spec in zip(outputs, specs, strict=True):
-                if t.numel():
-                    view(self.out, spec).copy_(t.detach().reshape(spec.shape))
-            if self.load.device != "cpu":  # inputs back, so the judge sees what was changed
-                for slot_args, slot in ((self.args[s], s) for s in self.args):
-                    host = [view(self.buffers[slot], a.tensor) for a in self.specs[slot]
-                            if a.tensor is not None]
-                    device_args = [v for v in slot_args if hasattr(v, "copy_")]
-                    for h, d in zip(host, device_args, strict=True):
-                        h.copy_(d)
-        return Fetched(outputs=specs, written=written, problems=problems)
+    def _readable(self, outputs: list[Any]) -> list[Any]:
+        assert self.load is not None
+        if self.load.device == "cpu":
+            return [t.detach().contiguous() for t in outputs]
+        return [t.detach().to("cpu", non_blocking=True).contiguous() for t in outputs]
+
+    def _download_inputs(self) -> None:
+        """The device's inputs back into the shared buffers, so that the judge sees what a
+        call changed (on the CPU the model works on those buffers themselves)."""
+        for slot, slot_args in self.args.items():
+            host = [view(self.buffers[slot], a.tensor) for a in self.specs[slot]
+                    if a.tensor is not None]
+            device_args = [v for v in slot_args if hasattr(v, "copy_")]
+            for h, d in zip(host, device_args, strict=True):
+                h.copy_(d)
 
     # -- checks -----------------------------------------------------------------------------
     def _state_problems(self, full: bool) -> list[str]:

@@ -89,3 +89,17 @@ def test_complex_outputs_are_compared_on_both_parts() -> None:
     new[4] = complex(new[4].real, new[4].imag + 1)  # the same real parts
     assert verdict(ref, ref.clone()).incorrect is None
     assert "1 of 200 values differ" in (verdict(ref, new).incorrect or "")
+
+
+@pytest.mark.parametrize("ref", [2e-6, -3e-5, 1e-6])
+def test_a_tiny_scalar_answered_as_zero_slips(ref: float) -> None:
+    """Inside atol, but 100% wrong: every output meets the relative bound, scalars too."""
+    result = verdict(torch.tensor(ref), torch.tensor(0.0))
+    assert result.incorrect is None and "relative L2 error" in (result.slipped or "")
+
+
+def test_outputs_that_are_truly_zero_are_not_held_to_their_rounding_noise() -> None:
+    assert verdict(torch.tensor(0.0), torch.tensor(1e-8)).slipped is None
+    assert verdict(torch.zeros(64), torch.full((64,), 1e-8)).slipped is None
+    near = torch.tensor(2e-6)
+    assert verdict(near, near * (1 + 1e-4)).slipped is None

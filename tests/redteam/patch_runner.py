@@ -1,5 +1,5 @@
-# Exploit: replaces a method of kbtool's own class in its process (the one that hands its
-# outputs over), found through sys.modules: the outputs it reports are made up.
+# Exploit: replaces a method of kbtool's own class in its process (the one that says where
+# its outputs are), found through sys.modules: the outputs it points at are made up.
 import sys
 
 import torch
@@ -8,13 +8,12 @@ import torch.nn as nn
 for name, module in list(sys.modules.items()):
     runner = getattr(module, "ModelRunner", None)
     if runner is not None and name.startswith("kbtool"):
-        original = runner._fetch
+        original = runner._readable
 
-        def _fetch(self, index, _original=original):
-            self.last[index] = torch.zeros_like(self.last[index])
-            return _original(self, index)
+        def _readable(self, outputs, _original=original):
+            return _original(self, [torch.relu(torch.randn_like(t)) for t in outputs])
 
-        runner._fetch = _fetch
+        runner._readable = _readable
 
 
 class ModelNew(nn.Module):
