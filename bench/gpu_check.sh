@@ -24,7 +24,12 @@
 #   5. the same references as their own candidates (paired nulls, cuda-events): ok, correct,
 #      not counted faster than 1.05x;
 #   6. bench/null_speedup.py --small --device cuda and 7. bench/eval_overhead.py --device cuda
-#      (builtin/1/2, 1/3): their figures, and their exit status (0: every evaluation ok).
+#      (builtin/1/2, 1/3): their figures, and their exit status (0: every evaluation ok);
+#   8. the measurement boundary's exploits (tests/redteam, docs/integrity.md) on CUDA, ReLU
+#      4096x16384: outputs made only when asked for and calls wrong now and then must be
+#      caught (family 1, 8), a candidate working in a nested PID namespace refused (2),
+#      expensive empty windows (3), a starved pool, a tensor cache and a per-sample memo (4,
+#      the memo on builtin/2/1) never counted faster.
 # Everywhere first: bench/gpu/*.py compile to byte-code.
 # Without a GPU: one line says so, then the CPU parts (seconds to minutes, nothing downloaded):
 # the cpu timer on builtin/1/1 and 1/2 at their own sizes (alone and as paired nulls), the
@@ -174,6 +179,16 @@ if [[ "$("$PY" -c 'import torch; print(torch.cuda.is_available())')" == "True" ]
     scriptcheck eval_overhead 100 "$PY" bench/eval_overhead.py --device cuda \
         --tasks builtin/1/2 builtin/1/3 --repeats 3 --fresh-repeats 1 \
         --json "$OUT_DIR/eval_overhead.json"
+    RELU_GPU=(builtin/1/2 "${GPU[@]}" --timer cuda-events --size batch_size=4096 --size dim=16384)
+    for name in fetch_time_compute wrong_now_and_then; do
+        evalcheck "boundary_$name" caught 60 "${RELU_GPU[@]}" --solution "tests/redteam/$name.py"
+    done
+    for name in nested_pid_namespace slow_empty_windows starves_the_pool object_cache; do
+        [[ -f "tests/redteam/$name.py" ]] || continue
+        evalcheck "boundary_$name" no_gain 60 "${RELU_GPU[@]}" --solution "tests/redteam/$name.py"
+    done
+    evalcheck boundary_row_memo no_gain 60 builtin/2/1 "${GPU[@]}" --timer cuda-events \
+        --solution tests/redteam/row_memo.py
     WHERE="GPU"
 else
     echo "no GPU here (torch.cuda.is_available() is False): running the CPU parts only; the GPU checks did not run"

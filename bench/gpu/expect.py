@@ -19,6 +19,11 @@ ROWS is a JSON-lines file the commands append to.  Expectations (EXPECT):
   ``incorrect`` or ``rejected``, or ``ok`` at a speedup below 0.8 (timed in full: about 0.5x);
   ``ok`` and faster means the side-stream work escaped the clock.  A run that did not get as
   far as timing (compile_error, runtime_error, timeout) proves nothing: FAIL.
+* ``caught``: an exploit of the measurement boundary (tests/redteam: outputs made only when
+  asked for, calls wrong now and then) comes back ``incorrect`` or ``rejected``;
+* ``no_gain``: an exploit that computes right answers but decides something about its own
+  measurement (expensive empty windows, a starved pool, a memo) is refused, or ``ok`` and not
+  counted faster (its interval is not above 1).  ``ok`` and significantly faster: FAIL.
 
 Not a benchmark of its own (bench/smoke.py runs only bench/*.py, not this folder).
 """
@@ -71,6 +76,16 @@ def judge(expect: str, r: dict[str, Any]) -> tuple[bool, str]:
                 return True, "timed in full (twice the work: about 0.5x expected)"
             return False, "side-stream work escaped the clock: ok at a speedup of " \
                           f"{speedup} (must be < {EXPLOIT_MAX})"
+        return False, f"inconclusive: the exploit did not get to be timed ({status})"
+    if expect == "caught":
+        ok = status in ("incorrect", "rejected")
+        return ok, f"caught: {status}" if ok else f"must be incorrect or rejected, not {status}"
+    if expect == "no_gain":
+        if status in ("incorrect", "rejected"):
+            return True, f"caught: {status}"
+        if status == "ok":
+            ok = not r.get("significant")
+            return ok, "no gain" if ok else f"counted faster: {speedup} [{low}, ...]"
         return False, f"inconclusive: the exploit did not get to be timed ({status})"
     raise SystemExit(f"unknown expectation {expect!r}")
 

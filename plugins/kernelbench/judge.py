@@ -306,6 +306,13 @@ def sample_places(outputs: list[Output], rng: random.Random) -> list[np.ndarray 
     return places
 
 
+def same_values(a: list[Any], b: list[Any]) -> bool:
+    import torch
+
+    return all(torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y
+               for x, y in zip(a, b, strict=True))
+
+
 def output_bytes(outputs: list[Output]) -> int:
     return sum(math.prod(o.shape) * dtype_of(o.dtype).itemsize for o in outputs)
 
@@ -722,7 +729,10 @@ class Judge:
         # Calibrations come from the reference alone: its empty windows are the IPC cost
         # taken out of every window, its single calls decide the calls a window holds; no
         # reply of the candidate's can move them.
-        first = self._fresh(1)[0]
+        first, second = self._fresh(2)
+        if same_values(first, second):
+            self.flag("fixed_inputs", "get_inputs() returns the same values under every seed: "
+                      "no input set can be new, and a candidate may remember its answers")
         set_bytes = layout_of(first).size
         for side in (ref, cand):
             side.put({0: first})
@@ -798,6 +808,14 @@ class Judge:
                         # after its window can reach what was timed.
                         samples[arm], fulls[arm] = self._read_round(side, ran, described,
                                                                     places, full, index)
+                    if arm == "candidate" and self.config.device == "cpu":
+                        # Its inputs are its own to read, not to write (the call in full).
+                        slot = seq[full]
+                        mutated = guards.mutated_inputs(sets[slot], cand.inputs(slot))
+                        if mutated:
+                            raise Rejected(f"call {full + 1} of timing round {index + 1}: "
+                                           f"modifies its inputs in place "
+                                           f"({', '.join(mutated)})")
                 if "reference" not in samples:  # unpaired: the reference runs them, untimed
                     ref.put(dict(zip(slots, sets, strict=True)))
                     samples["reference"], fulls["reference"] = self._read_round(

@@ -138,7 +138,7 @@ class Output(_Message):
     """One output tensor of a call, contiguous, where the judge reads it: its address in the
     runner's memory (on a GPU, of the copy the runner made on the host inside the window)."""
 
-    address: int = Field(ge=0)
+    address: int = Field(ge=0, lt=2**64)
     shape: list[Annotated[int, Field(ge=0)]] = Field(max_length=16)
     dtype: DType
 

@@ -43,8 +43,9 @@ def refused(result: EvalResult) -> bool:
     # 1. What is inside the window: outputs made only when they are asked for.
     ("fetch_time_compute", {Status.incorrect, Status.rejected}, "differ|wrong"),
     ("forged_outputs", {Status.rejected}, "cannot be read"),
-    # 8. Luck: wrong in some timed calls only.
+    # 8. Luck: wrong in some timed calls only; inputs changed only while timed.
     ("wrong_now_and_then", {Status.rejected}, "while it was timed"),
+    ("inplace_when_timed", {Status.rejected}, "modifies its inputs in place"),
 ])
 def test_outputs_are_read_and_compared_by_the_judge(judged: Evaluator, name: str,
                                                     statuses: set[Status], needle: str) -> None:
