@@ -364,6 +364,7 @@ class Judge:
         self.trials = 0
         self.stage = "load"
         self.sides: dict[str, Side] = {}
+        self.timing_cpu: int | None = None  # the CPU both runners are timed on, if one
         # The judge's own draws (which places and calls are compared): not Python's global
         # generator, which a forked judge shares with nobody, but seeded from the OS anyway.
         self.rng = random.Random(secrets.randbits(64))
@@ -473,6 +474,7 @@ class Judge:
         # Single-threaded runners share one CPU: neither gets a core the other does not (the
         # CPU clock then compares like with like), and they take turns anyway.
         cpu = max(os.sched_getaffinity(0)) if device == "cpu" and threads == 1 else None
+        self.timing_cpu = cpu
         load = Load(problem_bytes=0, problem_file=self.problem_file, seed=os_seed(),
                     device=device, timer=self.timer.name, threads=threads, cpu=cpu,
                     compile_mode=self.own.compile_mode)
@@ -700,7 +702,13 @@ class Judge:
     def _feed(self, count: int) -> Iterator[Callable[[], list[list[Any]]]]:
         """Batches of ``count`` fresh sets, each made on a thread of the judge's while the
         runners work on the one before (making sets can take longer than using them)."""
-        pool = ThreadPoolExecutor(1, thread_name_prefix="kbtool-inputs")
+        others = os.sched_getaffinity(0) - {self.timing_cpu}
+
+        def elsewhere() -> None:  # not on the runners' CPU, where the calls are timed
+            if self.timing_cpu is not None and others:
+                os.sched_setaffinity(0, others)  # this thread only
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="kbtool-inputs", initializer=elsewhere)
         pending = [pool.submit(self._fresh, count)]
 
         def take() -> list[list[Any]]:
