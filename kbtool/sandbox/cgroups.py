@@ -226,7 +226,7 @@ class Group:
         """Cap its memory (anonymous, file and shared pages; no swap to hide them in: the
         kernel reclaims what it can, then kills) and its number of processes and threads."""
         if memory_bytes is not None and "memory" in self.roles:
-            fd = self.dirs[self.roles["memory"]]
+            fd = self._dir("memory")
             if self.roles["memory"].version == 2:
                 _write(fd, "memory.max", str(memory_bytes))
                 for name, value in (("memory.swap.max", "0"), ("memory.oom.group", "1")):
@@ -238,7 +238,7 @@ class Group:
                     _write(fd, "memory.memsw.limit_in_bytes", str(memory_bytes))
             self.limits.append(f"memory<={memory_bytes // 2**20} MiB")
         if max_processes is not None and "pids" in self.roles:
-            _write(self.dirs[self.roles["pids"]], "pids.max", str(max_processes))
+            _write(self._dir("pids"), "pids.max", str(max_processes))
             self.limits.append(f"processes<={max_processes}")
 
     # -- using -------------------------------------------------------------------------------
@@ -255,18 +255,22 @@ class Group:
     def counts(self, role: str) -> bool:
         return role in self.roles
 
+    def _dir(self, role: str) -> int:
+        try:
+            return self.dirs[self.roles[role]]
+        except KeyError:
+            raise ValueError(f"the cgroup {self.name} is closed") from None
+
     def cpu_ns(self) -> int:
         """CPU time of every process ever in the group, to the microsecond or better."""
-        h = self.roles["cpu"]
-        if h.version == 2:
-            return _field(_read_at(self.dirs[h], "cpu.stat"), "usage_usec") * 1000
-        return int(_read_at(self.dirs[h], "cpuacct.usage"))
+        if self.roles["cpu"].version == 2:
+            return _field(_read_at(self._dir("cpu"), "cpu.stat"), "usage_usec") * 1000
+        return int(_read_at(self._dir("cpu"), "cpuacct.usage"))
 
     def memory_bytes(self) -> int:
         """Memory charged to the group now (what its limit is compared with)."""
-        h = self.roles["memory"]
-        name = "memory.current" if h.version == 2 else "memory.usage_in_bytes"
-        return int(_read_at(self.dirs[h], name))
+        name = "memory.current" if self.roles["memory"].version == 2 else "memory.usage_in_bytes"
+        return int(_read_at(self._dir("memory"), name))
 
     def oom_kills(self) -> int:
         """Processes the kernel has killed for exceeding the group's memory limit."""
@@ -275,35 +279,36 @@ class Group:
             return 0
         name = "memory.events" if h.version == 2 else "memory.oom_control"
         try:
-            return _field(_read_at(self.dirs[h], name), "oom_kill")
-        except OSError:
+            return _field(_read_at(self._dir("memory"), name), "oom_kill")
+        except (OSError, ValueError):
             return 0
 
     def pids(self) -> list[int]:
-        """The processes in the group (pids as this process sees them)."""
-        h = self.roles["cpu"]
+        """The processes in the group (pids as this process sees them); none once closed."""
         try:
-            return [int(p) for p in _read_at(self.dirs[h], "cgroup.procs").split() if p != "0"]
+            return [int(p) for p in _read_at(self._dir("cpu"), "cgroup.procs").split()
+                    if p != "0"]
         except (OSError, ValueError):
             return []
 
     def kill(self) -> None:
-        """SIGKILL every process in the group, also ones forking meanwhile."""
-        kill = self.roles.get("kill")
-        if kill is not None:
+        """SIGKILL every process in the group, also ones forking meanwhile (nothing once
+        closed: then the kernel has ended them already)."""
+        if not self.dirs:
+            return
+        if "kill" in self.roles:
             try:
-                _write(self.dirs[kill], "cgroup.kill", "1")
+                _write(self._dir("kill"), "cgroup.kill", "1")
                 return
             except OSError:
                 pass  # a kernel before 5.14: one by one
-        freeze = self.roles.get("freeze")
-        if freeze is not None:
+        if "freeze" in self.roles:
             try:
-                if self._freeze(self.dirs[freeze], "FROZEN"):
+                if self._freeze(self._dir("freeze"), "FROZEN"):
                     self._kill_each()  # frozen: none can fork while the others are killed
                     return
             finally:  # the kills land once thawed
-                self._freeze(self.dirs[freeze], "THAWED")
+                self._freeze(self._dir("freeze"), "THAWED")
         for _ in range(100):  # until no fork outran the kills (the process cap bounds it)
             if not self._kill_each():
                 return
