@@ -402,21 +402,23 @@ def _remove_below(dir_fd: int, end: float) -> None:
                 time.sleep(0.01)
 
 
-def _sweep(dir_fd: int) -> None:
-    """Remove kbtool groups left behind by killed evaluators: old ones (a new one may not
-    have its processes yet) and empty ones (the kernel refuses to remove the others)."""
+def _sweep(dir_fd: int, prefix: str = "kbtool-") -> None:
+    """Remove kbtool groups left behind by killed evaluators: old ones, with only old groups
+    below them (a new one may not have its processes yet), and empty ones (the kernel
+    refuses to remove the others)."""
     now = time.time()
     for name in _subdirs(dir_fd):
-        if not name.startswith("kbtool-"):
+        if not name.startswith(prefix):
             continue
         with contextlib.suppress(OSError):
-            if now - os.stat(name, dir_fd=dir_fd).st_mtime > _SWEEP_AFTER_S:
-                below = _open_dir(name, dir_fd)
-                try:
-                    _remove_below(below, 0.0)
-                finally:
-                    os.close(below)
-                os.rmdir(name, dir_fd=dir_fd)
+            if now - os.stat(name, dir_fd=dir_fd).st_mtime <= _SWEEP_AFTER_S:
+                continue
+            below = _open_dir(name, dir_fd)
+            try:
+                _sweep(below, prefix="")
+            finally:
+                os.close(below)
+            os.rmdir(name, dir_fd=dir_fd)
 
 
 # The group a judge's runners are made in: the evaluation's, set by ``isolation`` in the

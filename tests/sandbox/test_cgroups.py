@@ -260,15 +260,44 @@ def test_a_group_outside_the_mounted_view_is_not_used() -> None:
 
 
 def test_old_empty_groups_are_swept(group: Group) -> None:
+    """Making a group sweeps what killed evaluators left: old, empty groups, not a young
+    one below an old one (its runner may be about to join it)."""
     h = next(iter(group.dirs))
-    left = h.own / "kbtool-1-deadbeef"
+    left, young = h.own / "kbtool-1-deadbeef", h.own / "kbtool-2-deadbeef"
     (left / "runner").mkdir(parents=True)
-    os.utime(left, (0, 0))
+    (young / "runner").mkdir(parents=True)
+    for path in (left / "runner", left, young):
+        os.utime(path, (0, 0))
     try:
-        make("as chosen").remove()  # making a group sweeps what killed evaluators left
+        make("as chosen").remove()
         assert not left.exists()
+        assert (young / "runner").exists()
     finally:
-        for path in (left / "runner", left):
+        for path in (left / "runner", left, young / "runner", young):
             if path.exists():
                 path.rmdir()
+
+
+def test_without_delegation_no_group_is_made() -> None:
+    """Rootless, with root's cgroups: no group, and why."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child never returns
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            Group.make()
+            os.write(write_fd, b"made")
+        except CgroupUnavailable as exc:
+            os.write(write_fd, str(exc).encode())
+        except OSError:
+            os.write(write_fd, b"skip")
+        os._exit(0)
+    os.close(write_fd)
+    said = os.read(read_fd, 4096).decode()
+    os.waitpid(pid, 0)
+    if said == "skip" or os.getuid() != 0:
+        pytest.skip("cannot become another user here")
+    owned = any(h.own.stat().st_uid == 65534 for h in ALL)
+    assert owned or "Permission denied" in said, said
 
