@@ -172,7 +172,8 @@ class Group:
         """A new group below this process's own cgroups, meant to hold groups (v2 does not
         let a group with processes hand controllers down); raises
         :class:`CgroupUnavailable` where none can be made."""
-        roles = _roles(hierarchies() if available is None else available)
+        available = hierarchies() if available is None else available
+        roles = _roles(available)
         if "cpu" not in roles:
             raise CgroupUnavailable("no cgroup hierarchy with CPU accounting is mounted")
         parents: dict[Hierarchy, int] = {}
@@ -192,9 +193,13 @@ class Group:
         group._own_parents = True
         v2 = roles.get("kill")
         if v2 is not None and v2.controllers:
-            with contextlib.suppress(OSError):
+            try:  # the groups below get the controllers
                 _write(group.dirs[v2], "cgroup.subtree_control",
                        " ".join(f"+{c}" for c in sorted(v2.controllers)))
+            except OSError:  # then they come from v1, where mounted, or not at all
+                group.remove()
+                bare = Hierarchy(2, v2.own, frozenset())
+                return cls.make(prefix, [bare if h == v2 else h for h in available])
         return group
 
     @classmethod

@@ -34,6 +34,7 @@ from kbtool.sandbox.namespaces import SandboxPolicy
 
 _POLL_S = 0.02
 WAIT_STAGE = "device_wait"  # a stage that does not count against the time limit
+_GROUP_REMOVAL_S = 30.0  # a killed evaluation's processes end within this (else: swept later)
 
 
 @dataclass(frozen=True)
@@ -345,7 +346,8 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
         outcome.stage_s[name] = round(t1 - t0, 6)
     if groups.whole is not None:  # the kernel may still be ending its processes: no wait
         groups.whole.kill()
-        threading.Thread(target=groups.whole.remove, daemon=True).start()
+        threading.Thread(target=groups.whole.remove, args=(_GROUP_REMOVAL_S,),
+                         daemon=True).start()
     chars = limits.output_tail_chars
     outcome.output = tail.decode("utf-8", errors="replace")[-chars:] if chars else ""
     shutil.rmtree(scratch, ignore_errors=True)

@@ -46,7 +46,6 @@ _POLL_S = 0.02
 _WATCH_S = 0.1
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _TICK_NS = 10**9 // os.sysconf("SC_CLK_TCK")
-_REMOVE_WAIT_S = 0.5
 
 # What a runner's environment keeps of the judge's: toolchains, devices, thread counts and
 # caches need these; nothing else (provider keys, tokens, the user's settings) reaches it.
@@ -289,8 +288,8 @@ class Runner(Generic[Request, Reply]):
         self.channel.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
         if isinstance(self.group, cgroups.Group):
-            # What the kernel has not ended yet goes with the evaluation's group.
-            self.group.remove(wait_s=_REMOVE_WAIT_S)
+            # No wait for the kernel to end them: what is left goes with the evaluation's group.
+            self.group.remove(wait_s=0.0)
 
 
 def _children(pid: int) -> list[int]:

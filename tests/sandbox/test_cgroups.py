@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from kbtool.sandbox import cgroups, namespaces
-from kbtool.sandbox.cgroups import CgroupUnavailable, Group
+from kbtool.sandbox.cgroups import CgroupUnavailable, Group, Hierarchy
 
 CLONE_NEWUSER, CLONE_NEWPID = 0x10000000, 0x20000000
 ALL = cgroups.hierarchies()
@@ -301,3 +301,21 @@ def test_without_delegation_no_group_is_made() -> None:
     owned = any(h.own.stat().st_uid == 65534 for h in ALL)
     assert owned or "Permission denied" in said, said
 
+
+
+def test_controllers_v2_cannot_hand_down_come_from_v1() -> None:
+    """Where the v2 group cannot pass the memory controller to its groups (it is bound to v1
+    here), memory comes from the v1 hierarchy instead of from nowhere."""
+    v2 = next((h for h in ALL if h.version == 2), None)
+    if v2 is None or "memory" in v2.controllers or not any("memory" in h.controllers
+                                                           for h in V1):
+        pytest.skip("needs a v2 mount without the memory controller beside a v1 memory one")
+    claimed = [Hierarchy(2, v2.own, frozenset({"memory"})) if h == v2 else h for h in ALL]
+    group = Group.make(available=claimed)
+    try:
+        assert group.roles["memory"].version == 1
+        assert group.roles["cpu"].version == 2
+        runner = group.child("runner", memory_bytes=2**30)
+        assert runner.memory_bytes() >= 0
+    finally:
+        group.remove()
