@@ -229,6 +229,10 @@ class Runner(Generic[Request, Reply]):
             todo.extend(_children(pid))
         return found
 
+    def _in_proc(self) -> list[int]:
+        """Its processes where ``/proc`` shows them under the pids this process knows."""
+        return self.processes() if namespaces.proc_is_own() else []
+
     def rss_bytes(self) -> int:
         """The memory charged to its cgroup (anonymous, file and shared pages, each once);
         without one, the resident memory of its largest process (forked processes share
@@ -237,7 +241,7 @@ class Runner(Generic[Request, Reply]):
         if group is not None:
             return group.memory_bytes()
         largest = 0
-        for pid in self.processes():
+        for pid in self._in_proc():
             with contextlib.suppress(OSError, ValueError, IndexError):
                 largest = max(largest,
                               int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE)
@@ -254,7 +258,7 @@ class Runner(Generic[Request, Reply]):
         if group is not None:
             return group.cpu_ns()
         total = 0
-        for pid in self.processes():
+        for pid in self._in_proc():
             with contextlib.suppress(OSError, ValueError, IndexError):
                 fine = 0
                 for tid in os.listdir(f"/proc/{pid}/task"):
