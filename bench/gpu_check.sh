@@ -183,7 +183,7 @@ if [[ "$("$PY" -c 'import torch; print(torch.cuda.is_available())')" == "True" ]
     for name in fetch_time_compute wrong_now_and_then; do
         evalcheck "boundary_$name" caught 60 "${RELU_GPU[@]}" --solution "tests/redteam/$name.py"
     done
-    for name in nested_pid_namespace slow_empty_windows starves_the_pool object_cache; do
+    for name in nested_pid_helper unshare_worker slow_empty_windows starves_the_pool object_cache; do
         [[ -f "tests/redteam/$name.py" ]] || continue
         evalcheck "boundary_$name" no_gain 60 "${RELU_GPU[@]}" --solution "tests/redteam/$name.py"
     done

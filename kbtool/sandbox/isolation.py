@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kbtool.sandbox import cgroups
 from kbtool.sandbox import namespaces as sandbox
 from kbtool.sandbox.namespaces import SandboxPolicy
 
 _POLL_S = 0.02
 WAIT_STAGE = "device_wait"  # a stage that does not count against the time limit
+_GROUP_REMOVAL_S = 30.0  # a killed evaluation's processes end within this (else: swept later)
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def scratch_env(scratch: Path) -> dict[str, str]:
 
 
 def _child(fn: Callable[[Reporter], Any], write_fd: int, output_fd: int, scratch: Path,
-           env: dict[str, str], limits: Limits, cgroup: Path | None, started: float) -> None:
+           env: dict[str, str], limits: Limits, groups: _Groups, started: float) -> None:
     code = 1
     reporter = Reporter(write_fd, started)
     try:
@@ -130,8 +132,7 @@ def _child(fn: Callable[[Reporter], Any], write_fd: int, output_fd: int, scratch
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
-        os.closerange(3, write_fd)
-        os.closerange(write_fd + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        sandbox.close_fds([write_fd, *groups.fds()])
         # Fresh stream objects: the parent's may hold buffered text or locks of other threads.
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
@@ -139,7 +140,11 @@ def _child(fn: Callable[[Reporter], Any], write_fd: int, output_fd: int, scratch
         if limits.address_space_limit:
             extra = limits.memory_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (_vm_size() + extra, _vm_size() + extra))
-        applied = sandbox.enter(scratch, limits.sandbox, cgroup,
+        if groups.main is not None:
+            groups.main.join()
+        # The judge's runners get groups of their own beside this one.
+        cgroups.use_for_runners(groups.whole if groups.whole is not None else groups.why)
+        applied = sandbox.enter(scratch, limits.sandbox, groups.main,
                                 lambda pid: reporter.send({"pid": pid}))
         reporter.send({"sandbox": applied})
         value = fn(reporter)
@@ -154,6 +159,33 @@ def _child(fn: Callable[[Reporter], Any], write_fd: int, output_fd: int, scratch
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+@dataclass
+class _Groups:
+    """An evaluation's cgroup: ``whole`` holds ``main`` (the child and what it starts, with
+    the process cap) and the groups of the runners a judge starts; or why there is none."""
+
+    whole: cgroups.Group | None
+    main: cgroups.Group | None
+    why: str = ""
+
+    @classmethod
+    def make(cls, policy: SandboxPolicy) -> _Groups:
+        try:
+            whole = cgroups.Group.make()
+        except cgroups.CgroupUnavailable as exc:
+            return cls(None, None, str(exc))
+        try:
+            main = whole.child("main", max_processes=(policy.max_processes
+                                                      if policy.mode != "off" else None))
+        except cgroups.CgroupUnavailable as exc:
+            whole.remove()
+            return cls(None, None, str(exc))
+        return cls(whole, main)
+
+    def fds(self) -> list[int]:
+        return [*(self.whole.fds() if self.whole else []), *(self.main.fds() if self.main else [])]
 
 
 def _vm_size() -> int:
@@ -203,8 +235,7 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
     scratch = Path(tempfile.mkdtemp(prefix="kbtool-", dir=scratch_root))
     read_fd, write_fd = os.pipe()
     out_read, out_write = os.pipe()
-    cgroup = (sandbox.make_pids_cgroup(limits.sandbox.max_processes)
-              if limits.sandbox.mode != "off" else None)
+    groups = _Groups.make(limits.sandbox)
     sys.stdout.flush()
     sys.stderr.flush()
     start = time.monotonic()
@@ -212,7 +243,7 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
     if pid == 0:  # pragma: no cover - the child never returns
         os.close(read_fd)
         os.close(out_read)
-        _child(fn, write_fd, out_write, scratch, env or {}, limits, cgroup, start)
+        _child(fn, write_fd, out_write, scratch, env or {}, limits, groups, start)
     os.close(write_fd)
     os.close(out_write)
     outcome = Outcome()
@@ -313,8 +344,10 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
     ends = [t for _, t in ordered[1:]] + [finished_at[0] if finished_at else end]
     for (name, t0), t1 in zip(ordered, ends[:len(ordered)], strict=True):
         outcome.stage_s[name] = round(t1 - t0, 6)
-    if cgroup is not None:  # the kernel may still be killing its processes: do not wait
-        threading.Thread(target=sandbox.remove_cgroup, args=(cgroup,), daemon=True).start()
+    if groups.whole is not None:  # the kernel may still be ending its processes: no wait
+        groups.whole.kill()
+        threading.Thread(target=groups.whole.remove, args=(_GROUP_REMOVAL_S,),
+                         daemon=True).start()
     chars = limits.output_tail_chars
     outcome.output = tail.decode("utf-8", errors="replace")[-chars:] if chars else ""
     shutil.rmtree(scratch, ignore_errors=True)

@@ -7,12 +7,14 @@ Applied in the forked child before any candidate code runs:
   candidate's process (when it dies, the kernel kills everything it started);
 - an IPC namespace of its own (System V and POSIX message queues die with it) and a
   private ``/proc`` that shows only the processes of its own PID namespace;
-- a cap on the number of processes: a pids cgroup where one can be made (as root), else
-  RLIMIT_NPROC (which the kernel does not enforce for uid 0).
+- a cap on the number of processes: the child's cgroup (``kbtool.sandbox.cgroups``, made
+  by its parent) where one can be made, else RLIMIT_NPROC (which the kernel does not
+  enforce for uid 0).
 
 A judge confined so can confine the runners it starts once more (:func:`confine_runner`):
 nested user, mount, PID and IPC namespaces, a private ``/proc`` and only the runner's own
-scratch writable, so a candidate sees neither the judge nor the other runner.
+scratch writable, so a candidate sees neither the judge nor the other runner; and a seccomp
+filter (``kbtool.sandbox.seccomp``), so a runner makes no namespace of its own.
 
 Where namespaces are unavailable (old kernels, containers that forbid them), ``mode=auto``
 runs without them and says so; ``mode=required`` fails the evaluation instead.
@@ -25,12 +27,16 @@ import os
 import resource
 import signal
 import subprocess
-import time
-import uuid
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from kbtool.sandbox import seccomp
+
+if TYPE_CHECKING:
+    from kbtool.sandbox.cgroups import Group
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -46,7 +52,6 @@ MOUNT_ATTR_RDONLY = 0x1
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
 SYS_MOUNT_SETATTR = 442  # the same number on every architecture (new syscall table)
-PIDS_CGROUP_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
 
 
 class SandboxError(Exception):
@@ -83,62 +88,8 @@ def _mount_setattr(libc: ctypes.CDLL, path: str, set_: int, clear: int) -> None:
                         ctypes.byref(attr), ctypes.sizeof(attr)), f"read-only mounts ({path})")
 
 
-def make_pids_cgroup(max_processes: int) -> Path | None:
-    """A fresh pids cgroup with ``pids.max`` set, or None where we may not make one."""
-    for root in PIDS_CGROUP_ROOTS:
-        if not (root / "cgroup.procs").exists() or not os.access(root, os.W_OK):
-            continue
-        if root == Path("/sys/fs/cgroup") and "pids" not in _read(root / "cgroup.controllers"):
-            continue
-        _sweep(root)
-        group = root / f"kbtool-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            group.mkdir()
-            (group / "pids.max").write_text(str(max_processes))
-        except OSError:
-            remove_cgroup(group)
-            continue
-        return group
-    return None
-
-
-def _sweep(root: Path, older_s: float = 600.0) -> None:
-    """Remove kbtool cgroups left behind by killed evaluators (empty ones only: the kernel
-    refuses to remove a cgroup that still has processes; old ones only: a new one may be
-    waiting for its child)."""
-    now = time.time()
-    for group in root.glob("kbtool-*"):
-        try:
-            if now - group.stat().st_mtime > older_s:
-                group.rmdir()
-        except OSError:
-            continue
-
-
-def remove_cgroup(group: Path | None) -> None:
-    """Remove a cgroup once the kernel has finished killing what was in it (up to ~1 s)."""
-    if group is None:
-        return
-    for _ in range(50):
-        try:
-            group.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.02)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-
-
-def _limit_processes(policy: SandboxPolicy, cgroup: Path | None) -> str:
-    if cgroup is not None:
-        (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+def _limit_processes(policy: SandboxPolicy, cgroup: Group | None) -> str:
+    if cgroup is not None and cgroup.counts("pids"):
         return f"processes<={policy.max_processes} (cgroup)"
     if os.getuid() == 0:
         return "processes unlimited (root without a pids cgroup)"
@@ -226,13 +177,15 @@ def _become_pid_namespace_init(report_pid) -> None:
     _, status = os.waitpid(child, 0)
     if os.WIFSIGNALED(status):
         died_of = os.WTERMSIG(status)
-        signal.signal(died_of, signal.SIG_DFL)
+        if died_of != signal.SIGKILL:  # (whose action cannot be set, nor needs to be)
+            signal.signal(died_of, signal.SIG_DFL)
         os.kill(os.getpid(), died_of)
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 
-def enter(scratch: Path, policy: SandboxPolicy, cgroup: Path | None, report_pid) -> list[str]:
-    """Confine the calling (single-threaded, freshly forked) process; return what applied.
+def enter(scratch: Path, policy: SandboxPolicy, cgroup: Group | None, report_pid) -> list[str]:
+    """Confine the calling (single-threaded, freshly forked) process, already in ``cgroup``
+    (one with ``pids.max`` set, where one could be made); return what applied.
 
     ``report_pid(pid)`` is called with the pid of the process that goes on to run the
     candidate when it differs from the caller's (the PID namespace needs a fork).
@@ -259,17 +212,40 @@ def confine_runner(scratch: Path, policy: SandboxPolicy) -> list[str]:
     it has one): its own user, mount, PID and IPC namespaces, a private ``/proc``, and no
     writable directory but ``scratch``.  Forks into the new PID namespace (only the new
     process returns).  Without namespaces the process becomes a child subreaper instead, so
-    what it starts stays among its descendants, where the judge finds and kills it."""
-    if policy.mode == "off" or not policy.namespaces:
+    what it starts stays among its descendants, where the judge finds and kills it.  Either
+    way it may make no namespace of its own from then on (``seccomp``)."""
+    if policy.mode == "off":
         _libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         return ["runner without namespaces"]
+    if not policy.namespaces:
+        _libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        return ["runner without namespaces", _refuse_namespaces(policy)]
     try:
         _namespaces(scratch, CLONE_NEWIPC)
     except (SandboxError, OSError) as exc:
         if policy.mode == "required":
             raise SandboxError(f"sandbox required but unavailable: {exc}") from None
         _libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        return [f"runner namespaces incomplete ({exc})"]
+        return [f"runner namespaces incomplete ({exc})", _refuse_namespaces(policy)]
     _become_pid_namespace_init(lambda pid: None)
     proc = "private /proc" if _private_proc() else "host /proc visible"
-    return ["runner: own pid, ipc and mount namespaces", proc]
+    return ["runner: own pid, ipc and mount namespaces", proc, _refuse_namespaces(policy)]
+
+
+def _refuse_namespaces(policy: SandboxPolicy) -> str:
+    try:
+        return f"runner: {seccomp.refuse_namespaces()}"
+    except OSError as exc:
+        if policy.mode == "required":
+            raise SandboxError(f"sandbox required but unavailable: {exc}") from None
+        return f"runner: new namespaces not refused ({exc.strerror})"
+
+
+def close_fds(keep: Iterable[int]) -> None:
+    """Close every descriptor from 3 up but ``keep``: a confined process holds nothing of
+    its parent's it was not given."""
+    last = 2
+    for fd in sorted(set(keep)):
+        os.closerange(last + 1, fd)
+        last = fd
+    os.closerange(last + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])

@@ -6,18 +6,23 @@ session, a scrubbed environment, its own scratch directory and, inside the judge
 namespaces of its own (``namespaces.confine_runner``); it then serves the judge's requests
 over a :class:`~kbtool.sandbox.channel.Channel` until told to stop.
 
-The judge never believes a runner about time, memory or life: :meth:`Runner.ask` waits for a
-reply with the judge's own deadline, watches the resident memory of every process the runner
-has, and notices when it dies; :meth:`Runner.cpu_ns` reads the CPU time of all its processes
-and threads from ``/proc``, so work a runner does while it should be idle (between timed
-windows) can be seen.  :meth:`Runner.kill` ends everything the runner started.
+Each runner is a cgroup of its own (``kbtool.sandbox.cgroups``) where one can be made: it
+joins it before anything else, so every process it ever starts is counted there, in nested
+PID namespaces (which its seccomp filter refuses anyway) or not, alive, exited or reaped by
+nobody.  The judge never believes a runner about time, memory or life: :meth:`Runner.ask`
+waits for a reply with the judge's own deadline, watches its memory (the kernel caps the
+group's and kills within it; the judge ends the rest) and notices when it dies;
+:meth:`Runner.cpu_ns` reads the group's CPU time, so work a runner does while it should be
+idle (between timed windows) can be seen; :meth:`Runner.kill` ends the whole group.  Where
+no cgroup can be made (rootless without delegation), the runner says so in its ``sandbox``
+list, :attr:`Runner.counted` is False, and the same is read from ``/proc`` for the
+processes it can see there: its PID namespace, or its descendants.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import shutil
 import signal
 import sys
@@ -30,7 +35,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from kbtool.sandbox import namespaces
+from kbtool.sandbox import cgroups, namespaces
 from kbtool.sandbox.channel import Channel, ChannelClosed, socket_pair
 from kbtool.sandbox.isolation import looks_secret
 from kbtool.sandbox.namespaces import SandboxPolicy
@@ -92,9 +97,21 @@ class Runner(Generic[Request, Reply]):
     channel: Channel[Reply]
     scratch: Path
     memory_bytes: int
+    group: cgroups.Group | str     # its cgroup, or why it has none
     sandbox: list[str] = field(default_factory=list)
     _pid_ns: str | None = None
     _status: int | None = None
+
+    @property
+    def counted(self) -> bool:
+        """Whether a cgroup counts the CPU time and memory of everything the runner started
+        (else they come from ``/proc``, for the processes the judge can see there)."""
+        return isinstance(self.group, cgroups.Group) and self.group.counts("cpu") and \
+            self.group.counts("memory")
+
+    def _counts(self, role: str) -> cgroups.Group | None:
+        return self.group if isinstance(self.group, cgroups.Group) and \
+            self.group.counts(role) else None
 
     def started(self, deadline: float) -> None:
         """Wait for its hello (the confinement that applied); closed if it never comes."""
@@ -113,7 +130,13 @@ class Runner(Generic[Request, Reply]):
         except BaseException:
             self.close()
             raise
-        self.sandbox = list(hello.sandbox)
+        if not isinstance(self.group, cgroups.Group):
+            counted = f"not counted by a cgroup ({self.group}): CPU time and memory from /proc"
+        elif not self.counted:
+            counted = f"{self.group.describe()}; not counted by it: memory from /proc"
+        else:
+            counted = self.group.describe()
+        self.sandbox = [*hello.sandbox, f"runner {counted}"]
 
     # -- what it says ----------------------------------------------------------------------
     def ask(self, request: BaseModel, deadline: float, fds: tuple[int, ...] = (),
@@ -144,11 +167,21 @@ class Runner(Generic[Request, Reply]):
             # Reading every process's memory costs CPU a busy runner may need: not too often.
             if time.monotonic() - watched > _WATCH_S:
                 watched = time.monotonic()
-                if self.rss_bytes() > self.memory_bytes:
+                if self._over_memory():
                     self.kill()
-                    raise RunnerFailed("memory", f"the {self.name} exceeded the memory limit",
-                                       self.name)
+                    raise self._memory_failed()
             self._fail_if_dead()
+
+    def _over_memory(self) -> bool:
+        """Past its memory limit: where its cgroup caps it, the kernel has had to kill one of
+        its processes for it (the rest are the judge's to end); else its resident memory."""
+        group = self._counts("memory")
+        if group is not None:
+            return group.oom_kills() > 0
+        return self.rss_bytes() > self.memory_bytes
+
+    def _memory_failed(self) -> RunnerFailed:
+        return RunnerFailed("memory", f"the {self.name} exceeded the memory limit", self.name)
 
     def _fail_if_dead(self, wait: bool = False) -> None:
         if self._status is None:
@@ -160,6 +193,8 @@ class Runner(Generic[Request, Reply]):
                 return
             self._status = status
         self.kill()
+        if self._over_memory():
+            raise self._memory_failed()
         raise RunnerFailed("died", f"the {self.name}'s process {self.describe_exit()}", self.name)
 
     def describe_exit(self) -> str:
@@ -172,8 +207,11 @@ class Runner(Generic[Request, Reply]):
 
     # -- what it is --------------------------------------------------------------------------
     def processes(self) -> list[int]:
-        """Every process the runner has now (pids as this process sees them); [] where
-        ``/proc`` cannot tell (a PID namespace of the judge's without a /proc of its own)."""
+        """Every process the runner has now (pids as this process sees them); without a
+        cgroup, [] where ``/proc`` cannot tell (a PID namespace of the judge's without a
+        /proc of its own)."""
+        if isinstance(self.group, cgroups.Group):
+            return self.group.pids()
         if not namespaces.proc_is_own():
             return []
         if self._pid_ns is None:
@@ -199,23 +237,36 @@ class Runner(Generic[Request, Reply]):
             return inner[0]
         return self.pid
 
+    def _in_proc(self) -> list[int]:
+        """Its processes where ``/proc`` shows them under the pids this process knows."""
+        return self.processes() if namespaces.proc_is_own() else []
+
     def rss_bytes(self) -> int:
-        """The resident memory of its largest process (forked processes share pages, so a
-        sum would count them many times; their number is capped apart)."""
+        """The memory charged to its cgroup (anonymous, file and shared pages, each once);
+        without one, the resident memory of its largest process (forked processes share
+        pages, so a sum would count them many times; their number is capped apart)."""
+        group = self._counts("memory")
+        if group is not None:
+            return group.memory_bytes()
         largest = 0
-        for pid in self.processes():
+        for pid in self._in_proc():
             with contextlib.suppress(OSError, ValueError, IndexError):
                 largest = max(largest,
                               int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE)
         return largest
 
     def cpu_ns(self, exited: bool = True) -> int:
-        """CPU time its processes have used so far: their live threads to the nanosecond
-        (``schedstat``); with ``exited``, also what the process-wide counters (``stat``, to the
-        clock tick) hold beyond that: threads that have ended and children reaped.  Without
-        it the figure moves smoothly (a window's time); with it nothing escapes (a total)."""
+        """CPU time used so far by everything the runner started: from its cgroup, every
+        process that was ever in it, to the microsecond.  Without a cgroup, from ``/proc``:
+        its live threads to the nanosecond (``schedstat``); with ``exited``, also what the
+        process-wide counters (``stat``, to the clock tick) hold beyond that: threads that
+        have ended and children reaped (not processes reaped by nobody, nor ones out of the
+        judge's sight).  Without ``exited`` the figure moves smoothly (a window's time)."""
+        group = self._counts("cpu")
+        if group is not None:
+            return group.cpu_ns()
         total = 0
-        for pid in self.processes():
+        for pid in self._in_proc():
             with contextlib.suppress(OSError, ValueError, IndexError):
                 fine = 0
                 for tid in os.listdir(f"/proc/{pid}/task"):
@@ -230,9 +281,11 @@ class Runner(Generic[Request, Reply]):
         return total
 
     def kill(self, wait: bool = True) -> None:
-        """End the runner and everything it started (its session, its PID namespace, its
-        descendants), and reap it (with ``wait``: a process with torch mapped takes a while
-        to end, so a judge that ends several signals them all first)."""
+        """End the runner and everything it started (its cgroup; else its session, its PID
+        namespace, its descendants), and reap it (with ``wait``: a process with torch mapped
+        takes a while to end, so a judge that ends several signals them all first)."""
+        if isinstance(self.group, cgroups.Group):
+            self.group.kill()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)  # at once: its group may be forking
         for pid in self.processes():  # and whatever left the group
@@ -246,6 +299,9 @@ class Runner(Generic[Request, Reply]):
         self.kill()
         self.channel.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
+        if isinstance(self.group, cgroups.Group):
+            # No wait for the kernel to end them: what is left goes with the evaluation's group.
+            self.group.remove(wait_s=0.0)
 
 
 def _children(pid: int) -> list[int]:
@@ -274,29 +330,33 @@ def start_runner(name: str, serve: Callable[[Channel[Any]], None], scratch: Path
     Call before this process has run a torch op.  ``requests`` validates what the runner
     receives, ``replies`` what the judge receives."""
     scratch.mkdir(parents=True, exist_ok=True)
+    group = cgroups.runner_group(name, memory_bytes,
+                                 policy.max_processes if policy.mode != "off" else None)
     judge_end, runner_end = socket_pair()
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child never returns
         judge_end.close()
-        _runner_main(serve, Channel(runner_end, requests), scratch, policy)
+        _runner_main(serve, Channel(runner_end, requests), scratch, policy, group)
     runner_end.close()
-    return Runner(name, pid, Channel(judge_end, replies), scratch, memory_bytes)
+    return Runner(name, pid, Channel(judge_end, replies), scratch, memory_bytes, group)
 
 
 def _runner_main(serve: Callable[[Channel[Any]], None], channel: Channel[Any], scratch: Path,
-                 policy: SandboxPolicy) -> None:
+                 policy: SandboxPolicy, group: cgroups.Group | str) -> None:
     code = 1
     try:
         namespaces.die_with_parent()
+        # First: everything it does from here on is counted, capped and ended with it.
+        if isinstance(group, cgroups.Group):
+            group.join()
         os.setsid()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
-        # Nothing of the judge's stays open: not its report pipe, not the other runner's end.
-        keep = channel.fileno()
-        os.closerange(3, keep)
-        os.closerange(keep + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        # Nothing of the judge's stays open: not its report pipe, not the other runner's end,
+        # not a cgroup's directory.
+        namespaces.close_fds([channel.fileno()])
         env = runner_environment(dict(os.environ), scratch)
         os.environ.clear()
         os.environ.update(env)

@@ -441,7 +441,7 @@ class Judge:
             side.runner.started(self.deadline[0])
         # Added to what the judge's own process got (kbtool.sandbox.isolation).
         self.report.send({"sandbox": self.sides["candidate"].runner.sandbox})
-        if not getattr(self.sides["candidate"].runner, "counted", True):
+        if not self.sides["candidate"].runner.counted:
             self.flag("uncounted", "no cgroup could be made for the candidate's runner here: "
                       "work it moves out of the PID namespace is neither counted nor limited")
 

