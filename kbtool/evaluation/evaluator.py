@@ -77,6 +77,10 @@ class Evaluator:
         self.timer = pick_timer(config.timer, device)
         self.cache = BaselineCache(config.cache_dir / "baselines") if config.baseline_cache else None
         self._inspected: dict[tuple[str, str], dict[str, Any]] = {}
+        # Baselines this evaluator timed, by cache key, kept while it lives even where the
+        # cache would not keep them (noisy): the baselines a run times at a task's start and
+        # the cached speedups of its candidates then rest on one measurement, not on many.
+        self._timed: dict[str, TimingStats] = {}
         outcome = self._run("env", device=device)
         if outcome.value is None:
             raise RunError(f"could not start an evaluation process on {device}: "
@@ -146,7 +150,7 @@ class Evaluator:
         task_key = kind.baseline_key(task, config, mode) if self.cache is not None else None
         if self.cache is not None and task_key is not None:
             key = baseline_key(task_key, task.kind, self.timer.name, self.env)
-            cached = self.cache.get(key)
+            cached = self._timed.get(key) or self.cache.get(key)
             if cached is not None:
                 return cached
         before = machine_state()
@@ -162,9 +166,10 @@ class Evaluator:
                 from None
         # Only a measurement that converged on a machine that was not busy is worth reusing:
         # one taken under load would skew every later figure that uses it.
-        if key is not None and self.cache is not None and stats.stop_reason == "converged" \
-                and not busy(before, machine_state()):
-            self.cache.put(key, stats)
+        if key is not None and self.cache is not None:
+            self._timed[key] = stats
+            if stats.stop_reason == "converged" and not busy(before, machine_state()):
+                self.cache.put(key, stats)
         return stats
 
     def baseline_result(self, task: Task, mode: str | None = None,
