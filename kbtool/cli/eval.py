@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -13,12 +14,15 @@ import typer
 from kbtool.cli.app import ConfigFile, ConfigProfile, Sizes, app
 from kbtool.cli.common import make_config
 from kbtool.config import Config, split_overrides
-from kbtool.errors import UsageError
+from kbtool.errors import RunError, UsageError
 from kbtool.evaluation.backend import make_backend
 from kbtool.evaluation.batch import run_batch
+from kbtool.evaluation.result import Status
 from kbtool.task import catalog
 from kbtool.task.model import Task
 from kbtool.ui.display import print_batch_table, print_result, progress_line
+
+log = logging.getLogger(__name__)
 
 
 @app.command("eval")
@@ -73,8 +77,12 @@ def eval_command(
         backend.close()
     if as_json:
         print(result.model_dump_json())
-    else:
+    elif result.status != Status.internal_error:
         print_result(result)
+    if result.status == Status.internal_error:
+        log.debug("kbtool's error while judging %s:\n%s", task.id, result.error)
+        raise RunError(f"kbtool failed while judging {task.id} (no verdict on the candidate): "
+                       f"{error_line(result.error)}")
 
 
 def _eval_batch(config: Config, tasks: list[Task], solutions: str, output: Path | None,
@@ -92,3 +100,15 @@ def _eval_batch(config: Config, tasks: list[Task], solutions: str, output: Path 
     else:
         print_batch_table(outcome.results, outcome.skipped)
         print(f"results: {out_path}", file=sys.stderr)
+    failed = [r for r in outcome.results if r.status == Status.internal_error]
+    if failed:
+        raise RunError(f"kbtool failed while judging {len(failed)} of {len(outcome.results)} "
+                       f"candidates (no verdict; first, {failed[0].task}: "
+                       f"{error_line(failed[0].error)})")
+
+
+def error_line(error: str | None) -> str:
+    """The last line of an error's traceback (the exception), without the output's tail."""
+    head = (error or "").split("\n--- ", 1)[0]
+    lines = [line.strip() for line in head.splitlines() if line.strip()]
+    return lines[-1] if lines else "an unknown error"

@@ -204,10 +204,13 @@ def validate(data: dict[str, Any], keys: _Keys | None = None) -> Config:
         config = Config(**{**data, "sections": sections})
     except ValidationError as exc:
         raise UsageError(_format_error(exc, keys)) from None
-    if config.mode is not None:
-        kinds_baselines = _all_baselines()
-        if kinds_baselines and config.mode not in kinds_baselines:
-            raise UsageError(f"config key 'mode': {config.mode!r} is no task kind's baseline "
+    named = {"mode": [config.mode] if config.mode is not None else [],
+             "baselines": config.baselines or []}
+    kinds_baselines = _all_baselines() if any(named.values()) else set()
+    for key, names in named.items():
+        unknown = [b for b in names if kinds_baselines and b not in kinds_baselines]
+        if unknown:
+            raise UsageError(f"config key {key!r}: {unknown[0]!r} is no task kind's baseline "
                              f"(baselines: {', '.join(sorted(kinds_baselines))})")
     return config
 

@@ -37,7 +37,7 @@ class Section(BaseModel):
 # every job sent to a worker.
 EVAL_KEYS = ("device", "mode", "timer", "seed", "warmup_trials", "min_trials", "max_trials",
              "target_rel_ci", "max_timing_s", "timeout_s", "memory_limit_mb",
-             "speedup_flag_threshold", "sandbox", "speedup_from")
+             "speedup_flag_threshold", "sandbox", "speedup_from", "baselines")
 
 BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
     # Fast, less precise numbers: smoke runs and CI.

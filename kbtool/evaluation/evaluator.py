@@ -17,9 +17,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from kbtool.config import Config
-from kbtool.errors import RunError, UsageError
+from kbtool.errors import KbtoolError, RunError, UsageError
 from kbtool.evaluation.baselines import BaselineCache, baseline_key
-from kbtool.evaluation.result import EvalResult, Status, TimingStats
+from kbtool.evaluation.result import BaselineSpeedup, EvalResult, Status, TimingStats
 from kbtool.plugin import manager, registry
 from kbtool.sandbox import devicelock
 from kbtool.sandbox.isolation import Limits, Outcome
@@ -35,11 +35,12 @@ log = logging.getLogger(__name__)
 
 # What a check may return besides its kind's details (the rest is the evaluator's to set).
 # A kind that times its reference side by side (paired: kernelbench, perf) reports
-# runtime_ms, baseline_ms, speedup and its interval itself; for other kinds the evaluator
-# derives them from the cached baseline, and says so.
+# runtime_ms, baseline_ms, speedup and its interval itself, and ``speedups`` against every
+# baseline of ``config.baselines`` it timed in the same rounds; for the baselines it did not
+# time the evaluator derives them from the cached baseline, and says so (``cached``).
 _CHECK_FIELDS = {"status", "correct", "error", "flags", "findings", "timing", "baseline",
                  "runtime_ms", "baseline_ms", "speedup", "speedup_ci", "significant",
-                 "noisy", "noise", "correctness_trials"}
+                 "speedups", "noisy", "noise", "correctness_trials"}
 # The evaluator's own: whatever a check or a kind's details say, these are set here.
 _OWN_FIELDS = {"schema_version", "task", "kind", "solution", "device", "mode", "timer",
                "stage_s", "env", "sandbox", "remeasured", "speedup_from"}
@@ -64,7 +65,7 @@ class Evaluator:
     """Evaluates on this machine, one step at a time (a pool of these runs side by side)."""
 
     def __init__(self, config: Config) -> None:
-        self.zygote = Zygote()
+        self.zygote = Zygote(config.cache_dir / "scratch")
         device = self.zygote.device(config.device)
         # CUDA reserves vast virtual ranges: there the RSS watch is the only memory limit.
         self.limits = Limits(timeout_s=config.timeout_s, memory_mb=config.memory_limit_mb,
@@ -76,6 +77,10 @@ class Evaluator:
         self.timer = pick_timer(config.timer, device)
         self.cache = BaselineCache(config.cache_dir / "baselines") if config.baseline_cache else None
         self._inspected: dict[tuple[str, str], dict[str, Any]] = {}
+        # Baselines this evaluator timed, by cache key, kept while it lives even where the
+        # cache would not keep them (noisy): the baselines a run times at a task's start and
+        # the cached speedups of its candidates then rest on one measurement, not on many.
+        self._timed: dict[str, TimingStats] = {}
         outcome = self._run("env", device=device)
         if outcome.value is None:
             raise RunError(f"could not start an evaluation process on {device}: "
@@ -145,7 +150,7 @@ class Evaluator:
         task_key = kind.baseline_key(task, config, mode) if self.cache is not None else None
         if self.cache is not None and task_key is not None:
             key = baseline_key(task_key, task.kind, self.timer.name, self.env)
-            cached = self.cache.get(key)
+            cached = self._timed.get(key) or self.cache.get(key)
             if cached is not None:
                 return cached
         before = machine_state()
@@ -161,9 +166,10 @@ class Evaluator:
                 from None
         # Only a measurement that converged on a machine that was not busy is worth reusing:
         # one taken under load would skew every later figure that uses it.
-        if key is not None and self.cache is not None and stats.stop_reason == "converged" \
-                and not busy(before, machine_state()):
-            self.cache.put(key, stats)
+        if key is not None and self.cache is not None:
+            self._timed[key] = stats
+            if stats.stop_reason == "converged" and not busy(before, machine_state()):
+                self.cache.put(key, stats)
         return stats
 
     def baseline_result(self, task: Task, mode: str | None = None,
@@ -190,18 +196,26 @@ class Evaluator:
         kind = kind_of(task)
         info, config = self._for_task(task, config)
         mode = kind.resolve_mode(config)
+        # The check (a paired judge) times the reference under each of these, in its rounds.
+        baselines = kind.resolve_baselines(config)
+        config = config.model_copy(update={"baselines": baselines})
         outcome = self._run("check", task=task, solution=str(solution.resolve()), config=config,
                             timer=self.timer.name)
+        # Where the check never runs candidate code, its failure is kbtool's, not a verdict.
+        blame = Status.runtime_error if kind.check_runs_candidate else Status.internal_error
         fields: dict[str, Any] = {}
         details = default_details(kind, info)
         if outcome.value is None:
-            crashed_in = outcome.stage or "load"
-            fields["status"] = (Status.timeout if outcome.timed_out else
-                                Status.compile_error if crashed_in == "load" else
-                                Status.runtime_error)
+            if outcome.timed_out:
+                fields["status"] = Status.timeout
+            elif kind.check_runs_candidate or outcome.memory_exceeded:
+                fields["status"] = Status.compile_error if (outcome.stage or "load") == "load" \
+                    else Status.runtime_error
+            else:
+                fields["status"] = Status.internal_error
             fields["error"] = failure_text(outcome)
         else:
-            fields, checked = split_check(kind, task, outcome.value)
+            fields, checked = split_check(kind, task, outcome.value, blame)
             details.update(checked)
             if fields.get("error") and outcome.output:
                 fields["error"] = f"{fields['error']}\n--- candidate output (tail) ---\n" \
@@ -209,11 +223,16 @@ class Evaluator:
         own = {"task": task.id, "kind": task.kind, "solution": str(solution),
                "device": config.device, "mode": mode, "timer": self.timer.name,
                "stage_s": outcome.stage_s, "env": self.env, "sandbox": outcome.sandbox}
-        result = assemble(fields, details, own)
+        result = assemble(fields, details, own, blame)
+        if result.status == Status.internal_error:
+            log.debug("kbtool failed while judging %s:\n%s", task.id, result.error)
         if not any(item.startswith("no network") for item in outcome.sandbox):
             flag(result, "unsandboxed", ", ".join(outcome.sandbox))
         if result.status != Status.ok:
             result.speedup = result.speedup_ci = result.significant = None
+            result.speedups = {}
+        elif result.speedup is None and mode in result.speedups:
+            _set_speedup(result, result.speedups[mode])
         elif result.speedup is not None:
             result.speedup_from = "paired"
         elif mode is not None and result.timing is not None:
@@ -231,21 +250,44 @@ class Evaluator:
                      f"{config.speedup_flag_threshold:g}x, timed side by side with the reference")
             else:
                 self._remeasure(task, solution, config, result)
+        if result.status == Status.ok:
+            self._all_baselines(task, mode, baselines, config, result)
         return result
+
+    def _all_baselines(self, task: Task, mode: str | None, baselines: list[str],
+                       config: Config, result: EvalResult) -> None:
+        """``speedups``: the one under ``mode`` as the result states it, and against every
+        other baseline the check did not time in its rounds, the cached baseline (``cached``,
+        with that baseline's own interval in its interval)."""
+        if mode is not None and result.speedup is not None:
+            result.speedups[mode] = BaselineSpeedup(
+                baseline_ms=result.baseline_ms, speedup=result.speedup,
+                speedup_ci=result.speedup_ci, significant=result.significant,
+                speedup_from="cached" if result.speedup_from == "cached" else "paired")
+        if result.timing is None:
+            return
+        filled = []
+        for name in [b for b in baselines if b not in result.speedups]:
+            try:
+                base = self.baseline(task, name, config)
+            except KbtoolError as exc:
+                flag(result, "cached_baseline", f"no speedup against {name}: {exc}")
+                continue
+            result.speedups[name] = BaselineSpeedup.cached(base, result.timing)
+            filled.append(name)
+        if filled:
+            flag(result, "cached_baseline", f"against {', '.join(filled)}: a baseline timed "
+                 f"earlier, not alongside the candidate (task kind {task.kind!r} did not time "
+                 "it in its rounds)")
 
     def _against_cached(self, task: Task, mode: str, config: Config, result: EvalResult) -> None:
         """The speedup against the cached baseline, with the interval its two medians' give
         (asked for with speedup_from=cached, or all a kind that does not pair allows)."""
         assert result.timing is not None
         base = self.baseline(task, mode, config)
-        timing = result.timing
-        result.baseline, result.baseline_ms = base, base.median_ms
-        result.runtime_ms = timing.median_ms
-        result.speedup = base.median_ms / timing.median_ms
-        result.speedup_ci = [base.ci95_low_ms / timing.ci95_high_ms,
-                             base.ci95_high_ms / timing.ci95_low_ms]
-        result.significant = result.speedup_ci[0] > 1.0
-        result.speedup_from = "cached"
+        result.baseline = base
+        result.runtime_ms = result.timing.median_ms
+        _set_speedup(result, BaselineSpeedup.cached(base, result.timing))
         why = "asked for (speedup_from=cached)" if config.speedup_from == "cached" else \
             f"task kind {task.kind!r} does not time its reference side by side"
         flag(result, "cached_baseline", f"the speedup is against a baseline timed earlier, "
@@ -285,6 +327,13 @@ class Evaluator:
             result.findings.append(f"large_speedup: {result.speedup:.1f}x is above {threshold:g}x")
 
 
+def _set_speedup(result: EvalResult, against: BaselineSpeedup) -> None:
+    """The result's own speedup (under ``mode``) from one baseline's figures."""
+    result.baseline_ms, result.speedup = against.baseline_ms, against.speedup
+    result.speedup_ci, result.significant = against.speedup_ci, against.significant
+    result.speedup_from = against.speedup_from
+
+
 def flag(result: EvalResult, name: str, finding: str) -> None:
     if name not in result.flags:
         result.flags.append(name)
@@ -297,16 +346,18 @@ def busy(before: MachineState, after: MachineState) -> bool:
     return bool(loads) and max(loads) > cpu_count()
 
 
-def assemble(fields: dict[str, Any], details: dict[str, Any], own: dict[str, Any]) -> EvalResult:
+def assemble(fields: dict[str, Any], details: dict[str, Any], own: dict[str, Any],
+             blame: Status = Status.runtime_error) -> EvalResult:
     """The result from a check's fields and the kind's details; the evaluator's own fields
-    win over both, and a check whose fields do not make a result is a ``runtime_error``."""
+    win over both, and a check whose fields do not make a result is ``blame`` (the
+    candidate's ``runtime_error``, or kbtool's ``internal_error`` where the check is a judge)."""
     data = {**{k: v for k, v in details.items() if k not in EvalResult.model_fields},
             **{k: v for k, v in fields.items() if k not in _OWN_FIELDS}, **own}
     try:
         return EvalResult.model_validate(data)
     except (ValidationError, TypeError, ValueError) as exc:
         return EvalResult.model_validate({
-            **own, "status": Status.runtime_error,
+            **own, "status": blame,
             "error": f"the check of kind {own['kind']!r} returned a malformed result: "
                      f"{str(exc).splitlines()[0]}"})
 
@@ -324,10 +375,12 @@ def default_details(kind: TaskKind, info: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in found.items() if k not in EvalResult.model_fields}
 
 
-def split_check(kind: TaskKind, task: Task, value: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A check's return value as (core result fields, the kind's details, validated)."""
+def split_check(kind: TaskKind, task: Task, value: Any, blame: Status = Status.runtime_error
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A check's return value as (core result fields, the kind's details, validated); a
+    malformed one is ``blame`` (see ``assemble``)."""
     if not isinstance(value, dict):
-        return {"status": Status.runtime_error,
+        return {"status": blame,
                 "error": f"the check of kind {task.kind!r} returned a "
                          f"{type(value).__name__}, not a mapping"}, {}
     fields = {k: v for k, v in value.items() if k in _CHECK_FIELDS}
@@ -343,7 +396,7 @@ def split_check(kind: TaskKind, task: Task, value: Any) -> tuple[dict[str, Any],
             {k: v for k, v in extra.items() if k in own}).model_dump(mode="json",
                                                                     exclude_unset=True)
     except ValidationError as exc:
-        return {"status": Status.runtime_error,
+        return {"status": blame,
                 "error": f"the check of kind {task.kind!r} returned malformed details: "
                          f"{str(exc).splitlines()[0]}"}, {}
     return fields, details

@@ -8,9 +8,9 @@ tasks) as further top-level keys, validated by that model when the result is mad
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = 1
 
@@ -22,6 +22,9 @@ class Status(str, Enum):
     runtime_error = "runtime_error"
     timeout = "timeout"
     rejected = "rejected"
+    # kbtool itself failed while judging (a judge's own exception): not the candidate's
+    # verdict, never fed back to the model as its error, never counted as its failure.
+    internal_error = "internal_error"
 
 
 class TimingStats(BaseModel):
@@ -38,6 +41,41 @@ class TimingStats(BaseModel):
     ci95_high_ms: float
     stop_reason: str = Field(description="'converged', 'time_cap', 'max_trials', or "
                                          "'few_trials' (fewer than min_trials: too slow)")
+
+
+class BaselineSpeedup(BaseModel):
+    """A candidate's speedup against one baseline (``EvalResult.speedups``)."""
+
+    baseline_ms: float | None = Field(None, description="the reference's median under this "
+                                      "baseline, as the speedup compared with")
+    speedup: float = Field(description="reference time / candidate time")
+    speedup_ci: list[float] | None = Field(
+        None, description="[low, high]: the speedup's 95% confidence interval")
+    significant: bool | None = Field(None, description="the interval lies above 1")
+    speedup_from: Literal["paired", "cached"] = Field(
+        description="'paired': timed in alternation with the candidate, in the same rounds; "
+                    "'cached': the baseline was timed apart (its own interval combined with "
+                    "the candidate's)")
+
+    @classmethod
+    def cached(cls, base: TimingStats, timing: TimingStats) -> BaselineSpeedup:
+        """Against a baseline timed apart: the ratio of the medians, and the interval of the
+        ratio of the two medians' intervals (the baseline's own noise and the candidate's
+        both in it; wider than a paired interval, as it should be)."""
+        speedup = base.median_ms / timing.median_ms
+        ci = None
+        if base.ci95_low_ms > 0 and timing.ci95_low_ms > 0:
+            ci = [min(speedup, base.ci95_low_ms / timing.ci95_high_ms),
+                  max(speedup, base.ci95_high_ms / timing.ci95_low_ms)]
+        return cls(baseline_ms=base.median_ms, speedup=speedup, speedup_ci=ci,
+                   significant=ci[0] > 1.0 if ci else None, speedup_from="cached")
+
+    @field_validator("speedup_ci")
+    @classmethod
+    def _two_bounds(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (len(value) != 2 or value[0] > value[1]):
+            raise ValueError("speedup_ci must be [low, high] with low <= high")
+        return value
 
 
 class EvalResult(BaseModel):
@@ -68,6 +106,9 @@ class EvalResult(BaseModel):
         None, description="'paired' (reference and candidate timed in alternation) or "
                           "'cached' (against the cached baseline: asked for, or all the kind "
                           "allows)")
+    speedups: dict[str, BaselineSpeedup] = Field(
+        default_factory=dict, description="per baseline: the speedup against it (the one "
+        "under `mode` repeats speedup, speedup_ci, significant, speedup_from, baseline_ms)")
     noisy: bool = Field(False, description="the timing could not overcome the machine's "
                                            "noise: its interval did not reach the target")
     noise: dict[str, Any] | None = Field(None, description="what the machine was doing "

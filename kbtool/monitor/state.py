@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from kbtool.runs.layout import RunLayout
-from kbtool.runs.summary import Attempt, better
+from kbtool.runs.summary import Against, Attempt, against_each, better, interval, speedup_against
 
 TASK_STATUSES = ("pending", "running", "done", "skipped", "failed")
 RECENT_S = 300.0  # the window of the "recent" evaluation rate
@@ -131,6 +131,9 @@ class Step:
     runtime_ms: float | None = None
     baseline_ms: float | None = None
     speedup: float | None = None  # against the run's evaluation mode (the candidate's own)
+    speedup_ci: list[float] | None = None
+    speedup_from: str | None = None
+    speedups: dict[str, Any] = field(default_factory=dict)  # per baseline (EvalResult's)
     flags: list[str] = field(default_factory=list)
     path: str | None = None       # the candidate, relative to the run directory
     t: float | None = None
@@ -165,16 +168,21 @@ class TaskState:
     started_t: float | None = None
     finished_t: float | None = None
 
-    def speedup(self, mode: str, eval_mode: str | None) -> float | None:
-        """Best speedup against ``mode``: the candidate's own one for the evaluation mode
-        (its baseline may have been re-measured), else that baseline over its runtime."""
+    def against(self, mode: str, eval_mode: str | None) -> Against | None:
+        """The best candidate's speedup against ``mode`` by the summary rule: what its
+        evaluation reported (paired, or labelled cached)."""
         best = self.best
-        if best is None or not best.runtime_ms:
+        if best is None:
             return None
-        if mode == eval_mode and best.speedup is not None:
-            return best.speedup
-        base = self.baselines.get(mode)
-        return base / best.runtime_ms if base else None
+        attempt = Attempt(phase=best.phase, status=best.status, runtime_ms=best.runtime_ms,
+                          speedup=best.speedup, baseline_ms=best.baseline_ms,
+                          speedup_ci=interval(best.speedup_ci),
+                          speedup_from=best.speedup_from, speedups=against_each(best.speedups))
+        return speedup_against(attempt, mode, self.baselines, eval_mode)
+
+    def speedup(self, mode: str, eval_mode: str | None) -> float | None:
+        found = self.against(mode, eval_mode)
+        return found.speedup if found else None
 
     def consider(self, step: Step) -> None:
         """Make ``step`` the best when the one summary rule (``better``) says so."""
@@ -356,6 +364,8 @@ class RunState:
         self._settle(task, step, status)
         step.runtime_ms = runtime
         step.baseline_ms, step.speedup = e.get("baseline_ms"), e.get("speedup")
+        step.speedup_ci, step.speedup_from = e.get("speedup_ci"), e.get("speedup_from")
+        step.speedups = e.get("speedups") or {}
         step.flags, step.path, step.t = e.get("flags") or [], e.get("path"), e.get("t")
         step.details = e.get("details") or {}
         task.candidates += 1

@@ -10,10 +10,12 @@ from rich.text import Text
 STATUS_STYLE = {
     "ok": "green", "pass": "green", "fail": "red", "incorrect": "yellow",
     "compile_error": "red", "runtime_error": "red", "timeout": "red", "rejected": "magenta",
+    "internal_error": "bold red",
     "format_error": "red", "llm_failed": "red", "evaluating": "cyan", "waiting": "dim",
     "pending": "dim", "running": "cyan", "done": "green", "skipped": "yellow", "failed": "red",
 }
 STATUS_SHORT = {"compile_error": "compile err", "runtime_error": "runtime err",
+                "internal_error": "kbtool err",
                 "format_error": "no code", "llm_failed": "llm failed",
                 "evaluating": "evaluating…"}
 MAX_FILE_CHARS = 200_000  # a step's files are shown up to this size

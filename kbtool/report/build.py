@@ -38,6 +38,7 @@ from kbtool.runs.summary import (
     Attempt,
     RunSummary,
     TaskSummary,
+    against_each,
     faster,
     finite,
     interval,
@@ -170,7 +171,7 @@ def _candidates(path: Path, events: list[dict[str, Any]]) -> dict[str, dict[str,
         if event.get("type") == "eval" and isinstance(event.get("path"), str):
             found.setdefault(event["path"], {k: event.get(k) for k in (
                 "task", "status", "runtime_ms", "baseline_ms", "speedup", "speedup_ci",
-                "flags")})
+                "speedup_from", "speedups", "flags")})
     for file in sorted(RunLayout(path).evals.glob("*.json")):
         data = _load_json(file)
         solution = str(data.get("solution") or "") if data else ""
@@ -229,7 +230,9 @@ def _reconstruct(path: Path, events: list[dict[str, Any]], config: dict[str, Any
                             speedup=_number(data.get("speedup")),
                             speedup_ci=interval(data.get("speedup_ci")),
                             baseline_ms=_number(data.get("baseline_ms")),
-                            flags=tuple(data.get("flags") or ()), solution=rel)
+                            flags=tuple(data.get("flags") or ()), solution=rel,
+                            speedup_from=_text_or_none(data.get("speedup_from")),
+                            speedups=against_each(data.get("speedups")))
                     for order, rel, data in ordered]
         mode = next((d.get("mode") for _, _, d in ordered if d.get("mode")), None) or \
             config.get("mode") or (LEGACY_BASELINES[0] if baselines.get(task_id) else None)
@@ -244,6 +247,10 @@ def _reconstruct(path: Path, events: list[dict[str, Any]], config: dict[str, Any
     return RunData(path, "reconstructed", status, last.get("model") or config.get("model_name"),
                    last.get("strategy") or config.get("strategy"), tasks,
                    _totals_from_events(path, events), events)
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _load_json_list(path: Path) -> list[Any]:
@@ -328,22 +335,26 @@ def build_report(run: RunData) -> dict[str, Any]:
             best = so_far[t.id]
             speedup: dict[str, float | None] = {}
             ci: dict[str, Any] = {}
+            source: dict[str, str | None] = {}
             for mode in modes:
                 if best is None:
-                    speedup[mode] = ci[mode] = None
+                    speedup[mode] = ci[mode] = source[mode] = None
                 elif best == t.best_runtime_ms and t.speedup.get(mode) is not None:
-                    # the summary's own (paired or re-measured) speedup
+                    # the summary's own speedup (its evaluation's, paired or cached)
                     speedup[mode], ci[mode] = t.speedup[mode], t.speedup_ci.get(mode)
+                    source[mode] = t.speedup_from.get(mode)
                 elif (best_phase[t.id].get("speedup") or {}).get(mode) is not None:
                     speedup[mode] = best_phase[t.id]["speedup"][mode]
                     ci[mode] = (best_phase[t.id].get("speedup_ci") or {}).get(mode)
-                else:  # runs from before phases kept their speedups
+                    source[mode] = (best_phase[t.id].get("speedup_from") or {}).get(mode)
+                else:  # runs from before phases kept their speedups: a baseline timed apart
                     ms = t.baselines_ms.get(mode)
                     speedup[mode], ci[mode] = (ms / best if ms else None), None
+                    source[mode] = "cached" if ms else None
                 speedups[mode].append((speedup[mode], ci[mode]))
             per_task[t.id] = {"best_runtime_ms": own, "best_so_far_ms": best,
                               "correct_candidates": int(entry.get("correct") or 0),
-                              "speedup": speedup, "speedup_ci": ci}
+                              "speedup": speedup, "speedup_ci": ci, "speedup_from": source}
         phase_fast, phase_means = _metrics(speedups, measured, n)
         phases.append({"phase": phase,
                        "correct_tasks": sum(1 for t in tasks if so_far[t.id] is not None),
@@ -357,9 +368,13 @@ def build_report(run: RunData) -> dict[str, Any]:
         for flag in t.flags:
             flags[flag] = flags.get(flag, 0) + 1
     total = sum(candidates.values())
+    # kbtool's own failures judged nothing: no candidate passed or failed there.
+    judged = total - candidates.get(Status.internal_error.value, 0)
     statuses = {
         "candidates": candidates, "total_candidates": total,
-        "candidate_correct_rate": candidates.get("ok", 0) / total if total else None,
+        "candidate_correct_rate": candidates.get("ok", 0) / judged if judged else None,
+        "tasks_with_internal_errors": [t.id for t in tasks
+                                       if t.statuses.get(Status.internal_error.value)],
         "tasks_total": n, "tasks_correct": sum(t.correct for t in tasks),
         "tasks_without_correct": [t.id for t in tasks if not t.correct],
         "best_solution_flags": dict(sorted(flags.items())),
@@ -378,19 +393,33 @@ def build_report(run: RunData) -> dict[str, Any]:
         "run_dir": str(run.dir), "source": run.source, "status": run.status,
         "model": run.model, "strategy": run.strategy, "n_tasks": n, "baselines": modes,
         "p_values": list(P_KEYS),
-        "fast_p": fast, "geomean_speedup": means, "phases": phases, "statuses": statuses,
+        "fast_p": fast, "geomean_speedup": means,
+        "speedup_from": {m: _sources([t.speedup_from.get(m) for t in tasks
+                                      if t.correct and t.speedup.get(m) is not None])
+                         for m in modes},
+        "phases": phases, "statuses": statuses,
         "cost": cost,
         "tasks": {t.id: {"correct": t.correct, "best_runtime_ms": t.best_runtime_ms,
                          "best_solution": t.best_solution, "baselines_ms": t.baselines_ms,
                          "speedup": {m: t.speedup.get(m) if t.correct else None for m in modes},
                          "speedup_ci": {m: t.speedup_ci.get(m) if t.correct else None
                                         for m in modes},
+                         "speedup_from": {m: t.speedup_from.get(m) if t.correct else None
+                                          for m in modes},
                          "flags": t.flags, "statuses": t.statuses, "candidates": t.candidates,
                          "correct_candidates": t.correct_candidates,
                          "best_so_far_ms_by_phase": [p["tasks"][t.id]["best_so_far_ms"]
                                                      for p in phases]}
                   for t in tasks},
     })
+
+
+def _sources(found: list[str | None]) -> dict[str, int]:
+    """How many speedups were timed which way (``paired``, ``cached``, ``unknown``)."""
+    counts: dict[str, int] = {}
+    for source in found:
+        counts[source or "unknown"] = counts.get(source or "unknown", 0) + 1
+    return counts
 
 
 def _finite(obj: Any) -> Any:
@@ -457,12 +486,14 @@ def _x(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}x"
 
 
-def _x_ci(value: float | None, ci: Any) -> str:
-    """``1.931x [1.88-1.99]``: a speedup with its 95% interval (the report's table)."""
+def _x_ci(value: float | None, ci: Any, source: str | None = None) -> str:
+    """``1.931x [1.88-1.99]``: a speedup with its 95% interval (the report's table), and
+    ``cached`` after one against a baseline timed apart."""
     bounds = interval(ci)
-    if value is None or bounds is None:
-        return _x(value)
-    return f"{_x(value)} [{bounds[0]:.2f}-{bounds[1]:.2f}]"
+    text = _x(value)
+    if value is not None and bounds is not None:
+        text += f" [{bounds[0]:.2f}-{bounds[1]:.2f}]"
+    return f"{text} cached" if value is not None and source == "cached" else text
 
 
 def _frac(value: float | None) -> str:
@@ -532,11 +563,19 @@ def _print_run(out: _Printer, label: str, rep: dict[str, Any]) -> None:
     for task_id, t in rep["tasks"].items():
         rows.append([task_id, "yes" if t["correct"] else "no", _ms(t["best_runtime_ms"]),
                      *[_ms(t["baselines_ms"].get(m)) for m in modes],
-                     *[_x_ci(t["speedup"].get(m), t["speedup_ci"].get(m)) for m in modes],
+                     *[_x_ci(t["speedup"].get(m), t["speedup_ci"].get(m),
+                             t["speedup_from"].get(m)) for m in modes],
                      f"{t['correct_candidates']}/{t['candidates']}"])
     out.table("per task (best solution)",
               ["task", "correct", "best ms", *[f"{m} ms" for m in modes],
                *[f"vs {m}" for m in modes], "ok/evaluated"], rows, left=(0, 1))
+    cached = {m: rep["speedup_from"][m].get("cached", 0) for m in modes
+              if rep["speedup_from"][m].get("cached")}
+    if cached:
+        out.line("cached: against a baseline timed apart, not in the candidate's rounds "
+                 "(its interval holds that baseline's own); " +
+                 ", ".join(f"{n} vs {m}" for m, n in cached.items()))
+        out.line("")
     flagged = [[task_id, ", ".join(t["flags"])] for task_id, t in rep["tasks"].items() if t["flags"]]
     if flagged:
         out.table("integrity flags of the best solutions (see docs/integrity.md)",
@@ -558,7 +597,10 @@ def _print_run(out: _Printer, label: str, rep: dict[str, Any]) -> None:
     out.table(f"candidates by status ({st['total_candidates']} evaluated)",
               ["", *STATUSES, *others],
               [["candidates", *[str(st["candidates"].get(s, 0)) for s in (*STATUSES, *others)]]])
-    extra = [f"{len(st['tasks_skipped'])} tasks skipped" if st["tasks_skipped"] else "",
+    failed = st["candidates"].get(Status.internal_error.value, 0)
+    extra = [f"kbtool failed while judging {failed} candidates (internal_error: no verdict, "
+             "not counted as the model's)" if failed else "",
+             f"{len(st['tasks_skipped'])} tasks skipped" if st["tasks_skipped"] else "",
              f"{len(st['tasks_failed'])} tasks failed" if st["tasks_failed"] else "",
              f"{st['format_errors']} replies without code" if st["format_errors"] else "",
              f"{st['llm_failed']} LLM calls failed for good" if st["llm_failed"] else ""]
@@ -620,10 +662,15 @@ def _cell(value: Any) -> Any:
     return "" if value is None else value
 
 
-def _speedup_cells(value: float | None, ci: Any) -> list[Any]:
-    """A speedup and its interval's bounds, as CSV cells (empty where there are none)."""
-    bounds = interval(ci) or (None, None)
-    return [_cell(value), _cell(bounds[0]), _cell(bounds[1])]
+SPEEDUP_COLUMNS = ("", "_low", "_high", "_from")  # speedup_<mode><end> in the CSV files
+
+
+def _speedup_cells(t: dict[str, Any], mode: str) -> list[Any]:
+    """A speedup, its interval's bounds and how it was timed (paired, cached), as CSV
+    cells (empty where there are none)."""
+    bounds = interval(t["speedup_ci"].get(mode)) or (None, None)
+    return [_cell(t["speedup"].get(mode)), _cell(bounds[0]), _cell(bounds[1]),
+            _cell(t["speedup_from"].get(mode))]
 
 
 def _text(value: Any) -> str:
@@ -665,15 +712,14 @@ def write_csv(reports: dict[str, dict[str, Any]], directory: Path) -> list[Path]
         writer = csv.writer(handle)
         writer.writerow(["run", "task", "correct", "best_runtime_ms",
                          *[f"baseline_{m}_ms" for m in modes],
-                         *[f"speedup_{m}{end}" for m in modes for end in ("", "_low", "_high")],
+                         *[f"speedup_{m}{end}" for m in modes for end in SPEEDUP_COLUMNS],
                          "candidates", "correct_candidates", *[f"n_{s}" for s in STATUSES],
                          "flags", "best_solution"])
         for label, rep in reports.items():
             for task_id, t in rep["tasks"].items():
                 writer.writerow([label, task_id, t["correct"], _cell(t["best_runtime_ms"]),
                                  *[_cell(t["baselines_ms"].get(m)) for m in modes],
-                                 *[cell for m in modes for cell in _speedup_cells(
-                                     t["speedup"].get(m), t["speedup_ci"].get(m))],
+                                 *[cell for m in modes for cell in _speedup_cells(t, m)],
                                  t["candidates"], t["correct_candidates"],
                                  *[t["statuses"].get(s, 0) for s in STATUSES],
                                  ";".join(t["flags"]), _cell(t["best_solution"])])
@@ -681,14 +727,13 @@ def write_csv(reports: dict[str, dict[str, Any]], directory: Path) -> list[Path]
         writer = csv.writer(handle)
         writer.writerow(["run", "task", "phase", "best_runtime_ms", "best_so_far_ms",
                          "correct_candidates",
-                         *[f"speedup_{m}{end}" for m in modes for end in ("", "_low", "_high")]])
+                         *[f"speedup_{m}{end}" for m in modes for end in SPEEDUP_COLUMNS]])
         for label, rep in reports.items():
             for phase in rep["phases"]:
                 for task_id, t in phase["tasks"].items():
                     writer.writerow([label, task_id, phase["phase"], _cell(t["best_runtime_ms"]),
                                      _cell(t["best_so_far_ms"]), t["correct_candidates"],
-                                     *[cell for m in modes for cell in _speedup_cells(
-                                         t["speedup"].get(m), t["speedup_ci"].get(m))]])
+                                     *[cell for m in modes for cell in _speedup_cells(t, m)]])
     with open(files["phase_summary"], "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["run", "phase", "baseline", "correct_tasks", "n_tasks",

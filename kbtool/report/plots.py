@@ -149,13 +149,20 @@ def _distribution(Figure: Any, reports: dict[str, dict[str, Any]], names: dict[s
     colors = _colors(n)
     for ax, mode in zip(axes, modes, strict=True):
         ticks = []
+        cached = 0
         for i, (color, (label, rep)) in enumerate(zip(colors, reports.items(), strict=True)):
-            values = [t["speedup"].get(mode) for t in rep["tasks"].values()]
-            shown = [v for v in values if v is not None and v > 0]
+            values = [(t["speedup"].get(mode), (t.get("speedup_from") or {}).get(mode))
+                      for t in rep["tasks"].values()]
+            shown = [(v, source) for v, source in values if v is not None and v > 0]
             k = len(shown)
             offsets = [0.0] if k == 1 else [-0.25 + 0.5 * j / max(k - 1, 1) for j in range(k)]
-            ax.scatter([i + o for o in offsets], shown, color=color, alpha=0.8, s=28,
-                       edgecolors="black", linewidths=0.4, zorder=3)
+            # Hollow: a speedup against a baseline timed apart (cached), not in the pairs.
+            ax.scatter([i + o for o in offsets], [v for v, _ in shown], alpha=0.8, s=28,
+                       facecolors=[color if source != "cached" else "none" for _, source in shown],
+                       edgecolors=["black" if source != "cached" else color for _, source in shown],
+                       linewidths=[0.4 if source != "cached" else 1.2 for _, source in shown],
+                       zorder=3)
+            cached += sum(source == "cached" for _, source in shown)
             mean = rep["geomean_speedup"]["correct_tasks"].get(mode)
             if mean is not None:
                 ax.hlines(mean, i - 0.35, i + 0.35, color=color, linewidth=2.5, zorder=2)
@@ -164,7 +171,8 @@ def _distribution(Figure: Any, reports: dict[str, dict[str, Any]], names: dict[s
         ax.set_xticks(range(n), ticks, fontsize=8)
         ax.set_xlim(-0.6, n - 0.4)
         _log_axis(ax, "x")
-        ax.set_title(f"speedup vs {mode} (bar: geometric mean)")
+        ax.set_title(f"speedup vs {mode} (bar: geometric mean"
+                     f"{'; hollow: cached baseline' if cached else ''})")
         ax.grid(True, axis="y", which="both", alpha=0.3)
     axes[0].set_ylabel("speedup of the best solution (x, log)")
     fig.suptitle("Speedup distribution (per task)")

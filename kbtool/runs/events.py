@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from kbtool.evaluation.result import BaselineSpeedup
+
 
 class RunEvent(BaseModel):
     """Fields every logged event has; ``seq`` and ``t`` are set by the store."""
@@ -93,6 +95,8 @@ class Eval(RunEvent):
     baseline_ms: float | None = None
     speedup: float | None = None
     speedup_ci: list[float] | None = None              # the speedup's 95% interval
+    speedup_from: str | None = None                    # paired or cached
+    speedups: dict[str, BaselineSpeedup] = Field(default_factory=dict)  # EvalResult.speedups
     noisy: bool = False                                # the timing did not beat the noise
     flags: list[str] = Field(default_factory=list)
     path: str | None = None                            # the candidate, relative to the run

@@ -14,10 +14,12 @@ import importlib
 import logging
 import os
 import pickle
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import traceback
 from dataclasses import dataclass
@@ -54,14 +56,26 @@ _PARENT = "KBTOOL_ZYGOTE_PARENT"  # the pid of the process the zygote serves
 
 
 class Zygote:
-    """Client side: starts the server lazily and restarts it if it died."""
+    """Client side: starts the server lazily and restarts it if it died.
 
-    def __init__(self) -> None:
+    ``scratch_root``: where the server's own folder goes (removed by ``close``): the caches
+    torch makes as it is imported (``import torch._dynamo`` creates inductor's cache folder,
+    by default ``torchinductor_<user>`` in the temporary directory, left there for good)
+    go there; each child's caches go to its own scratch (``isolation.scratch_env``)."""
+
+    def __init__(self, scratch_root: Path | None = None) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        self._scratch_root = scratch_root
+        self._scratch: Path | None = None
 
     def _start(self) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "PYTORCH_NVML_BASED_CUDA_CHECK": "1", _PARENT: str(os.getpid())}
+        if self._scratch_root is not None:
+            self._scratch_root.mkdir(parents=True, exist_ok=True)
+        self._scratch = Path(tempfile.mkdtemp(prefix="zygote-", dir=self._scratch_root))
+        env = {**os.environ, "PYTORCH_NVML_BASED_CUDA_CHECK": "1", _PARENT: str(os.getpid()),
+               "TORCHINDUCTOR_CACHE_DIR": str(self._scratch / "inductor_cache"),
+               "TRITON_CACHE_DIR": str(self._scratch / "triton_cache")}
         # Not ``python -m``: that puts the working directory first on the import path, and a
         # folder named ``kbtool`` there (the parent of a checkout) would be imported instead.
         proc = popen_tied([sys.executable, "-c", _BOOT], stdin=subprocess.PIPE,
@@ -112,6 +126,9 @@ class Zygote:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        scratch, self._scratch = self._scratch, None
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _child_function(request: Request) -> Any:

@@ -27,7 +27,7 @@ from kbtool.llm.model import ChatRequest, context_length_exceeded, split_model_n
 from kbtool.plugin import registry
 from kbtool.runs.events import Eval, FormatError, LLMFailed
 from kbtool.runs.store import RunStore
-from kbtool.runs.summary import Attempt, TaskSummary, interval, summarize_task
+from kbtool.runs.summary import Attempt, TaskSummary, against_each, interval, summarize_task
 from kbtool.search.prompts import Templates
 from kbtool.task.catalog import kind_of
 from kbtool.task.kind import TaskKind
@@ -62,7 +62,8 @@ class Candidate:
         r = self.result
         return Attempt(phase=self.phase, status=r.status.value, runtime_ms=r.runtime_ms,
                        speedup=r.speedup, baseline_ms=r.baseline_ms, flags=tuple(r.flags),
-                       solution=solution, speedup_ci=interval(r.speedup_ci))
+                       solution=solution, speedup_ci=interval(r.speedup_ci),
+                       speedup_from=r.speedup_from, speedups=against_each(r.speedups))
 
 
 @dataclass
@@ -178,14 +179,18 @@ class SearchContext:
             else:
                 try:
                     result = self.pool.evaluate(task, path, self.task_config(task))
-                except KbtoolError as exc:  # e.g. the evaluation process died
+                except KbtoolError as exc:  # e.g. the evaluation process died: kbtool's
                     result = EvalResult(task=task.id, kind=task.kind, solution=str(path),
                                         device="?", mode=self.config.mode,
-                                        status=Status.runtime_error, error=str(exc))
-                self.store.write(cached, result.model_dump_json())
+                                        status=Status.internal_error, error=str(exc))
+                # kbtool's own failure is no verdict: a resumed run judges the candidate again.
+                if result.status != Status.internal_error:
+                    self.store.write(cached, result.model_dump_json())
         self.store.emit(Eval(sample=sample, task=task.id, status=result.status.value,
                              runtime_ms=result.runtime_ms, baseline_ms=result.baseline_ms,
                              speedup=result.speedup, speedup_ci=result.speedup_ci,
+                             speedup_from=result.speedup_from,
+                             speedups=result.speedups,
                              noisy=result.noisy, flags=result.flags,
                              path=self.store.layout.relative(path),
                              details=dict(result.model_extra or {})))
@@ -224,8 +229,8 @@ class SearchContext:
             self.store.write(where / "eval.json", result.model_dump_json(indent=2))
             last = Candidate(task.id, phase, agent, step, branch, path, result)
             self.record(task).add(last)
-            if last.correct:
-                break
+            if last.correct or result.status == Status.internal_error:
+                break  # kbtool failed, not the candidate: nothing to tell the model
             messages.append(("user", self.render("fix", task, code=code,
                                                  feedback=self.feedback(result))))
         return last

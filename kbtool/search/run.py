@@ -12,6 +12,7 @@ from typing import Any
 from kbtool.config import Config, load_config
 from kbtool.errors import KbtoolError, UsageError
 from kbtool.evaluation.backend import make_backend
+from kbtool.evaluation.result import Status
 from kbtool.llm.client import LLMClient
 from kbtool.llm.model import ProviderError
 from kbtool.llm.serve import ModelServers
@@ -98,6 +99,9 @@ def _execute(config: Config, store: RunStore, tasks: list[Task],
         provider = servers.router(config, [t.id for t in tasks])
     display = RunDisplay(len(tasks), plan_calls(config, tasks), enabled=not config.dry_run)
     store.subscribe(display.event)
+    # Every evaluation times the reference under all of them, in the candidate's rounds.
+    baselines = run_baselines(config, tasks)
+    config = config.model_copy(update={"baselines": baselines})
     pool = make_backend(config)
     try:
         if servers is not None and not config.dry_run:
@@ -110,7 +114,6 @@ def _execute(config: Config, store: RunStore, tasks: list[Task],
         ctx = SearchContext(config, store, llm, provider_name, model, pool, device)
         if config.dry_run:
             return _dry_run(ctx, tasks)
-        baselines = run_baselines(config, tasks)
         modes = {catalog.kind_of(t).resolve_mode(config) for t in tasks} - {None}
         store.emit(RunStarted(tasks=[t.id for t in tasks], resumed=resumed,
                               model=config.model_name, strategy=config.strategy, env=env,
@@ -135,6 +138,11 @@ def _execute(config: Config, store: RunStore, tasks: list[Task],
                                     next(iter(modes)) if len(modes) == 1 else None)
             store.emit(RunFinished(status=status))
             display.close()
+            failed = summary.totals.get("internal_errors")
+            if failed:
+                log.error("kbtool failed while judging %d candidate(s) (status internal_error: "
+                          "no verdict, not the model's failure; their eval.json files hold "
+                          "the errors)", failed)
         return summary
     finally:
         if servers is not None:
@@ -170,15 +178,17 @@ def _run_task(ctx: SearchContext, strategy: Any, task: Task, baselines: list[str
 def write_summary(ctx: SearchContext, tasks: list[Task], status: str, baselines: list[str],
                   mode: str | None) -> RunSummary:
     usage = ctx.llm.usage
+    tasks_summary = {task.id: task_summary(ctx, task) for task in tasks}
     summary = RunSummary(
         status=status, model=ctx.config.model_name, strategy=ctx.config.strategy,
-        budget=ctx.llm.exhausted, mode=mode, baselines=baselines,
-        tasks={task.id: task_summary(ctx, task) for task in tasks},
+        budget=ctx.llm.exhausted, mode=mode, baselines=baselines, tasks=tasks_summary,
         totals={"calls": usage.calls, "paid_calls": usage.paid_calls,
                 "cached_calls": usage.cached_calls, "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
                 "cost_usd": round(usage.cost_usd, 6), "llm_errors": usage.errors,
-                "evaluations": len(list(ctx.store.layout.evals.glob("*.json")))})
+                "evaluations": len(list(ctx.store.layout.evals.glob("*.json"))),
+                "internal_errors": sum(t.statuses.get(Status.internal_error.value, 0)
+                                       for t in tasks_summary.values())})
     write_atomic(ctx.store.layout.summary, summary.model_dump_json(indent=2))
     return summary
 

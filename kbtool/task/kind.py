@@ -82,6 +82,12 @@ class TaskKind:
     templates: ClassVar[Path | None] = None
     #: Modules the warm evaluation process imports once, so no check pays for them.
     preload: ClassVar[tuple[str, ...]] = ()
+    #: Whether ``check`` runs candidate code in its own process (True, the default: a
+    #: crash or an escaped exception there may be the candidate's, a ``runtime_error``).
+    #: False for a judge that runs candidates only in processes it starts and confines
+    #: (KernelBench's, perf's): an exception escaping such a check, the check's process
+    #: dying, or a malformed verdict is kbtool's own failure, ``internal_error``.
+    check_runs_candidate: ClassVar[bool] = True
 
     # -- parent side ----------------------------------------------------------------------
     def payload(self, task: Task) -> BaseModel | dict[str, Any]:
@@ -147,6 +153,17 @@ class TaskKind:
             raise UsageError(f"mode={config.mode}: tasks of kind {self.name or 'this'!r} are "
                              f"timed against {', '.join(self.baselines)}")
         return config.mode
+
+    def resolve_baselines(self, config: Config) -> list[str]:
+        """The baselines one evaluation reports a speedup against (``EvalResult.speedups``):
+        the ``mode`` first, then those of ``config.baselines`` this kind names (a run's
+        other names belong to its other kinds).  A paired ``check`` times the reference
+        under each of them (they arrive as ``config.baselines``)."""
+        mode = self.resolve_mode(config)
+        if mode is None:
+            return []
+        return [mode, *(b for b in dict.fromkeys(config.baselines or ())
+                        if b in self.baselines and b != mode)]
 
     def baseline_key(self, task: Task, config: Config, mode: str) -> str | None:
         """What identifies the reference's timing under ``mode`` (the problem's text, its

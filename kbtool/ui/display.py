@@ -65,6 +65,11 @@ def print_result(result: EvalResult) -> None:
     if result.speedup is not None:
         console.print(f"speedup: [bold]{speedup_text(result.speedup, result.speedup_ci)}"
                       f"[/bold] {verdict_line(result)}", highlight=False)
+    for name, other in result.speedups.items():
+        if name != result.mode:
+            console.print(f"speedup vs {name}: {speedup_text(other.speedup, other.speedup_ci)} "
+                          f"({other.speedup_from}; the reference {_ms(other.baseline_ms)} ms)",
+                          highlight=False)
     if result.noisy:
         reasons = (result.noise or {}).get("reasons") or []
         console.print(f"[yellow]noisy:[/yellow] {'; '.join(reasons) or 'the interval did not narrow'}"
@@ -181,7 +186,9 @@ class RunDisplay:
 def print_run_summary(summary: RunSummary) -> None:
     """One line per task and the totals, on stdout."""
     for task_id, info in summary.tasks.items():
-        speed = ", ".join(f"{mode} {x:.2f}x" for mode, x in info.speedup.items() if x)
+        speed = ", ".join(f"{mode} {x:.2f}x"
+                          f"{' cached' if info.speedup_from.get(mode) == 'cached' else ''}"
+                          for mode, x in info.speedup.items() if x)
         if not info.correct:
             best = "no correct solution"
         elif info.best_runtime_ms is not None:
@@ -190,6 +197,8 @@ def print_run_summary(summary: RunSummary) -> None:
             best = "correct"
         print(f"{task_id}: {best}; {info.correct_candidates}/{info.candidates} correct")
     t = summary.totals
+    failed = t.get("internal_errors")
     print(f"run {summary.status}: {t['calls']} LLM calls ({t['paid_calls']} to the "
           f"provider, {t['cached_calls']} reused), {t['prompt_tokens'] + t['completion_tokens']} tokens, "
-          f"${t['cost_usd']:.4f}, {t['evaluations']} evaluations")
+          f"${t['cost_usd']:.4f}, {t['evaluations']} evaluations"
+          f"{f'; kbtool failed while judging {failed} candidates' if failed else ''}")

@@ -134,6 +134,7 @@ class KernelBenchKind(TaskKind):
     # Imported once by the warm process: torch itself, and torch._dynamo, which replaces
     # torch functions when imported lazily (the guards would take that for patching).
     preload = ("torch", "torch._dynamo")
+    check_runs_candidate = False  # a judge: candidates run in processes it confines
 
     # -- parent side ----------------------------------------------------------------------
     def task_from_file(self, path: Path) -> Task | None:

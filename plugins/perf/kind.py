@@ -131,6 +131,7 @@ class PerfKind(TaskKind):
     candidate_suffix = ".diff"
     candidate_language = "diff"
     templates = TEMPLATES
+    check_runs_candidate = False  # a judge: candidates run in processes it confines
 
     # -- parent side ----------------------------------------------------------------------
     def prepare(self, task: Task, config: Config) -> None:

@@ -14,6 +14,7 @@ call and evaluation and goes on where it stopped.
 
 from __future__ import annotations
 
+from kbtool.evaluation.result import Status
 from kbtool.runs.events import FormatError, PhaseDone
 from kbtool.search.engine import Candidate, SearchContext
 from kbtool.task.model import Task
@@ -64,8 +65,8 @@ def multiturn(ctx: SearchContext, task: Task) -> None:
             if candidate.correct:
                 passed = True
                 break
-            if INFRASTRUCTURE in result.flags:
-                break  # the tests could not run: nothing to tell the model
+            if INFRASTRUCTURE in result.flags or result.status == Status.internal_error:
+                break  # the tests could not run, or kbtool failed: nothing to tell the model
             feedback = ctx.render("fix", task, code=code, feedback=(
                 ctx.feedback(result) if own.feedback else NO_FEEDBACK))
         if own.history:

@@ -39,6 +39,7 @@ def test_split_overrides_keeps_tasks_and_paths() -> None:
     ({"levle": 1}, "unknown config key 'levle' (did you mean 'level'?)"),
     ({"level": "abc"}, "config key 'level'"),
     ({"mode": "fast"}, "config key 'mode'"),
+    ({"baselines": ["eager", "compiel"]}, "config key 'baselines': 'compiel' is no task kind's"),
     ({"tolerances.float32.atl": 1}, "unknown config key 'tolerances.float32.atl' (did you mean 'atol'?)"),
     ({"timeout_s": -1}, "config key 'timeout_s'"),
     ({"profile": "quik"}, "unknown config profile 'quik' (did you mean 'quick'?)"),

@@ -281,6 +281,8 @@ def test_nothing_outlives_a_candidate(hostile_evaluator: Evaluator) -> None:
 def test_unconverged_baselines_are_not_cached(tmp_path: Path) -> None:
     with Evaluator(make_config(tmp_path, device="cpu", target_rel_ci=1e-9)) as ev:
         stats = ev.baseline(catalog.resolve(RELU, ev.config), "eager")
+        # ... but the evaluator keeps it: a run's candidates rest on the baseline it timed
+        assert ev.baseline(catalog.resolve(RELU, ev.config), "eager") == stats
     assert stats.stop_reason != "converged"
     assert not list((tmp_path / "cache").rglob("*.json"))
 

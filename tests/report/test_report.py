@@ -39,7 +39,7 @@ GEOMEAN_CLAMPED = {"eager": (1.0018939310797226 * 1.0 * 1.5055390033292326 * 1.0
 # statuses: Matmul ok 4 + incorrect 1; ReLU ok 4 + incorrect 1; Linear ok 4 + incorrect 1 +
 # runtime_error 1; Conv2d incorrect 8.
 STATUSES = {"ok": 12, "incorrect": 11, "compile_error": 0, "runtime_error": 1, "timeout": 0,
-            "rejected": 0}
+            "rejected": 0, "internal_error": 0}
 
 
 def approx(value: float) -> object:
@@ -103,7 +103,7 @@ def test_plain_tables() -> None:
     assert "eager 0.75 0.50 0.50 0.50 0.25 0.00" in lines
     assert "compile 0.75 0.50 0.50 0.25 0.25 0.00" in lines
     assert "eager 0.434x 1.108x" in lines  # geomean over correct tasks, over all clamped
-    assert "candidates 12 11 0 1 0 0" in lines
+    assert "candidates 12 11 0 1 0 0 0" in lines
     assert "builtin/1/5_Conv2d no - 15.96 27.03 - - 0/8" in lines
     assert "\x1b[" not in proc.stdout  # plain text when not on a terminal
     assert "28 LLM calls" in proc.stdout

@@ -26,9 +26,11 @@ def task_text(task: TaskState, eval_mode: str | None, baselines: list[str]) -> T
     else:
         text.append(f"{fmt_ms(task.best_runtime_ms)} ms")
         for mode in baselines:
-            x = task.speedup(mode, eval_mode)
-            if x is not None:
-                text.append(f"  {x:.2f}x {mode}", style=speed_style(x))
+            found = task.against(mode, eval_mode)
+            if found is not None:
+                text.append(f"  {found.speedup:.2f}x {mode}", style=speed_style(found.speedup))
+                if found.source == "cached":  # timed apart, not in the candidate's rounds
+                    text.append(" (cached)", style="dim")
     if task.baselines:
         text.append("\nbaselines " + ", ".join(f"{m} {fmt_ms(ms)} ms"
                                                for m, ms in task.baselines.items()),
