@@ -760,8 +760,11 @@ class Judge:
         out_bytes = max(output_bytes(described), 1)
         # Every call of a window reads its own set, fresh this round: the judge's copy and
         # each runner's take memory, and the outputs of a window are kept until read.
+        # Both within a share of the memory limit, which holds the judge's process too.
+        share = self.config.memory_limit_mb * 2**20 // 8
         calls = max(1, min(MAX_CALLS, math.ceil(WINDOW_MS / max(one_ms, 1e-3)),
-                           POOL_BYTES // max(4 * set_bytes, 1), KEEP_BYTES // out_bytes,
+                           min(POOL_BYTES, share) // max(4 * set_bytes, 1),
+                           min(KEEP_BYTES, share) // out_bytes,
                            MAX_DESCRIBED // max(len(described), 1)))
         with self._feed(calls) as feed:
             return self._rounds(arms, timed, refs, calls, feed, ping, clock, one_ms,
