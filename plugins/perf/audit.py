@@ -101,7 +101,7 @@ def _workload(check: Check, workload: BenchWorkload, found: TaskAudit) -> None:
         second = check.run_arm("baseline", workload, other)
         human = check.run_arm("human", workload, one)
     except TaskRefused as exc:
-        problem(str(exc).replace(f"workload {workload.name} failed:", f"{name} failed in"))
+        problem(str(exc).replace(f"workload {workload.name}", name))
         return
     bad = len(found.problems)
     why = workload.equivalent(first.result, again.result)

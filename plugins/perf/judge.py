@@ -339,7 +339,7 @@ class Judge:
         error = message.get("error") if isinstance(message, dict) else None
         if isinstance(error, dict) and set(message) == {"error"}:
             step = str(error.get("stage", stage))[:40]
-            what = f"{step} raised {str(error.get('message', '?'))[:1000]}"
+            what = f"{step}: {str(error.get('message', '?'))[:1000]}"
             proc.failure()
             raise RunFailed(f"the workload process failed: {what}\n--- output (tail) ---\n"
                             f"{proc.output()}", line=what)
