@@ -54,15 +54,18 @@ def audit(task: Task, config: Config, report: Reporter) -> TaskAudit:
     if payload.tests and check.settings.run_tests:
         report.stage("tests")
         for who, copy in (("baseline", tree), ("human", where.human_tree)):
-            code, summary, _ = check.tests(copy, who)
+            code, summary, output = check.tests(copy, who)
             if code is None:
                 problem(f"the package's tests take longer than perf.test_timeout_s="
                         f"{check.settings.test_timeout_s:g} s on the {who}")
             elif code != 0:
-                problem(f"the package's tests fail on the {who} ({summary}): name tests that "
-                        f"pass on both releases" + (" (or the human patch needs what "
-                                                     "test_requirements does not install)"
-                                                     if who == "human" else ""))
+                first = next((ln.split(" - ")[0] for ln in output.splitlines()
+                              if ln.startswith(("FAILED ", "ERROR "))), "")
+                problem(f"the package's tests fail on the {who} ({summary}"
+                        + (f"; first: {first}" if first else "") + "): name tests that pass "
+                        "on both releases (tests: takes pytest's arguments, --deselect too)"
+                        + (", or install what the human patch needs (test_requirements)"
+                           if who == "human" else ""))
             else:
                 checked(f"the package's tests pass on the {who} ({summary})")
     return found

@@ -24,6 +24,7 @@ import shutil
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -338,6 +339,16 @@ class Check:
         human_differs: set[str] = set()
         progress = _Progress(self.task.id, report, rule, settings.progress_s)
         machine_before = machine_state()
+        details.clock = settings.clock
+
+        def timed(run: Run) -> float:
+            # CPU time of a run that got under a millisecond of it rounds to the wall's.
+            return max(run.experiment_cpu_ms, 1e-3) if settings.clock == "cpu" else \
+                run.experiment_ms
+
+        def last(arm: str, chosen: list[BenchWorkload],
+                 clock: Callable[[Run], float] = timed) -> float:
+            return geomean([clock(runs[(w.name, arm)][-1]) for w in chosen])
 
         def run_round(index: int) -> dict[str, float]:
             seed = secrets.randbits(31)
@@ -351,12 +362,11 @@ class Check:
                              f"in timing round {index + 1}")
                 if workload.equivalent(got["baseline"], got["human"]):
                     human_differs.add(workload.name)
-            times = {arm: geomean([runs[(w.name, arm)][-1].experiment_ms for w in scored])
-                     for arm in ARMS}
+            times = {arm: last(arm, scored) for arm in ARMS}
+            times.update({f"{arm}@wall": last(arm, scored, lambda r: r.experiment_ms)
+                          for arm in ("baseline", "agent")})
             if bench.hidden:
-                times.update({f"{arm}@visible": geomean([runs[(w.name, arm)][-1].experiment_ms
-                                                         for w in bench.visible])
-                              for arm in ARMS})
+                times.update({f"{arm}@visible": last(arm, bench.visible) for arm in ARMS})
             progress.round(index + 1, times)
             return times
 
@@ -377,9 +387,15 @@ class Check:
         elif not details.calibrated:
             self.flag("uncalibrated", f"the human patch is not significantly faster here "
                       f"({human.estimate:.3f}x, interval {human.low:.3f}-{human.high:.3f})")
+        wall = rounds.ratio("baseline@wall", "agent@wall", rule)
+        details.wall_speedup, details.wall_speedup_ci = wall.estimate, ci(wall)
+        if settings.clock == "cpu" and speed.low > wall.high * 1.25:
+            self.flag("clocks_disagree", f"its CPU time says {speed.estimate:.2f}x, the wall "
+                      f"clock {wall.estimate:.2f}x (interval {wall.low:.2f}-{wall.high:.2f}): "
+                      "work the run's CPU clock does not see (another process?)")
         if bench.hidden:
             self._overfitting(rounds.times, rule)
-        medians = self._workloads(runs, rule, len(rounds.times))
+        medians = self._workloads(runs, rule, len(rounds.times), timed)
         self._scores(speed)
         converged = rounds.stop_reason == "converged"
         noise = assess(
@@ -424,14 +440,14 @@ class Check:
                       "score is the hidden workloads'")
 
     def _workloads(self, runs: dict[tuple[str, str], list[Run]], rule: StopRule,
-                   rounds: int) -> dict[str, dict[str, float]]:
+                   rounds: int, timed: Callable[[Run], float]) -> dict[str, dict[str, float]]:
         """Per workload: medians, the three ratios, the work-moved and other-CPU checks."""
         assert self.bench is not None
         medians: dict[str, dict[str, float]] = {}
         positions = places(rounds, len(ARMS))
         for workload in self.bench.items:
             name = workload.name
-            times = {a: [r.experiment_ms for r in runs[(name, a)]] for a in ARMS}
+            times = {a: [timed(r) for r in runs[(name, a)]] for a in ARMS}
             medians[name] = {a: statistics.median(t) for a, t in times.items()}
             s, h, v = (paired_ratio(times[p[0]], times[p[1]], rule.confidence, rule.outlier_k,
                                     positions=positions) for p in PAIRS)

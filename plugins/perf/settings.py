@@ -23,6 +23,11 @@ class PerfSettings(Section):
     perf_engine: Literal["local", "podman", "apptainer"] = Field(
         "local", description="where the workloads and the package's tests run: kbtool's "
         "sandbox here, or a fresh container per run (the judge stays outside)")
+    clock: Literal["cpu", "wall"] = Field(
+        "cpu", description="what the verdict times: each run's CPU time inside its timed "
+        "region (read by the judge; a busy machine's descheduling leaves it, so intervals "
+        "narrow several times faster), or the judge's wall clock (the work waits for I/O); "
+        "both are reported")
     min_rounds: int = Field(8, ge=3, description="timing rounds before the interval may stop it")
     max_rounds: int = Field(30, ge=3, description="timing rounds at most")
     target_rel_ci: float = Field(
@@ -207,6 +212,10 @@ class PerfDetails(BaseModel):
     scored_on: Literal["hidden", "visible"] | None = Field(
         None, description="the workloads speedup, opt_base and opt_commit come from: the "
         "hidden ones when the task has any")
+    clock: str | None = Field(None, description="cpu or wall: what the ratios time")
+    wall_speedup: float | None = Field(None, description="the speedup on the judge's wall "
+                                       "clock (with clock=cpu: a cross-check)")
+    wall_speedup_ci: list[float] | None = None
     visible_speedup: float | None = Field(None, description="geomean speedup on the visible "
                                           "workloads")
     visible_speedup_ci: list[float] | None = None

@@ -115,11 +115,11 @@ def test_a_patch_fitted_to_the_visible_workload_is_flagged_and_scored_on_hidden(
     task = catalog.resolve("perf/vocabulary", perf_config)
     module = load_workload(Path(str(task.path)).with_name("vocabulary.py"))
     table = {w: re.sub(r"[-_.]+", "-", w).lower() for w in module.WORDS}
-    patch = utils_patch(baseline_file, "def canonicalize_name(name: str, *, validate: bool = "
-                        "False) -> NormalizedName:\n",
-                        "def canonicalize_name(name: str, *, validate: bool = False) -> "
-                        f"NormalizedName:\n    _hit = {table!r}.get(name)\n"
-                        "    if _hit is not None:\n        return _hit  # type: ignore\n")
+    text = baseline_file(UTILS)
+    text = edit(text, IMPORTS, IMPORTS + f"_SEEN = {table!r}\n")
+    text = edit(text, OLD_BODY, "    value = _SEEN.get(name)\n    if value is not None:\n"
+                "        return value  # type: ignore[return-value]\n" + OLD_BODY)
+    patch = file_diff(UTILS, baseline_file(UTILS), text)
     config = perf_config.with_section(perf_config.section(
         catalog.kind_of(task).settings_model).model_copy(  # type: ignore[union-attr]
         update={"min_rounds": 6, "max_rounds": 6}))
