@@ -226,6 +226,23 @@ class TaskKind:
         default): this kind cannot, and the speedup stays flagged, not re-measured."""
         return None
 
+    def check_in_folder(self, task: Task, candidate: str, name: str, config: Config,
+                        timer: Timer, report: Reporter) -> dict[str, Any]:
+        """``check`` on ``candidate``'s text, in a fresh folder ``name`` of the working
+        folder (an audit checks several candidates in one child)."""
+        import os
+
+        folder = Path.cwd() / name
+        folder.mkdir()
+        path = folder / f"candidate{self.candidate_suffix}"
+        path.write_text(candidate)
+        home = Path.cwd()
+        os.chdir(folder)
+        try:
+            return self.check(task, path, config, timer, report)
+        finally:
+            os.chdir(home)
+
     def audit(self, task: Task, config: Config, timer: Timer,
               report: Reporter) -> dict[str, Any]:
         """Check the task itself for its author (``kbtool tasks check``): a ``TaskAudit``
@@ -238,9 +255,7 @@ class TaskKind:
         null = self.null_candidate(task)
         if null is None:
             return audit.model_dump()
-        path = Path.cwd() / f"null-candidate{self.candidate_suffix}"
-        path.write_text(null)
-        result = self.check(task, path, config, timer, report)
+        result = self.check_in_folder(task, null, "null-candidate", config, timer, report)
         status = str(result.get("status", "?"))
         if status == "ok":
             audit.checked.append("the reference itself, checked as a candidate, is ok")
