@@ -31,7 +31,7 @@ class PerfSettings(Section):
     min_rounds: int = Field(8, ge=3, description="timing rounds before the interval may stop it")
     max_rounds: int = Field(30, ge=3, description="timing rounds at most")
     target_rel_ci: float = Field(
-        0.03, gt=0, description="stop when every ratio's interval is within +-this (log scale)")
+        0.05, gt=0, description="stop when every ratio's interval is within +-this (log scale)")
     max_timing_s: float = Field(
         120.0, gt=0, description="time cap of the interleaved timing (also kept within "
         "timeout_s)")
