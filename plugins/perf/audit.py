@@ -129,6 +129,12 @@ def _workload(check: Check, workload: BenchWorkload, found: TaskAudit) -> None:
         if workload.equivalent(first.result, plain.result) is None:
             problem(f"{name}: its params change nothing (the results equal its file's "
                     "without them): setup and experiment must read those names when called")
+    if "main" in check.versions:
+        main = check.run_arm("main", workload, one)
+        why = workload.equivalent(first.result, main.result)
+        if why:
+            problem(f"{name}: the main release's results differ from the baseline's ({why}): "
+                    "opt_main cannot be scored (drop main, or make the check accept both)")
     if len(found.problems) == bad:
         found.checked.append(
             f"{name}: runs on the baseline ({first.experiment_ms:.0f} ms) and the human patch "

@@ -161,6 +161,9 @@ class Check:
         self.versions: dict[str, Version] = {}
         self.bench: Bench | None = None
         self.judge: Judge | None = None
+        # GSO's main (a later release) is a fourth arm when the task names one.
+        self.arms = (*ARMS, "main") if self.where.main_tree is not None else ARMS
+        self.main_versus: dict[str, float] = {}   # workload -> agent vs main
 
     def verdict(self, status: str, error: str, outcome: Outcome) -> dict[str, Any]:
         self.details.outcome = outcome
@@ -189,6 +192,8 @@ class Check:
                          "human": Version("human", python, self.where.human_tree / root)}
         if agent_tree is not None:
             self.versions["agent"] = Version("agent", python, agent_tree / root)
+        if self.where.main_tree is not None:
+            self.versions["main"] = Version("main", python, self.where.main_tree / root)
         self.bench, self.judge = bench, judge
         return bench, judge
 
@@ -334,9 +339,11 @@ class Check:
         rule = StopRule(**{**rule.__dict__, "max_s": max(1.0, min(rule.max_s, left))})
         scored = bench.hidden or bench.visible
         details.scored_on = "hidden" if bench.hidden else "visible"
+        arms = self.arms
         runs: dict[tuple[str, str], list[Run]] = {(w.name, a): [] for w in bench.items
-                                                  for a in ARMS}
+                                                  for a in arms}
         human_differs: set[str] = set()
+        main_differs: set[str] = set()
         progress = _Progress(self.task.id, report, rule, settings.progress_s)
         machine_before = machine_state()
         details.clock = settings.clock
@@ -354,7 +361,7 @@ class Check:
             seed = secrets.randbits(31)
             for workload in bench.items:
                 got = {}
-                for arm in rotation(ARMS, index):
+                for arm in rotation(arms, index):
                     run = self.run_arm(arm, workload, seed)
                     runs[(workload.name, arm)].append(run)
                     got[arm] = run.result
@@ -362,11 +369,13 @@ class Check:
                              f"in timing round {index + 1}")
                 if workload.equivalent(got["baseline"], got["human"]):
                     human_differs.add(workload.name)
-            times = {arm: last(arm, scored) for arm in ARMS}
+                if "main" in got and workload.equivalent(got["baseline"], got["main"]):
+                    main_differs.add(workload.name)
+            times = {arm: last(arm, scored) for arm in arms}
             times.update({f"{arm}@wall": last(arm, scored, lambda r: r.experiment_ms)
                           for arm in ("baseline", "agent")})
             if bench.hidden:
-                times.update({f"{arm}@visible": last(arm, bench.visible) for arm in ARMS})
+                times.update({f"{arm}@visible": last(arm, bench.visible) for arm in arms})
             progress.round(index + 1, times)
             return times
 
@@ -397,6 +406,14 @@ class Check:
             self._overfitting(rounds.times, rule)
         medians = self._workloads(runs, rule, len(rounds.times), timed)
         self._scores(speed)
+        if "main" in arms:
+            main = rounds.ratio("baseline", "main", rule)
+            details.main_speedup = main.estimate
+            if main_differs:
+                self.flag("main_differs", "the main release's results differ from the "
+                          f"baseline's on {', '.join(sorted(main_differs))}: no opt_main")
+            else:
+                self._main_scores(medians)
         converged = rounds.stop_reason == "converged"
         noise = assess(
             machine_before, machine_state(), converged=converged,
@@ -405,8 +422,8 @@ class Check:
             busy={arm: (sum(r.experiment_cpu_ms for w in bench.items for r in runs[(w.name, arm)])
                         / 1e3,
                         sum(r.experiment_ms for w in bench.items for r in runs[(w.name, arm)])
-                        / 1e3) for arm in ARMS},
-            samples={arm: rounds.arm(arm) for arm in ARMS}, threads=1)
+                        / 1e3) for arm in arms},
+            samples={arm: rounds.arm(arm) for arm in arms}, threads=1)
         return {"status": "ok", "correct": True, "speedup": speed.estimate,
                 "speedup_ci": ci(speed), "significant": speed.significant_faster,
                 "noisy": not converged, "noise": noise.model_dump(mode="json"),
@@ -422,16 +439,16 @@ class Check:
         details = self.details
         visible = paired_ratio([t["baseline@visible"] for t in times],
                                [t["agent@visible"] for t in times], rule.confidence,
-                               rule.outlier_k, positions=places(len(times), len(ARMS)))
+                               rule.outlier_k, positions=places(len(times), len(self.arms)))
         hidden = paired_ratio([t["baseline"] for t in times], [t["agent"] for t in times],
                               rule.confidence, rule.outlier_k,
-                              positions=places(len(times), len(ARMS)))
+                              positions=places(len(times), len(self.arms)))
         details.visible_speedup, details.visible_speedup_ci = visible.estimate, ci(visible)
         details.hidden_speedup, details.hidden_speedup_ci = hidden.estimate, ci(hidden)
         logs = [math.log(t["human@visible"] / t["agent@visible"])
                 - math.log(t["human"] / t["agent"]) for t in times]
         overfit = ratio_from_logs(logs, rule.confidence, rule.outlier_k,
-                                  positions=places(len(times), len(ARMS)))
+                                  positions=places(len(times), len(self.arms)))
         details.overfit, details.overfit_ci = overfit.estimate, ci(overfit)
         if overfit.estimate > self.settings.overfit_ratio and overfit.significant_faster:
             self.flag("overfits_workload", f"against the human patch it gains "
@@ -444,13 +461,17 @@ class Check:
         """Per workload: medians, the three ratios, the work-moved and other-CPU checks."""
         assert self.bench is not None
         medians: dict[str, dict[str, float]] = {}
-        positions = places(rounds, len(ARMS))
+        positions = places(rounds, len(self.arms))
         for workload in self.bench.items:
             name = workload.name
-            times = {a: [timed(r) for r in runs[(name, a)]] for a in ARMS}
+            times = {a: [timed(r) for r in runs[(name, a)]] for a in self.arms}
             medians[name] = {a: statistics.median(t) for a, t in times.items()}
             s, h, v = (paired_ratio(times[p[0]], times[p[1]], rule.confidence, rule.outlier_k,
                                     positions=positions) for p in PAIRS)
+            if "main" in times:
+                self.main_versus[name] = paired_ratio(
+                    times["main"], times["agent"], rule.confidence, rule.outlier_k,
+                    positions=positions).estimate
             self.details.workloads.append(WorkloadResult(
                 name=name, baseline_ms=medians[name]["baseline"],
                 human_ms=medians[name]["human"], agent_ms=medians[name]["agent"],
@@ -488,6 +509,18 @@ class Check:
                             and speed.significant_faster)
         details.opt_commit = details.opt_base and \
             details.gso["patch_commit"].hm > thresholds.opt_commit
+
+    def _main_scores(self, medians: dict[str, dict[str, float]]) -> None:
+        """GSO's opt_main: opt_base, and the harmonic mean of agent-vs-main speedups above
+        ``thresholds.opt_commit`` (GSO uses one threshold for both)."""
+        details = self.details
+        scored = [w.name for w in details.workloads
+                  if w.hidden == (details.scored_on == "hidden")]
+        stats = mean_stats([medians[n]["main"] for n in scored],
+                           [medians[n]["agent"] for n in scored],
+                           [self.main_versus[n] for n in scored])
+        details.gso = {**details.gso, "patch_main": stats}
+        details.opt_main = details.opt_base and stats.hm > self.payload.thresholds.opt_commit
 
     def _parallel(self, runs: dict[tuple[str, str], list[Run]], workload: BenchWorkload) -> None:
         """A run that used more CPU time than wall time ran work on other CPUs (a thread or

@@ -264,6 +264,7 @@ class Prepared:
     baseline_python: Path
     import_root: str        # "src" or "" (relative to a tree)
     package_path: str       # "src/packaging", "idna" or "six.py"
+    main_tree: Path | None = None   # the baseline tree with the later release's source
 
     @property
     def omitted(self) -> list[str]:
@@ -307,27 +308,40 @@ def prepare(payload: PerfPayload, config: Config, task_dir: Path | None) -> Prep
         if payload.human is not None:
             human_sha, human_release, _ = fetch_tree(config, payload, payload.human)
             patch_text, omitted = tree_diff(base_tree, human_release, package)
-        (root / "human").mkdir(exist_ok=True)
-        folder = root / "human" / _human_key(base_sha, human_sha,
-                                             human_patch_text(payload, task_dir))
-        if not (folder / "tree").is_dir():
-            from kbtool_plugins.perf.patching import apply_patch
-
-            assert patch_text is not None
-            staged = Path(tempfile.mkdtemp(dir=root / "human", prefix=".tmp-"))
-            try:
-                copy_tree(base_tree, staged / "tree")
-                applied = apply_patch(patch_text, staged / "tree")
-                if applied.error:
-                    raise RunError(f"the human patch of {payload.package} does not apply to "
-                                   f"{payload.baseline}: {applied.error}")
-                _compile(staged / "tree")
-                (staged / "human.diff").write_text(patch_text)
-                (staged / "omitted.json").write_text(json.dumps(omitted))
-                staged.rename(folder)
-            finally:
-                shutil.rmtree(staged, ignore_errors=True)
+        assert patch_text is not None
+        _patched_tree(root / "human" / _human_key(base_sha, human_sha,
+                                                  human_patch_text(payload, task_dir)),
+                      base_tree, patch_text, omitted, f"the human patch of {payload.package}")
+        if payload.main is not None:
+            main_sha, main_release, _ = fetch_tree(config, payload, payload.main)
+            main_patch, omitted = tree_diff(base_tree, main_release, package)
+            _patched_tree(root / "human" / _human_key(base_sha, main_sha, None), base_tree,
+                          main_patch, omitted, f"{payload.package} {payload.main}")
     return locate(payload, config, task_dir)
+
+
+def _patched_tree(folder: Path, base_tree: Path, patch_text: str, omitted: list[str],
+                  what: str) -> None:
+    """``folder/tree``: a compiled copy of ``base_tree`` with ``patch_text`` applied (the
+    human patch, or the later release's source as one), made once."""
+    from kbtool_plugins.perf.patching import apply_patch
+
+    if (folder / "tree").is_dir():
+        return
+    folder.parent.mkdir(exist_ok=True)
+    staged = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+    try:
+        copy_tree(base_tree, staged / "tree")
+        applied = apply_patch(patch_text, staged / "tree")
+        if applied.error:
+            raise RunError(f"{what} does not apply to {base_tree.parent.name}: "
+                           f"{applied.error}")
+        _compile(staged / "tree")
+        (staged / "human.diff").write_text(patch_text)
+        (staged / "omitted.json").write_text(json.dumps(omitted))
+        staged.rename(folder)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
 
 
 def locate(payload: PerfPayload, config: Config, task_dir: Path | None) -> Prepared:
@@ -344,8 +358,15 @@ def locate(payload: PerfPayload, config: Config, task_dir: Path | None) -> Prepa
     folder = root / "human" / _human_key(base_sha, human_sha, human_patch_text(payload, task_dir))
     base_venv = root / "venvs" / venv_key(base_sha, payload.test_requirements)
     needed = [folder / "tree", folder / "human.diff", base_venv / ".kbtool-ready"]
+    main_tree = None
+    if payload.main is not None:
+        main = find_tree(config, payload, payload.main)
+        if main is None:
+            raise TaskRefused(hint)
+        main_tree = root / "human" / _human_key(base_sha, main[0], None) / "tree"
+        needed.append(main_tree)
     if not all(p.exists() for p in needed):
         raise TaskRefused(hint)
     import_root, package = package_dir(base_tree, payload.module)
     return Prepared(base_tree, folder / "tree", folder / "human.diff",
-                    venv_python(base_venv), import_root, package)
+                    venv_python(base_venv), import_root, package, main_tree)

@@ -103,6 +103,8 @@ class PerfPayload(BaseModel):
     human_patch_file: str | None = Field(
         None, description="or the improvement as a patch file (relative to the task file)")
     human_patch: str | None = Field(None, description="the patch's text (a packed task)")
+    main: str | None = Field(None, description="a later release (GSO's main): timed beside "
+                             "the others for opt_main, its source applied as a patch")
     sha256: dict[str, str] = Field(default_factory=dict,
                                    description="version -> sha256 of its source archive")
     workloads: list[Workload] = Field(min_length=1, description="shown to the agent")
@@ -203,8 +205,11 @@ class PerfDetails(BaseModel):
                              "than the baseline in this very measurement")
     opt_base: bool = Field(False, description="GSO: geomean speedup >= threshold, significant")
     opt_commit: bool = Field(False, description="GSO: opt_base and hmean vs human > threshold")
-    opt_main: bool | None = Field(None, description="GSO: opt_base and hmean vs the package's "
-                                  "latest release > threshold (null: the task names no main)")
+    opt_main: bool | None = Field(None, description="GSO: opt_base and hmean vs the task's "
+                                  "main release > threshold (null: the task names no main, "
+                                  "or main's results differ)")
+    main_speedup: float | None = Field(None, description="baseline / main time (scored "
+                                       "workloads)")
     outcome: Outcome | None = Field(None, description="what became of the patch, finer than "
                                     "status (GSO's report flags)")
     verdict: Literal["faster", "slower", "inconclusive"] | None = Field(

@@ -191,3 +191,23 @@ def test_through_the_queue_a_worker_gives_the_same_fields(perf_cache: Path,
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(30)
+
+
+def test_a_task_with_a_main_release_scores_opt_main(perf_evaluator: Evaluator,
+                                                     perf_config: Config, tmp_path: Path,
+                                                     baseline_file: Callable[[str], str]) -> None:
+    """GSO's opt_main: a later release (``main``) timed as a fourth arm; the agent against
+    it on the scored workloads."""
+    task = catalog.resolve("perf/canonicalize-with-main", perf_config)
+    result = evaluate(perf_evaluator, task, utils_patch(baseline_file, OLD_BODY, FAST_BODY),
+                      tmp_path)
+    assert result.status.value == "ok", result.error
+    extra = result.model_extra or {}
+    assert isinstance(extra["opt_main"], bool) and extra["main_speedup"] > 1.2
+    assert set(extra["gso"]) == {"patch_base", "commit_base", "patch_commit", "patch_main"}
+    null = evaluate(perf_evaluator, canonicalize_task_of(perf_config), "", tmp_path)
+    assert (null.model_extra or {})["opt_main"] is None  # no main named: not scored
+
+
+def canonicalize_task_of(config: Config) -> Task:
+    return catalog.resolve(TASK, config)
