@@ -85,7 +85,7 @@ def _human_patch(check: Check, found: TaskAudit) -> None:
         found.problems.append(f"the human patch would be refused as a candidate: {why}")
         return
     try:
-        check._static(where.human_tree, changed)
+        check.static_check(where.human_tree, changed)
     except Rejected as exc:
         found.problems.append(f"the human patch would be refused as a candidate: {exc}")
         return
