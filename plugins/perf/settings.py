@@ -49,7 +49,7 @@ class PerfSettings(Section):
         15.0, ge=0, description="... and by more than this many milliseconds (both read "
         "from the CPU time of the runs' untimed phases, as the lower end of an interval)")
     overfit_ratio: float = Field(
-        1.25, gt=1, description="flag overfits_workload when the agent-vs-human ratio on the "
+        1.15, gt=1, description="flag overfits_workload when the agent-vs-human ratio on the "
         "visible workloads is significantly more than this times the one on hidden ones")
     progress_s: float = Field(
         10.0, ge=0, description="a progress line at most this often while timing (0: none)")

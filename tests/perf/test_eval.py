@@ -75,7 +75,7 @@ def test_eval_the_human_patch_as_a_candidate(perf_cache: Path, tmp_path: Path) -
     assert result["workloads"][0]["name"] == "canonicalize_names"
     # The score is the hidden workload's; the human patch is no overfit of the visible one.
     assert result["scored_on"] == "hidden" and result["workloads"][1]["hidden"] is True
-    assert "overfits_workload" not in result["flags"] and result["overfit"] < 1.25
+    assert "overfits_workload" not in result["flags"] and result["overfit"] < 1.15
     assert result["outcome"] == "timed" and result["verdict"] in ("faster", "inconclusive")
     stats = result["gso"]["patch_base"]
     assert stats["gm"] > 1.2 and stats["slowed"] == 0 and stats["gsd"] is None
