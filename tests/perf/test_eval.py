@@ -211,3 +211,17 @@ def test_a_task_with_a_main_release_scores_opt_main(perf_evaluator: Evaluator,
 
 def canonicalize_task_of(config: Config) -> Task:
     return catalog.resolve(TASK, config)
+
+
+def test_a_slower_patch_is_called_slower(perf_evaluator: Evaluator, canonicalize_task: Task,
+                                         tmp_path: Path,
+                                         baseline_file: Callable[[str], str]) -> None:
+    """Correct, and four times the work: the interval lies below 1."""
+    slow = OLD_BODY + "".join("    value = _canonicalize_regex.sub(\"-\", name).lower()\n"
+                              for _ in range(3))
+    result = evaluate(perf_evaluator, canonicalize_task, utils_patch(baseline_file, OLD_BODY,
+                                                                     slow), tmp_path)
+    assert result.status.value == "ok", result.error
+    extra = result.model_extra or {}
+    assert extra["verdict"] == "slower" and result.significant is False, result.speedup_ci
+    assert extra["gso"]["patch_base"]["slowed"] == 1.0
