@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kbtool.config import Config
+from kbtool.task import catalog
+from kbtool_plugins.perf.workloads import payload_of
 from tests.helpers import TESTS, run_kbtool
 from tests.perf.conftest import TASK
 
@@ -68,3 +71,19 @@ def test_json_output(perf_cache: Path) -> None:
     assert proc.returncode == 2
     [audit] = json.loads(proc.stdout)
     assert audit["task"] == "perf/missing-workload" and audit["problems"]
+
+
+def test_hidden_workloads_never_reach_the_agent(perf_config: Config) -> None:
+    """The prompt's values, what `tasks show` prints and a packed task's description hold
+    the visible workload only; `tasks show` says how many hidden ones there are."""
+    task = catalog.resolve(TASK, perf_config)
+    kind = catalog.kind_of(task)
+    hidden = payload_of(task).hidden_workloads[0]
+    secrets = [hidden.name, *(str(v) for v in hidden.params.values())]
+    shown = [*kind.prompt_context(task, perf_config).values(), kind.describe(task),
+             kind.describe(kind.pack(task)), json.dumps(kind.fields(task))]
+    assert "canonicalize_names" in shown[0]  # the visible workload is there
+    for text in shown:
+        for secret in secrets:
+            assert secret not in text, secret
+    assert kind.fields(task)["hidden_workloads"] == 1
