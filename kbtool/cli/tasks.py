@@ -1,8 +1,10 @@
-"""``kbtool tasks list|show``: what tasks there are, and one task in detail."""
+"""``kbtool tasks list|show|check``: what tasks there are, one task in detail, and whether
+tasks are sound (for their authors)."""
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated
 
 import typer
@@ -61,3 +63,40 @@ def tasks_show(
     for key, value in data.items():
         print(f"{key}: {value}")
     print("\n" + kind.describe(task))
+
+
+@tasks_app.command("check")
+def tasks_check(
+    args: Annotated[list[str], typer.Argument(help="Task ids (or task files), key=value "
+                                                   "settings.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config_file: ConfigFile = None,
+    config_profile: ConfigProfile = None,
+) -> None:
+    """Check tasks themselves, for their author: each loads here, its reference passes its
+    own check, and what its kind checks besides (perf: every workload on the baseline and
+    the human patch, the package's tests on both).  One line per problem; exit 2 when any
+    task has one.  Runs on this machine."""
+    from kbtool.evaluation.evaluator import Evaluator
+
+    words, overrides = split_overrides(args)
+    if not words:
+        raise UsageError("tasks check needs one or more task ids")
+    config = make_config(overrides, config_file, config_profile)
+    tasks = [catalog.resolve(word, config) for word in words]
+    catalog.check_settings(tasks, config)
+    audits = []
+    with Evaluator(config) as evaluator:
+        for task in tasks:
+            audit = evaluator.audit(task, catalog.kind_of(task).configure(task, config))
+            audits.append(audit)
+            if not as_json:
+                for line in audit.checked:
+                    print(f"{task.id}: ok: {line}")
+                for line in audit.problems:
+                    print(f"{task.id}: PROBLEM: {line}", file=sys.stderr)
+    if as_json:
+        print(json.dumps([a.model_dump() for a in audits]))
+    broken = [a.task for a in audits if a.problems]
+    if broken:
+        raise typer.Exit(2)

@@ -27,7 +27,7 @@ from kbtool.sandbox.namespaces import SandboxPolicy
 from kbtool.sandbox.zygote import Request, Zygote
 from kbtool.task.catalog import kind_of
 from kbtool.task.kind import TaskKind
-from kbtool.task.model import Task
+from kbtool.task.model import Task, TaskAudit
 from kbtool.timing.base import Timer
 from kbtool.timing.noise import MachineState, cpu_count, machine_state
 
@@ -214,6 +214,10 @@ class Evaluator:
             else:
                 fields["status"] = Status.internal_error
             fields["error"] = failure_text(outcome)
+        elif isinstance(outcome.value, dict) and isinstance(outcome.value.get("refused"), str):
+            # The task itself is broken (its reference failed): never the candidate's verdict.
+            raise UsageError(f"task {task.id} is broken: {outcome.value['refused']} (see "
+                             f"`kbtool tasks check {task.id}`)")
         else:
             fields, checked = split_check(kind, task, outcome.value, blame)
             details.update(checked)
@@ -279,6 +283,25 @@ class Evaluator:
             flag(result, "cached_baseline", f"against {', '.join(filled)}: a baseline timed "
                  f"earlier, not alongside the candidate (task kind {task.kind!r} did not time "
                  "it in its rounds)")
+
+    def audit(self, task: Task, config: Config | None = None) -> TaskAudit:
+        """The task itself checked for its author (``kbtool tasks check``): it must load
+        here (``inspect``), and then pass its kind's ``audit``."""
+        config = self._settings(config)
+        try:
+            _, config = self._for_task(task, config)
+        except UsageError as exc:
+            return TaskAudit(task=task.id, problems=[str(exc)])
+        outcome = self._run("audit", task=task, config=config, timer=self.timer.name)
+        if outcome.value is None:
+            log.debug("auditing %s failed:\n%s", task.id, failure_text(outcome))
+            return TaskAudit(task=task.id, problems=[f"the check of the task itself failed: "
+                                                     f"{failure_line(outcome)}"])
+        try:
+            return TaskAudit.model_validate({**outcome.value, "task": task.id})
+        except ValidationError as exc:
+            raise RunError(f"task kind {task.kind!r} returned a malformed audit: "
+                           f"{str(exc).splitlines()[0]}") from None
 
     def _against_cached(self, task: Task, mode: str, config: Config, result: EvalResult) -> None:
         """The speedup against the cached baseline, with the interval its two medians' give

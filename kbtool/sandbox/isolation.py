@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import resource
 import select
@@ -33,6 +34,8 @@ from kbtool.sandbox import namespaces as sandbox
 from kbtool.sandbox.namespaces import SandboxPolicy
 
 _POLL_S = 0.02
+# A child's progress lines (Reporter.progress), logged where the evaluation runs.
+_progress_log = logging.getLogger("kbtool.progress")
 WAIT_STAGE = "device_wait"  # a stage that does not count against the time limit
 _GROUP_REMOVAL_S = 30.0  # a killed evaluation's processes end within this (else: swept later)
 
@@ -87,6 +90,11 @@ class Reporter:
 
     def stage(self, name: str) -> None:
         self.send({"stage": name, "t": time.monotonic()})
+
+    def progress(self, line: str) -> None:
+        """One line on how a long step is going: the evaluating process logs it (a
+        terminal, a batch job's log)."""
+        self.send({"progress": line[:300]})
 
 
 _SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
@@ -287,6 +295,8 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
             outcome.sandbox += [str(item) for item in message["sandbox"]]
         elif isinstance(message.get("pid"), int):
             watched_pid[0] = message["pid"]  # the child's process in its namespace
+        elif isinstance(message.get("progress"), str):
+            _progress_log.info("%s", message["progress"][:300].replace("\n", " "))
 
     try:
         while status is None:

@@ -33,7 +33,7 @@ from kbtool.sandbox.namespaces import die_with_parent, popen_tied
 
 @dataclass(frozen=True)
 class Request:
-    op: str  # "device", "env", "inspect", "baseline", "check" or "side_by_side"
+    op: str  # "device", "env", "inspect", "baseline", "check", "side_by_side" or "audit"
     limits: Limits
     kwargs: dict[str, Any]
 
@@ -152,8 +152,14 @@ def _child_function(request: Request) -> Any:
     if request.op == "baseline":
         return lambda report: kind.baseline(kw["task"], kw["config"], kw["mode"], timer, report)
     if request.op == "check":
-        return lambda report: kind.check(kw["task"], Path(kw["solution"]), kw["config"], timer,
-                                         report)
+        def check(report: Reporter) -> dict[str, Any]:
+            try:
+                return kind.check(kw["task"], Path(kw["solution"]), kw["config"], timer, report)
+            except TaskRefused as exc:  # the task is broken, not the candidate
+                return {"refused": str(exc)}
+        return check
+    if request.op == "audit":
+        return lambda report: kind.audit(kw["task"], kw["config"], timer, report)
     if request.op == "side_by_side":
         return lambda report: kind.side_by_side(kw["task"], Path(kw["solution"]), kw["config"],
                                                 timer, report)

@@ -14,7 +14,8 @@ Two sides:
 
 - *parent side* methods (``payload`` ... ``feedback``) run in kbtool's own process and never
   run candidate code;
-- *child side* methods (``inspect``, ``baseline``, ``check``, ``side_by_side``) run in an
+- *child side* methods (``inspect``, ``baseline``, ``check``, ``side_by_side``, ``audit``)
+  run in an
   isolated child process forked for the purpose (``kbtool.sandbox``), with a time limit, a
   memory limit and the sandbox; they report stages through ``report.stage(name)``.
 
@@ -241,6 +242,45 @@ class TaskKind:
         and ``runtime_ms``.  Used to re-check a suspiciously large speedup; None (the
         default): this kind cannot, and the speedup stays flagged, not re-measured."""
         return None
+
+    def check_in_folder(self, task: Task, candidate: str, name: str, config: Config,
+                        timer: Timer, report: Reporter) -> dict[str, Any]:
+        """``check`` on ``candidate``'s text, in a fresh folder ``name`` of the working
+        folder (an audit checks several candidates in one child)."""
+        import os
+
+        folder = Path.cwd() / name
+        folder.mkdir()
+        path = folder / f"candidate{self.candidate_suffix}"
+        path.write_text(candidate)
+        home = Path.cwd()
+        os.chdir(folder)
+        try:
+            return self.check(task, path, config, timer, report)
+        finally:
+            os.chdir(home)
+
+    def audit(self, task: Task, config: Config, timer: Timer,
+              report: Reporter) -> dict[str, Any]:
+        """Check the task itself for its author (``kbtool tasks check``): a ``TaskAudit``
+        dict, whose ``problems`` say in one line each what to fix.  Runs after ``inspect``
+        succeeded (a task that does not load never gets here).  The default: the null
+        candidate (the reference itself), checked like any candidate, must come out ``ok``."""
+        from kbtool.task.model import TaskAudit
+
+        audit = TaskAudit(task=task.id, checked=["loads here (inspect)"])
+        null = self.null_candidate(task)
+        if null is None:
+            return audit.model_dump()
+        result = self.check_in_folder(task, null, "null-candidate", config, timer, report)
+        status = str(result.get("status", "?"))
+        if status == "ok":
+            audit.checked.append("the reference itself, checked as a candidate, is ok")
+        else:
+            error = str(result.get("error") or "").strip().splitlines()
+            audit.problems.append(f"the reference itself, checked as a candidate, is {status}"
+                                  + (f": {error[0][:300]}" if error else ""))
+        return audit.model_dump()
 
 
 class LegacyKind(TaskKind):

@@ -60,4 +60,16 @@ class TaskSource(Protocol):
 
 
 class TaskRefused(UsageError):
-    """The task cannot run here (too large for this machine, bad size override)."""
+    """The task cannot run here (too large for this machine, bad size override), or it is
+    broken (its reference fails): the task's fault, never a candidate's verdict."""
+
+
+class TaskAudit(BaseModel):
+    """What ``kbtool tasks check`` found of one task (``TaskKind.audit``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    task: str = ""
+    problems: list[str] = Field(default_factory=list, description="what the task's author "
+                                "must fix, one line each (none: the task is sound)")
+    checked: list[str] = Field(default_factory=list, description="what was checked and "
+                               "found sound, one line each")

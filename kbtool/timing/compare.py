@@ -97,24 +97,13 @@ def fenced_mean(x: np.ndarray, axis: int = -1, k: float = 1.5) -> np.ndarray:
 MIN_STRATUM = 4
 
 
-def ratio_from_logs(logs: Samples, confidence: float = 0.95, outlier_k: float = 1.5,
-                    resamples: int = 2000, seed: int = 0,
-                    positions: Sequence[int] | None = None) -> Ratio:
-    """The ratio and its bootstrap interval from per-round log ratios.
-
-    The estimate is the mean of the log ratios inside the IQR fences; the bootstrap
-    resamples rounds and fences each resample anew, so the interval includes what dropping
-    outliers does to the estimate (fencing once and bootstrapping the rest would make it
-    too narrow: 6-8% false "faster" verdicts at 5-8 rounds instead of 2.5%).
-
-    ``positions``: each round's place in the rotation.  An arm's place in a round matters
-    (on a CPU the arm that opens a round ran last in the one before, its caches warm: 3-13%
-    faster here on ReLU, up to 29% on a small convolution), so the log ratios alternate.
-    With every place holding ``MIN_STRATUM`` rounds or more, the estimate is the mean of the
-    places' fenced means and the bootstrap resamples within each place: the order effect
-    then leaves the estimate even when the places hold unequal numbers of rounds, and leaves
-    the interval's width too."""
-    x = np.asarray(logs, dtype=float)
+def mean_interval(values: Samples, confidence: float = 0.95, outlier_k: float = 1.5,
+                  resamples: int = 2000, seed: int = 0,
+                  positions: Sequence[int] | None = None) -> tuple[float, float, float, int]:
+    """``(mean, low, high, dropped)``: the fenced mean of ``values`` (per-round log ratios,
+    or per-round differences) and its bootstrap interval, as :func:`ratio_from_logs`
+    describes; ``low``/``high`` are -inf/inf when the rounds are too few for one."""
+    x = np.asarray(values, dtype=float)
     if len(x) == 0:
         raise ValueError("no rounds to compare")
     groups = [x]
@@ -133,21 +122,42 @@ def ratio_from_logs(logs: Samples, confidence: float = 0.95, outlier_k: float = 
 
     mean = float(estimate(*groups))
     if n - k < 2:  # no interval worth the name
-        return Ratio(math.exp(mean), 0.0, math.inf, n - dropped, dropped, confidence)
+        return mean, -math.inf, math.inf, dropped
     if all(float(np.ptp(g)) == 0.0 for g in groups):
-        lo = hi = mean
-    else:
-        result = stats.bootstrap(
-            tuple(groups), estimate, confidence_level=confidence, n_resamples=resamples,
-            method="percentile", vectorized=True, paired=False,
-            random_state=np.random.default_rng(seed))
-        lo, hi = (float(v) for v in result.confidence_interval)
-        # The percentile interval is too narrow for small n (it uses the plug-in variance
-        # and the normal quantile); widen it around the estimate by sqrt(n/(n-k)) * t/z.
-        alpha = (1 - confidence) / 2
-        widen = math.sqrt(n / (n - k)) * stats.t.ppf(1 - alpha, n - k) / \
-            stats.norm.ppf(1 - alpha)
-        lo, hi = mean - (mean - lo) * widen, mean + (hi - mean) * widen
+        return mean, mean, mean, dropped
+    result = stats.bootstrap(
+        tuple(groups), estimate, confidence_level=confidence, n_resamples=resamples,
+        method="percentile", vectorized=True, paired=False,
+        random_state=np.random.default_rng(seed))
+    lo, hi = (float(v) for v in result.confidence_interval)
+    # The percentile interval is too narrow for small n (it uses the plug-in variance
+    # and the normal quantile); widen it around the estimate by sqrt(n/(n-k)) * t/z.
+    alpha = (1 - confidence) / 2
+    widen = math.sqrt(n / (n - k)) * stats.t.ppf(1 - alpha, n - k) / \
+        stats.norm.ppf(1 - alpha)
+    return mean, mean - (mean - lo) * widen, mean + (hi - mean) * widen, dropped
+
+
+def ratio_from_logs(logs: Samples, confidence: float = 0.95, outlier_k: float = 1.5,
+                    resamples: int = 2000, seed: int = 0,
+                    positions: Sequence[int] | None = None) -> Ratio:
+    """The ratio and its bootstrap interval from per-round log ratios.
+
+    The estimate is the mean of the log ratios inside the IQR fences; the bootstrap
+    resamples rounds and fences each resample anew, so the interval includes what dropping
+    outliers does to the estimate (fencing once and bootstrapping the rest would make it
+    too narrow: 6-8% false "faster" verdicts at 5-8 rounds instead of 2.5%).
+
+    ``positions``: each round's place in the rotation.  An arm's place in a round matters
+    (on a CPU the arm that opens a round ran last in the one before, its caches warm: 3-13%
+    faster here on ReLU, up to 29% on a small convolution), so the log ratios alternate.
+    With every place holding ``MIN_STRATUM`` rounds or more, the estimate is the mean of the
+    places' fenced means and the bootstrap resamples within each place: the order effect
+    then leaves the estimate even when the places hold unequal numbers of rounds, and leaves
+    the interval's width too."""
+    n = len(logs)
+    mean, lo, hi, dropped = mean_interval(logs, confidence, outlier_k, resamples, seed,
+                                          positions)
     return Ratio(math.exp(mean), math.exp(lo), math.exp(hi), n - dropped, dropped, confidence)
 
 

@@ -310,6 +310,43 @@ class KernelBenchKind(TaskKind):
             stats = timer.measure(lambda: model(*inputs), TimingSettings.from_config(config))
         return {"timing": stats.model_dump()}
 
+    def audit(self, task: Task, config: Config, timer: Timer,
+              report: Reporter) -> dict[str, Any]:
+        """``kbtool tasks check``: the default (``ModelNew = Model`` passes the judge, at the
+        sizes ``inspect`` chose), and the reference's outputs: finite, the same twice on the
+        same inputs, and different on other inputs (else a constant output passes)."""
+        import torch
+
+        from kbtool.task.model import TaskAudit
+        from kbtool_plugins.kernelbench.compare import compare_outputs, flatten
+
+        found = TaskAudit.model_validate(super().audit(task, config, timer, report))
+        report.stage("reference")
+        module, model = self._reference(task, config)
+        tolerances = settings(config).tolerances
+
+        def outputs(seed: int) -> Any:
+            inputs = [v.to(config.device) if isinstance(v, torch.Tensor) else v
+                      for v in make_inputs(module, seed)]
+            with torch.no_grad():
+                return model(*inputs)
+
+        first, again, other = outputs(config.seed), outputs(config.seed), outputs(config.seed + 1)
+        if any(t.is_floating_point() and not bool(torch.isfinite(t).all())
+               for t in flatten(first)):
+            found.problems.append("the reference's outputs hold NaN or inf at these sizes")
+        same = compare_outputs(first, again, tolerances).incorrect
+        if same:
+            found.problems.append(f"the reference gives other outputs on the same inputs "
+                                  f"({same}): it must be deterministic within the tolerance")
+        if compare_outputs(first, other, tolerances).incorrect is None:
+            found.problems.append("the reference's outputs do not depend on its inputs "
+                                  "(other inputs compare equal): a constant output would pass")
+        if not found.problems:
+            found.checked.append("the reference's outputs are finite, repeatable and depend "
+                                 "on its inputs")
+        return found.model_dump()
+
     def check(self, task: Task, solution: Path, config: Config, timer: Timer,
               report: Reporter) -> dict[str, Any]:
         """The candidate judged by a process that never runs its code (``judge``)."""

@@ -7,7 +7,9 @@ source and the ``kbtool perf`` commands.
 - ``patching``: the patch-application ladder and what a patch may change;
 - ``static_checks``: what a patch adds (clocks, frames, processes, files, the benchmark);
 - ``runner`` / ``judge``: one workload run in a fresh process, timed from outside;
-- ``kind``: the check; ``report``: the 3-way table, Opt@K and the speed ratio;
+- ``workloads``: the visible and hidden workloads, their files and params;
+- ``check``: one candidate's check and its scores; ``audit``: ``kbtool tasks check``;
+- ``kind``: the kind; ``report``: the 3-way table, Opt@K and the speed ratio;
 - ``containers``: the same check's runs inside Podman (podman-py) or Apptainer (spython),
   ``perf_engine``; ``launcher``: the first process of a run's container.
 """

@@ -29,7 +29,15 @@ from pathlib import Path
 
 from kbtool.sandbox import containers
 from kbtool.sandbox.containers import Bind, Container, ContainerEngine, Spec, host_binds
-from kbtool_plugins.perf.judge import _EXIT_GRACE_S, RunFailed, Started, Version, Violation, _Lines
+from kbtool_plugins.perf.judge import (
+    _EXIT_GRACE_S,
+    RunFailed,
+    Started,
+    Usage,
+    Version,
+    Violation,
+    _Lines,
+)
 
 SETTING = "perf_engine"
 LAUNCHER = Path(__file__).with_name("launcher.py")
@@ -105,8 +113,8 @@ class _ContainerRun:
             fifo.unlink()
         os.write(self.control, b"start\n")
 
-    def _status(self, deadline: float) -> tuple[int, float, list[str]] | None:
-        """The launcher's report: the run's exit code, CPU ms and what it left running;
+    def _status(self, deadline: float) -> tuple[int, Usage, list[str]] | None:
+        """The launcher's report: the run's exit code, CPU time and what it left running;
         None if it did not come in time."""
         reader = _Lines(self.status)
         line = reader.line(deadline)
@@ -115,27 +123,33 @@ class _ContainerRun:
         try:
             report = json.loads(line)
             code, cpu_ms, left = report["exit"], report["cpu_ms"], report["left"]
-            valid = (set(report) == {"exit", "cpu_ms", "left"} and type(code) is int
-                     and isinstance(cpu_ms, (int, float)) and isinstance(left, list)
-                     and not reader.pending())
+            at_go = report["cpu_at_go_ms"]
+            valid = (set(report) == {"exit", "cpu_ms", "cpu_at_go_ms", "left"}
+                     and type(code) is int and isinstance(cpu_ms, (int, float))
+                     and (at_go is None or isinstance(at_go, (int, float)))
+                     and isinstance(left, list) and not reader.pending())
         except (ValueError, TypeError, KeyError):
             valid = False
         if not valid:
             raise Violation(f"the launcher's report was tampered with: {line[:80]!r}")
-        return code, float(cpu_ms), [str(x) for x in left]
+        usage = Usage(float(cpu_ms), None if at_go is None else float(at_go))
+        return code, usage, [str(x) for x in left]
 
-    def finish(self, who: str) -> float:
+    def cpu_now(self) -> float | None:
+        return None  # the run's process is the container's: the launcher reads its clock
+
+    def finish(self, who: str) -> Usage:
         report = self._status(time.monotonic() + _EXIT_GRACE_S)
         if report is None:
             raise Violation(f"the {who} run kept running {_EXIT_GRACE_S:g} s after sending "
                             "its result")
-        code, cpu_ms, left = report
+        code, usage, left = report
         if left:
             raise Violation(f"the {who} run started processes that outlived it "
                             f"({', '.join(left)})")
         if code != 0:
             raise RunFailed(f"the {who} run exited with code {code} after its result")
-        return cpu_ms
+        return usage
 
     def failure(self) -> str:
         report = None

@@ -5,8 +5,10 @@ run: a fresh interpreter (``runner.py``) with an empty home and temp folder that
 removed afterwards, a seed drawn after the library was imported, and the judge's own
 monotonic clock from ``go`` to the arrival of the stored result.  After each run: the
 process and everything it started must be gone, nothing may have changed in the patched
-tree, the workloads or the runner; the untimed phases' wall time and the run's CPU time
-(``wait4``) are kept so that work moved out of the timed region, or onto other CPUs, shows.
+tree, the workloads or the runner; the run's CPU time is read by the judge (the process's
+CPU clock, or ``launcher.py``'s readings in a container) at the start of the timed region
+and at its end, and in all (``wait4``), so that work moved out of the timed region, or onto
+other CPUs, shows.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from kbtool_plugins.perf.patching import changed_files, snapshot
 RUNNER = Path(__file__).with_name("runner.py")
 PR_SET_CHILD_SUBREAPER = 36
 _EXIT_GRACE_S = 10.0
+_FAILED_EXIT_S = 2.0  # a run that stopped answering may be exiting with its error
 _OUTPUT_TAIL = 4000
 
 
@@ -39,11 +42,13 @@ class Violation(Exception):
 
 
 class RunFailed(Exception):
-    """A workload process failed (raised, died, or ran out of time)."""
+    """A workload process failed (raised, died, or ran out of time); ``line``: what
+    happened, in one line (the step and the exception, without the output)."""
 
-    def __init__(self, message: str, timed_out: bool = False) -> None:
+    def __init__(self, message: str, timed_out: bool = False, line: str = "") -> None:
         super().__init__(message)
         self.timed_out = timed_out
+        self.line = line or message.splitlines()[0]
 
 
 @dataclass(frozen=True)
@@ -60,12 +65,32 @@ class Run:
     setup_ms: float        # seed sent -> inputs ready
     cpu_ms: float          # CPU time of the process and the children it waited for
     lifetime_ms: float     # process start -> reaped
+    untimed_cpu_ms: float  # CPU time before go (interpreter, import, setup)
+    experiment_cpu_ms: float  # CPU time from go to the result (in a container: to the exit)
     result: Any
 
     @property
     def untimed_ms(self) -> float:
         """Wall time of the phases the score leaves out (interpreter, import, setup)."""
         return self.load_ms + self.setup_ms
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A finished run's CPU time (ms): in all, with the children it waited for; and at the
+    moment ``go`` reached it, where only a launcher could read it (None: the judge did)."""
+
+    cpu_ms: float
+    at_go_ms: float | None = None
+
+
+def cpu_clock_ms(pid: int) -> float | None:
+    """The CPU time of process ``pid`` (all its threads) so far, read from outside it
+    (its process CPU clock); None once it is gone."""
+    try:
+        return time.clock_gettime_ns(((~pid) << 3) | 2) / 1e6  # CPUCLOCK_SCHED of a process
+    except OSError:
+        return None
 
 
 def load_workload(path: Path) -> ModuleType:
@@ -92,9 +117,13 @@ class Started(Protocol):
     control: int     # the write end of the control channel
     results: int     # the read end of the results channel
 
-    def finish(self, who: str) -> float:
+    def cpu_now(self) -> float | None:
+        """Its CPU time so far (ms), where the judge can read it (None: in a container)."""
+        ...
+
+    def finish(self, who: str) -> Usage:
         """After its result: the process must end (within a grace period, exit code 0,
-        nothing left running); its CPU time in ms."""
+        nothing left running); its CPU time."""
         ...
 
     def failure(self) -> str:
@@ -147,7 +176,10 @@ class _LocalRun:
             log.close()
         self.control, self.results = ctl_w, res_r
 
-    def finish(self, who: str) -> float:
+    def cpu_now(self) -> float | None:
+        return cpu_clock_ms(self.proc.pid)
+
+    def finish(self, who: str) -> Usage:
         """Reap the run's process; its CPU time (with the children it waited for) in ms."""
         proc = self.proc
         deadline = time.monotonic() + _EXIT_GRACE_S
@@ -167,9 +199,11 @@ class _LocalRun:
             os.killpg(proc.pid, 0)  # anything left in its process group?
             os.killpg(proc.pid, signal.SIGKILL)
             raise Violation(f"the {who} run left a process running")
-        return (usage.ru_utime + usage.ru_stime) * 1e3
+        return Usage((usage.ru_utime + usage.ru_stime) * 1e3)
 
     def failure(self) -> str:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(_FAILED_EXIT_S)  # its own exit code, if it is ending anyway
         _kill(self.proc)
         self.proc.wait()
         code = self.proc.returncode
@@ -229,18 +263,22 @@ class Judge:
         if extra:
             raise Violation(f"{who} left files behind ({', '.join(extra[:5])})")
 
-    def run(self, version: Version, workload: Path, seed: int) -> Run:
+    def run(self, version: Version, workload: Path, seed: int,
+            params: dict[str, Any] | None = None) -> Run:
+        """One run of ``workload`` (its module-level names ``params`` replaced) on
+        ``version`` with ``seed``."""
         self.count += 1
         home = self.runs_dir / str(self.count)
         home.mkdir()
         try:
-            return self._run(version, workload, seed, home)
+            return self._run(version, workload, seed, params or {}, home)
         finally:
             shutil.rmtree(home, ignore_errors=True)
             self._reap(version.name)
             self.verify(f"the {version.name} run of {workload.stem}")
 
-    def _run(self, version: Version, workload: Path, seed: int, home: Path) -> Run:
+    def _run(self, version: Version, workload: Path, seed: int, params: dict[str, Any],
+             home: Path) -> Run:
         proc = self.launch.start(version, self.runner, workload, home, self.timeout_s)
         try:
             start = proc.start
@@ -250,14 +288,16 @@ class Judge:
             try:
                 self._expect(reader, "loaded", deadline, proc)
                 loaded = time.monotonic()
-                _send(control, f"{seed}\n")
+                _send(control, json.dumps({"seed": seed, "params": params}) + "\n")
                 self._expect(reader, "ready", deadline, proc)
                 ready = time.monotonic()
+                cpu_go = proc.cpu_now()
                 go = time.monotonic()
                 _send(control, "go\n")
                 message = self._expect(reader, "result", deadline, proc)
                 done = time.monotonic()
-                cpu_ms = proc.finish(version.name)
+                cpu_done = proc.cpu_now()
+                usage = proc.finish(version.name)
                 exited = time.monotonic()
                 if reader.pending():
                     raise Violation(f"the {version.name} run wrote more than its result to "
@@ -271,9 +311,13 @@ class Judge:
                 os.close(proc.results)
         finally:
             proc.close()
+        if cpu_go is None or cpu_done is None:  # in a container: the launcher's readings
+            cpu_go = usage.at_go_ms if usage.at_go_ms is not None else 0.0
+            cpu_done = usage.cpu_ms
         return Run(experiment_ms=(done - go) * 1e3, load_ms=(loaded - start) * 1e3,
-                   setup_ms=(ready - loaded) * 1e3, cpu_ms=cpu_ms,
-                   lifetime_ms=(exited - start) * 1e3, result=message["result"])
+                   setup_ms=(ready - loaded) * 1e3, cpu_ms=usage.cpu_ms,
+                   lifetime_ms=(exited - start) * 1e3, untimed_cpu_ms=cpu_go,
+                   experiment_cpu_ms=max(0.0, cpu_done - cpu_go), result=message["result"])
 
     def _expect(self, reader: _Lines, key: str, deadline: float,
                 proc: Started) -> dict[str, Any]:
@@ -285,12 +329,20 @@ class Judge:
             if timed_out:
                 how = f"ran longer than {self.timeout_s:g} s"
             raise RunFailed(f"the workload process {how} during {stage}\n"
-                            f"--- output (tail) ---\n{proc.output()}", timed_out)
+                            f"--- output (tail) ---\n{proc.output()}", timed_out,
+                            line=f"the process {how} during {stage}")
         try:
             message = json.loads(line)
         except ValueError:
             raise Violation(f"something wrote {line[:80]!r} into the judge's pipe during "
                             f"{stage}") from None
+        error = message.get("error") if isinstance(message, dict) else None
+        if isinstance(error, dict) and set(message) == {"error"}:
+            step = str(error.get("stage", stage))[:40]
+            what = f"{step}: {str(error.get('message', '?'))[:1000]}"
+            proc.failure()
+            raise RunFailed(f"the workload process failed: {what}\n--- output (tail) ---\n"
+                            f"{proc.output()}", line=what)
         if not isinstance(message, dict) or set(message) != {key}:
             raise Violation(f"unexpected message on the judge's pipe during {stage}: "
                             f"{str(message)[:80]!r}")

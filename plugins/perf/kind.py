@@ -1,22 +1,11 @@
 """The ``perf`` task kind: a real performance improvement of a real library.
 
 A task names a package, the release before an improvement (baseline), the release with it
-(human, or a patch), GSO-shaped workloads and the package's own tests.  A candidate is a
-unified diff against the baseline's source.  The check (in kbtool's isolated process):
-
-1. the patch is applied to a copy of the baseline tree by a ladder (``patching``); what it
-   changed is read from the tree: only the package's source, never tests, workloads or
-   build files; its added code is read for clocks, frames, processes, files and the
-   benchmark's names (``static_checks``);
-2. correctness: the workloads on fresh inputs (seeds drawn from the OS, never shown) give
-   the baseline's results (checked in the judge, on JSON, by the workload's own
-   ``check_equivalence``), and the package's tests pass on the patched code;
-3. timing: baseline, human and agent interleaved, each run a fresh process timed by the
-   judge (``judge``), round after round until each ratio's interval is tight or a cap is
-   hit (``kbtool.timing.compare``); every timed agent and human result is checked too;
-4. calibration: the human release must come out significantly faster than the baseline in
-   this same measurement, else the result says ``calibrated: false`` and reports leave it
-   out of the scores.
+(human, or a patch), GSO-shaped workloads (visible ones, shown to the agent, and hidden
+ones, never shown: ``workloads``) and the package's own tests.  A candidate is a unified
+diff against the baseline's source.  The check (``check``, in kbtool's isolated process)
+applies it, checks its results and the package's tests, and times baseline, human patch and
+agent interleaved, with intervals; ``audit`` (``kbtool tasks check``) checks the task itself.
 
 The speedup is measured here, paired with its baseline, so the kind names no core baselines:
 its check reports ``speedup``, ``runtime_ms`` and ``baseline_ms`` itself.
@@ -25,11 +14,6 @@ its check reports ``speedup``, ``runtime_ms`` and ``baseline_ms`` itself.
 from __future__ import annotations
 
 import importlib.resources
-import math
-import secrets
-import shutil
-import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -38,86 +22,25 @@ from kbtool.config import Config
 from kbtool.errors import UsageError
 from kbtool.evaluation.result import EvalResult
 from kbtool.report.sections import KindReport, RunView
-from kbtool.sandbox import devicelock
 from kbtool.sandbox.isolation import Reporter
 from kbtool.task.kind import TaskKind
 from kbtool.task.model import Task
 from kbtool.timing.base import Timer
-from kbtool.timing.compare import (
-    Ratio,
-    StopRule,
-    mann_whitney_faster,
-    paired_ratio,
-    places,
-    rotation,
-    run_rounds,
-)
 from kbtool_plugins.perf import containers, releases
+from kbtool_plugins.perf.check import INFRASTRUCTURE, Check, Incorrect, Rejected
 from kbtool_plugins.perf.containers import EngineFailed
-from kbtool_plugins.perf.judge import (
-    Judge,
-    Launch,
-    RunFailed,
-    Version,
-    Violation,
-    load_workload,
+from kbtool_plugins.perf.judge import RunFailed, Violation
+from kbtool_plugins.perf.patching import patch_paths
+from kbtool_plugins.perf.settings import PerfDetails, PerfPayload, PerfSettings
+from kbtool_plugins.perf.workloads import (
+    payload_of,
+    problems,
+    source_of,
+    task_dir,
+    workload_sources,
 )
-from kbtool_plugins.perf.patching import apply_patch, changed_files, refusal, snapshot
-from kbtool_plugins.perf.settings import (
-    PerfDetails,
-    PerfPayload,
-    PerfSettings,
-    WorkloadResult,
-)
-from kbtool_plugins.perf.static_checks import check_module
 
 TEMPLATES = Path(str(importlib.resources.files("kbtool_templates"))) / "perf"
-ARMS = ("baseline", "human", "agent")
-# (reference, candidate): speedup, human speedup, agent vs human.
-PAIRS = (("baseline", "agent"), ("baseline", "human"), ("human", "agent"))
-_TAIL = 6000
-INFRASTRUCTURE = "infrastructure"
-
-
-class Incorrect(Exception):
-    """The patched code's results or tests are wrong."""
-
-
-class Rejected(Exception):
-    """The patch breaks a rule of the benchmark."""
-
-
-def payload_of(task: Task) -> PerfPayload:
-    return PerfPayload.model_validate(task.payload)
-
-
-def task_dir(task: Task) -> Path | None:
-    return task.path.parent if task.path is not None else None
-
-
-def workload_sources(task: Task) -> dict[str, str]:
-    """Each workload's code, by name (inline in a packed task, else from its file)."""
-    folder = task_dir(task)
-    found = {}
-    for workload in payload_of(task).workloads:
-        if workload.source is not None:
-            found[workload.name] = workload.source
-        else:
-            assert folder is not None and workload.file is not None
-            found[workload.name] = (folder / workload.file).read_text()
-    return found
-
-
-def _ci(ratio: Ratio) -> list[float]:
-    return [ratio.low, ratio.high]
-
-
-def _geomean(values: list[float]) -> float:
-    return math.exp(statistics.fmean(math.log(v) for v in values))
-
-
-def _tail(text: str) -> str:
-    return text[-_TAIL:]
 
 
 class PerfKind(TaskKind):
@@ -143,10 +66,13 @@ class PerfKind(TaskKind):
 
     def pack(self, task: Task) -> Task:
         payload = payload_of(task)
-        sources = workload_sources(task)
-        workloads = [{"name": w.name, "source": sources[w.name]} for w in payload.workloads]
+        update: dict[str, Any] = {
+            kind: [{"name": w.name, "source": source_of(task, w),
+                    **({"params": w.params} if w.params else {})} for w in workloads]
+            for kind, workloads in (("workloads", payload.workloads),
+                                    ("hidden_workloads", payload.hidden_workloads))}
+        update["human_patch_file"] = None
         patch = releases.human_patch_text(payload, task_dir(task))
-        update: dict[str, Any] = {"workloads": workloads, "human_patch_file": None}
         if patch is not None:
             update["human_patch"] = patch
         packed = PerfPayload.model_validate({**payload.model_dump(), **update})
@@ -154,6 +80,7 @@ class PerfKind(TaskKind):
             "path": None, "payload": packed.model_dump(mode="json", exclude_defaults=True)})
 
     def describe(self, task: Task) -> str:
+        """What ``tasks show`` prints and prompts hold: the visible workloads only."""
         payload = payload_of(task)
         human = payload.human or "a patch"
         parts = [f"{payload.package} {payload.baseline} -> {human}: {payload.description}".rstrip()]
@@ -164,6 +91,8 @@ class PerfKind(TaskKind):
     def fields(self, task: Task) -> dict[str, Any]:
         data = payload_of(task).model_dump(mode="json")
         data["workloads"] = [w["name"] for w in data["workloads"]]
+        # How many, never which: their names, files and params could tell the inputs.
+        data["hidden_workloads"] = len(data["hidden_workloads"])
         data.pop("human_patch", None)  # the patch's text: `inspect` reports it
         return data
 
@@ -214,299 +143,46 @@ class PerfKind(TaskKind):
         payload = payload_of(task)
         where = releases.locate(payload, config, task_dir(task))
         patch = where.human_patch.read_text()
-        return {"human_patch": patch,
+        info = {"human_patch": patch,
                 "human_patch_files": sorted(releases_patch_files(patch)),
+                "human_patch_omitted": where.omitted,
                 "package_path": where.package_path, "package": payload.package,
                 "baseline_version": payload.baseline,
                 "human_version": payload.human or "patch"}
+        broken = problems(task)
+        if broken:  # shown by `tasks show`; a check refuses the task
+            info["problems"] = broken
+        return info
 
     def check(self, task: Task, candidate: Path, config: Config, timer: Timer,
               report: Reporter) -> dict[str, Any]:
         started = time.monotonic()
         report.stage("load")
-        check = _Check(task, config, started)
+        check = Check(task, config, started)
         try:
             return check.run(candidate.read_text(), report)
         except Rejected as exc:
-            return check.verdict("rejected", str(exc))
+            return check.verdict("rejected", str(exc), exc.outcome)
         except Violation as exc:
-            return check.verdict("rejected", str(exc))
+            return check.verdict("rejected", str(exc), "rejected")
         except Incorrect as exc:
-            return check.verdict("incorrect", str(exc))
+            return check.verdict("incorrect", str(exc), exc.outcome)
         except RunFailed as exc:
-            return check.verdict("timeout" if exc.timed_out else "runtime_error", str(exc))
+            return check.verdict("timeout" if exc.timed_out else "runtime_error", str(exc),
+                                 "timed_out" if exc.timed_out else "run_failed")
         except EngineFailed as exc:  # the container engine's failure, not the candidate's
             check.flag(INFRASTRUCTURE, str(exc).splitlines()[0])
-            return check.verdict("runtime_error", str(exc))
+            return check.verdict("runtime_error", str(exc), "run_failed")
+
+    def audit(self, task: Task, config: Config, timer: Timer,
+              report: Reporter) -> dict[str, Any]:
+        from kbtool_plugins.perf.audit import audit
+
+        try:
+            return audit(task, config, report).model_dump()
+        except EngineFailed as exc:
+            return {"task": task.id, "problems": [f"the container engine failed: {exc}"]}
 
 
 def releases_patch_files(patch: str) -> set[str]:
-    from kbtool_plugins.perf.patching import patch_paths
-
     return {p[2:] if p.startswith(("a/", "b/")) else p for p in patch_paths(patch)}
-
-
-class _Check:
-    """One candidate's check, in the isolated process."""
-
-    def __init__(self, task: Task, config: Config, started: float) -> None:
-        self.task, self.config, self.started = task, config, started
-        self.payload = payload_of(task)
-        self.settings = config.section(PerfSettings)
-        self.where = releases.locate(self.payload, config, task_dir(task))
-        self.scratch = Path.cwd()
-        self.details = PerfDetails(package=self.payload.package,
-                                   baseline_version=self.payload.baseline,
-                                   human_version=self.payload.human or "patch",
-                                   engine=self.settings.perf_engine)
-        self.flags: list[str] = []
-        self.findings: list[str] = []
-
-    def verdict(self, status: str, error: str) -> dict[str, Any]:
-        return {"status": status, "error": _tail(error), "flags": self.flags,
-                "findings": self.findings, **self.details.model_dump(mode="json")}
-
-    def flag(self, name: str, finding: str) -> None:
-        if name not in self.flags:
-            self.flags.append(name)
-        self.findings.append(f"{name}: {finding}")
-
-    # -- the steps -------------------------------------------------------------------------
-    def run(self, patch: str, report: Reporter) -> dict[str, Any]:
-        agent_tree = self.scratch / "agent"
-        shutil.copytree(self.where.baseline_tree, agent_tree, symlinks=True)
-        before = snapshot(agent_tree)
-        applied = apply_patch(patch, agent_tree)
-        self.details.patch_method = applied.method
-        if applied.error:
-            return self.verdict("compile_error", applied.error)
-        after = snapshot(agent_tree)
-        changed = [p for p in changed_files(before, after) if "__pycache__" not in p]
-        self.details.patch_files = changed
-        why = refusal(changed, after, self.where.package_path)
-        if why:
-            raise Rejected(f"the patch is refused: {why}")
-        self._static(agent_tree, changed)
-        error = _compile(agent_tree, changed)
-        if error:
-            return self.verdict("compile_error", error)
-        bench = self.scratch / "bench"
-        bench.mkdir()
-        workloads = {}
-        for name, code in workload_sources(self.task).items():
-            (bench / f"{name}.py").write_text(code)
-            workloads[name] = bench / f"{name}.py"
-        checks = {name: load_workload(path) for name, path in workloads.items()}
-        judge = Judge(self.scratch, [agent_tree], self.settings.run_timeout_s, self._launch(bench))
-        judge.seal()
-        root = self.where.import_root
-        versions = {
-            "baseline": Version("baseline", self.where.baseline_python,
-                                self.where.baseline_tree / root),
-            "human": Version("human", self.where.human_python, self.where.human_tree / root),
-            "agent": Version("agent", self.where.baseline_python, agent_tree / root)}
-
-        report.stage("device_wait")
-        devicelock.acquire(self.config)
-        report.stage("correctness")
-        for name, path in workloads.items():
-            for _ in range(self.settings.equivalence_seeds):
-                seed = secrets.randbits(31)
-                expected = judge.run(versions["baseline"], path, seed).result
-                got = judge.run(versions["agent"], path, seed).result
-                _equivalent(checks[name], expected, got, f"workload {name} on fresh inputs")
-        if self.settings.run_tests and self.payload.tests:
-            self.details.tests = self._tests(agent_tree, judge)
-
-        report.stage("timing")
-        return self._timing(judge, versions, workloads, checks)
-
-    def _launch(self, bench: Path) -> Launch | None:
-        """Where the runs start: None (here, the judge's children) or a container engine."""
-        if self.settings.perf_engine == "local":
-            return None
-        return containers.ContainerLaunch(containers.engine(self.settings.perf_engine), bench,
-                                          self.config.memory_limit_mb,
-                                          self.config.max_processes)
-
-    def _static(self, tree: Path, changed: list[str]) -> None:
-        words = {w.name for w in self.payload.workloads}
-        for rel in changed:
-            if not rel.endswith(".py") or not (tree / rel).is_file():
-                continue
-            old = self.where.baseline_tree / rel
-            found = check_module(rel, old.read_text() if old.is_file() else None,
-                                 (tree / rel).read_text(errors="replace"), words)
-            if found.refused:
-                raise Rejected("the patch is refused: " + "; ".join(found.refused))
-            for flag, finding in zip(found.flags, found.findings, strict=True):
-                self.flag(flag, finding.split(": ", 1)[1])
-
-    def _tests(self, tree: Path, judge: Judge) -> str:
-        """The package's own tests on the patched code (in the patched tree, whose tests are
-        the baseline's: a patch may not touch them)."""
-        home = self.scratch / "runs" / "tests"
-        home.mkdir(parents=True)
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home),
-               "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-               "PYTHONPATH": str(tree / self.where.import_root)}
-        argv = [str(self.where.baseline_python), "-s", "-m", "pytest", "-q", "-x",
-                "-p", "no:cacheprovider", "-o", "addopts=", *self.payload.tests]
-        timeout_s = self.settings.test_timeout_s
-        try:
-            if self.settings.perf_engine == "local":
-                try:
-                    proc = subprocess.run(argv, cwd=tree, env=env, capture_output=True,
-                                          text=True, timeout=timeout_s, start_new_session=True)
-                except subprocess.TimeoutExpired:
-                    code = None
-                else:
-                    code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
-            else:
-                code, stdout = containers.run_tests(
-                    containers.engine(self.settings.perf_engine), argv, env, tree,
-                    self.where.baseline_python, home, timeout_s, self.config.memory_limit_mb,
-                    self.config.max_processes)
-                stderr = ""
-        finally:
-            shutil.rmtree(home, ignore_errors=True)
-        if code is None:
-            raise Incorrect(f"the package's tests took longer than {timeout_s:g} s")
-        judge.verify("the package's tests")
-        lines = [ln for ln in stdout.strip().splitlines() if ln.strip()]
-        summary = lines[-1] if lines else f"exit {code}"
-        if code != 0:
-            raise Incorrect(f"the package's tests fail on the patched code ({summary}):\n"
-                            f"{_tail(stdout + stderr)}")
-        return summary
-
-    def _timing(self, judge: Judge, versions: dict[str, Version], workloads: dict[str, Path],
-                checks: dict[str, Any]) -> dict[str, Any]:
-        rule = self.settings.stop_rule()
-        left = self.config.timeout_s * 0.8 - (time.monotonic() - self.started)
-        rule = StopRule(**{**rule.__dict__, "max_s": max(1.0, min(rule.max_s, left))})
-        runs: dict[tuple[str, str], list[Any]] = {(w, a): [] for w in workloads for a in ARMS}
-        human_differs: set[str] = set()
-
-        def run_round(index: int) -> dict[str, float]:
-            seed = secrets.randbits(31)
-            per_arm: dict[str, list[float]] = {a: [] for a in ARMS}
-            for name, path in workloads.items():
-                got = {}
-                for arm in rotation(ARMS, index):
-                    run = judge.run(versions[arm], path, seed)
-                    runs[(name, arm)].append(run)
-                    per_arm[arm].append(run.experiment_ms)
-                    got[arm] = run.result
-                _equivalent(checks[name], got["baseline"], got["agent"],
-                            f"workload {name} in timing round {index + 1}")
-                try:
-                    _equivalent(checks[name], got["baseline"], got["human"], "")
-                except Incorrect:
-                    human_differs.add(name)
-            return {arm: _geomean(times) for arm, times in per_arm.items()}
-
-        rounds = run_rounds(run_round, PAIRS, rule)
-        details = self.details
-        details.rounds, details.stop_reason = len(rounds.times), rounds.stop_reason
-        overall = {pair: rounds.ratio(*pair, rule) for pair in PAIRS}
-        speed, human, versus = (overall[p] for p in PAIRS)
-        details.human_speedup = human.estimate
-        details.human_speedup_ci = _ci(human)
-        details.agent_vs_human, details.agent_vs_human_ci = versus.estimate, _ci(versus)
-        details.human_significant = human.significant_faster
-        details.calibrated = human.significant_faster and not human_differs
-        if human_differs:
-            self.flag("human_differs", "the human release's results differ from the "
-                      f"baseline's on {', '.join(sorted(human_differs))}: the task needs "
-                      "fixing, it is left uncalibrated")
-        elif not details.calibrated:
-            self.flag("uncalibrated", f"the human release is not significantly faster here "
-                      f"({human.estimate:.3f}x, interval {human.low:.3f}-{human.high:.3f})")
-        if rounds.stop_reason != "converged":
-            self.flag("noisy", f"the intervals did not reach +-{rule.target_rel_ci:.0%} within "
-                      f"{len(rounds.times)} rounds ({rounds.stop_reason})")
-        medians: dict[str, dict[str, float]] = {}
-        positions = places(len(rounds.times), len(ARMS))
-        for name in workloads:
-            times = {a: [r.experiment_ms for r in runs[(name, a)]] for a in ARMS}
-            medians[name] = {a: statistics.median(t) for a, t in times.items()}
-            ratios = {p: paired_ratio(times[p[0]], times[p[1]], rule.confidence,
-                                      rule.outlier_k, positions=positions)
-                      for p in PAIRS}
-            s, h, v = (ratios[p] for p in PAIRS)
-            details.workloads.append(WorkloadResult(
-                name=name, baseline_ms=medians[name]["baseline"],
-                human_ms=medians[name]["human"], agent_ms=medians[name]["agent"],
-                speedup=s.estimate, speedup_ci=_ci(s), human_speedup=h.estimate,
-                human_speedup_ci=_ci(h), agent_vs_human=v.estimate,
-                agent_vs_human_ci=_ci(v), significant=s.significant_faster,
-                mann_whitney_p=mann_whitney_faster(times["baseline"], times["agent"])))
-            self._parallel(runs, name)
-            if s.significant_faster:  # a claimed gain: it must not be hidden work
-                moved = self._moved_work(runs, name)
-                details.moved_out_ms = max(details.moved_out_ms or 0.0, round(moved, 3))
-        thresholds = self.payload.thresholds
-        per_workload = [w.speedup for w in details.workloads]
-        details.opt_base = (round(_geomean(per_workload), 1) >= thresholds.opt_base
-                            and speed.significant_faster)
-        details.opt_commit = details.opt_base and statistics.harmonic_mean(
-            [w.agent_vs_human for w in details.workloads]) > thresholds.opt_commit
-        return {"status": "ok", "correct": True, "speedup": speed.estimate,
-                "speedup_ci": _ci(speed), "significant": speed.significant_faster,
-                "runtime_ms": _geomean([m["agent"] for m in medians.values()]),
-                "baseline_ms": _geomean([m["baseline"] for m in medians.values()]),
-                "correctness_trials": len(workloads) * self.settings.equivalence_seeds,
-                "flags": self.flags, "findings": self.findings,
-                **details.model_dump(mode="json")}
-
-    def _moved_work(self, runs: dict[tuple[str, str], list[Any]], name: str) -> float:
-        """Time a patch saves inside the timed region must not reappear in the untimed
-        phases (import, setup) of the same process; the fastest runs of each are compared
-        (the least disturbed by other load).  Returns the agent's extra untimed ms."""
-        base, agent = runs[(name, "baseline")], runs[(name, "agent")]
-        saved = min(r.experiment_ms for r in base) - min(r.experiment_ms for r in agent)
-        extra = min(r.untimed_ms for r in agent) - min(r.untimed_ms for r in base)
-        limit = max(self.settings.moved_work_fraction * saved, self.settings.moved_work_floor_ms)
-        if saved > 0 and extra > limit:
-            self.details.moved_out_ms = round(extra, 3)
-            raise Rejected(
-                f"work moved out of the timed region on workload {name}: the patch saves "
-                f"{saved:.1f} ms inside it but its import and setup take {extra:.1f} ms longer")
-        return extra
-
-    def _parallel(self, runs: dict[tuple[str, str], list[Any]], name: str) -> None:
-        """A run that used more CPU time than wall time ran work on other CPUs (a thread or
-        a process it waited for): the pure-Python work of these tasks has no business there,
-        and it would hide work from the judge's clock."""
-        def busy(arm: str) -> float:
-            return statistics.median(r.cpu_ms / r.lifetime_ms for r in runs[(name, arm)])
-
-        agent, base = busy("agent"), busy("baseline")
-        if agent > max(1.25, base + 0.25):
-            raise Rejected(f"work moved to other CPUs on workload {name}: its runs used "
-                           f"{agent:.2f} s of CPU per second of wall time (the baseline's "
-                           f"{base:.2f}): another thread or process")
-
-
-def _equivalent(module: Any, expected: Any, got: Any, when: str) -> None:
-    try:
-        module.check_equivalence(expected, got)
-    except Exception as exc:
-        raise Incorrect(f"{when}: the results are not equivalent to the baseline's "
-                        f"({type(exc).__name__}: {str(exc)[:500]})") from None
-
-
-def _compile(tree: Path, changed: list[str]) -> str | None:
-    """Byte-compile the changed modules (as the releases' trees are); the first syntax
-    error, if any."""
-    import py_compile
-
-    for rel in changed:
-        path = tree / rel
-        if path.suffix == ".py" and path.is_file():
-            try:
-                py_compile.compile(str(path), doraise=True)
-            except py_compile.PyCompileError as exc:
-                return f"{rel} does not compile: {exc.msg.strip().splitlines()[-1]}"
-    return None

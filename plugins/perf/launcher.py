@@ -13,11 +13,13 @@ still writable there) and holds the read ends of ``res`` and ``status``.  This p
    starts when that open meets the judge's (the run's "process start");
 3. waits for the judge's ``start`` line: by then the judge has unlinked the FIFOs, so no
    process of the run can open them by name;
-4. starts ``PYTHON -I -B RUNNER CTL RES ROOT WORKLOAD`` with the two descriptors, keeping
-   none of them itself (the judge sees the end of the results when the run exits);
+4. starts ``PYTHON -I -B RUNNER CTL RES ROOT WORKLOAD`` with the results descriptor (the
+   judge sees the end of the results when the run exits) and a pipe of its own as the
+   control channel: it passes the judge's control lines on, and reads the run's CPU clock
+   just before it passes ``go`` on (the judge, outside the container, cannot read it);
 5. reaps it (``wait4``: its exit status and CPU time, with the children it waited for),
    reaps or finds whatever it left running, and writes one JSON line to ``status``:
-   ``{"exit": code, "cpu_ms": ..., "left": [...]}``.
+   ``{"exit": code, "cpu_ms": ..., "cpu_at_go_ms": ..., "left": [...]}``.
 """
 
 import ctypes
@@ -25,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
@@ -44,10 +47,28 @@ def main() -> None:
         if not byte:
             return
         line += byte
-    proc = subprocess.Popen([python, "-I", "-B", runner, str(ctl), str(res), root, workload],
-                            pass_fds=(ctl, res), stdin=subprocess.DEVNULL)
-    os.close(ctl)
+    relay_r, relay_w = os.pipe()
+    proc = subprocess.Popen([python, "-I", "-B", runner, str(relay_r), str(res), root,
+                             workload], pass_fds=(relay_r, res), stdin=subprocess.DEVNULL)
+    os.close(relay_r)
     os.close(res)
+    clock = ((~proc.pid) << 3) | 2  # the run's process CPU clock (CPUCLOCK_SCHED)
+    at_go = None
+    judge = os.fdopen(ctl, "rb")
+    for index, order in enumerate(iter(judge.readline, b"")):  # the seed, then go
+        if index == 1:
+            try:
+                at_go = time.clock_gettime_ns(clock) / 1e6
+            except OSError:
+                at_go = None
+        try:
+            os.write(relay_w, order)
+        except OSError:
+            break
+        if index == 1:
+            break
+    os.close(relay_w)
+    judge.close()
     _, code, usage = os.wait4(proc.pid, 0)
     left = []
     while True:
@@ -60,7 +81,8 @@ def main() -> None:
             break
         left.append(str(pid))
     report = {"exit": os.waitstatus_to_exitcode(code),
-              "cpu_ms": (usage.ru_utime + usage.ru_stime) * 1e3, "left": left}
+              "cpu_ms": (usage.ru_utime + usage.ru_stime) * 1e3, "cpu_at_go_ms": at_go,
+              "left": left}
     os.write(status, (json.dumps(report) + "\n").encode())
 
 

@@ -8,7 +8,9 @@ isolated check only reads it, through :func:`locate`, which never downloads::
 
     index/<package>-<version>.json    the archive hash of an unpinned release, once fetched
     human/<key>/tree, .../human.diff  the baseline tree with the human patch, compiled
-    venvs/<key>/                      the release installed with its test requirements
+                 .../omitted.json     the version and metadata lines left out of the patch
+    venvs/<key>/                      the baseline release with its test requirements (the
+                                      agent's and the human's patch both run in it)
 
 A worker on another node finds the same paths from the same task and cache (``kbtool perf
 prepare`` fills a cache for workers without network).
@@ -21,6 +23,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -169,19 +172,54 @@ def is_test_path(rel: str) -> bool:
         name.endswith("_test.py")
 
 
-def tree_diff(old_tree: Path, new_tree: Path, package: str) -> str:
+# Assignments of a release's version or metadata (``__version__ = "26.0"``).  A release bumps
+# them, and a test of the module's version against the installed metadata then fails in the
+# baseline's venv: they are not the improvement and must not decide correctness.
+_METADATA = re.compile(
+    r"^\s*(?:__version__|__version_info__|__version_tuple__|version|VERSION|version_info|"
+    r"version_tuple|__date__|__release_date__|__commit_id__|commit_id|__author__|"
+    r"__copyright__|__license__|__email__|__status__)\s*(?::[^=]*)?=(?!=)")
+# Bumped when what the human patch leaves out changes: prepared trees are made anew.
+_HUMAN_RULES = "metadata-1"
+
+
+def strip_metadata(old: str, new: str) -> tuple[str, list[str]]:
+    """``new`` with every change that only touches version or metadata assignments (and
+    blank lines beside them) reverted to ``old``; the new lines that were left out."""
+    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    kept: list[str] = []
+    omitted: list[str] = []
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        changed = [*a[i1:i2], *b[j1:j2]]
+        if tag != "equal" and any(_METADATA.match(x) for x in changed) and \
+                all(_METADATA.match(x) or not x.strip() for x in changed):
+            kept += a[i1:i2]
+            omitted += [x.rstrip("\n") for x in b[j1:j2] if x.strip()]
+        else:
+            kept += b[j1:j2]
+    return "".join(kept), omitted
+
+
+def tree_diff(old_tree: Path, new_tree: Path, package: str) -> tuple[str, list[str]]:
     """The source diff of the package between two trees (tests, docs and the rest of the
-    archive left out; files that are not UTF-8 text are skipped)."""
+    archive left out; files that are not UTF-8 text are skipped; version and metadata
+    assignments left out: :func:`strip_metadata`), and the lines left out
+    (``path: line``)."""
     old, new = source_files(old_tree, package), source_files(new_tree, package)
     parts = []
+    omitted: list[str] = []
     for rel in sorted(set(old) | set(new)):
         a = _text(old[rel]) if rel in old else None
         b = _text(new[rel]) if rel in new else None
         if (rel in old and a is None) or (rel in new and b is None):
             continue
+        if a is not None and b is not None:
+            b, left_out = strip_metadata(a, b)
+            omitted += [f"{rel}: {line.strip()}" for line in left_out]
         if a != b:
             parts.append(file_diff(rel, a, b))
-    return "".join(parts)
+    return "".join(parts), omitted
 
 
 # -- venvs ----------------------------------------------------------------------------------------
@@ -217,19 +255,27 @@ def make_venv(root: Path, sha: str, requirement: str, requirements: list[str]) -
 
 @dataclass(frozen=True)
 class Prepared:
-    """Where a task's versions are on this machine."""
+    """Where a task's versions are on this machine.  The human patch runs in the baseline's
+    venv, as any agent's patch does: the human arm is the human patch as a candidate."""
 
     baseline_tree: Path
     human_tree: Path
     human_patch: Path
     baseline_python: Path
-    human_python: Path
     import_root: str        # "src" or "" (relative to a tree)
     package_path: str       # "src/packaging", "idna" or "six.py"
+    main_tree: Path | None = None   # the baseline tree with the later release's source
+
+    @property
+    def omitted(self) -> list[str]:
+        """The version and metadata lines left out of the human patch."""
+        path = self.human_patch.with_name("omitted.json")
+        return list(json.loads(path.read_text())) if path.is_file() else []
 
 
 def _human_key(base_sha: str, human_sha: str | None, patch_text: str | None) -> str:
-    return _key(base_sha, human_sha or "", hashlib.sha256((patch_text or "").encode()).hexdigest())
+    return _key(base_sha, human_sha or "", hashlib.sha256((patch_text or "").encode()).hexdigest(),
+                _HUMAN_RULES if human_sha else "")
 
 
 def human_patch_text(payload: PerfPayload, task_dir: Path | None) -> str | None:
@@ -258,31 +304,44 @@ def prepare(payload: PerfPayload, config: Config, task_dir: Path | None) -> Prep
                   payload.test_requirements)
         human_sha = None
         patch_text = human_patch_text(payload, task_dir)
+        omitted: list[str] = []
         if payload.human is not None:
             human_sha, human_release, _ = fetch_tree(config, payload, payload.human)
-            make_venv(root, human_sha, f"{payload.package}=={payload.human}",
-                      payload.test_requirements)
-            patch_text = tree_diff(base_tree, human_release, package)
-        (root / "human").mkdir(exist_ok=True)
-        folder = root / "human" / _human_key(base_sha, human_sha,
-                                             human_patch_text(payload, task_dir))
-        if not (folder / "tree").is_dir():
-            from kbtool_plugins.perf.patching import apply_patch
-
-            assert patch_text is not None
-            staged = Path(tempfile.mkdtemp(dir=root / "human", prefix=".tmp-"))
-            try:
-                copy_tree(base_tree, staged / "tree")
-                applied = apply_patch(patch_text, staged / "tree")
-                if applied.error:
-                    raise RunError(f"the human patch of {payload.package} does not apply to "
-                                   f"{payload.baseline}: {applied.error}")
-                _compile(staged / "tree")
-                (staged / "human.diff").write_text(patch_text)
-                staged.rename(folder)
-            finally:
-                shutil.rmtree(staged, ignore_errors=True)
+            patch_text, omitted = tree_diff(base_tree, human_release, package)
+        assert patch_text is not None
+        _patched_tree(root / "human" / _human_key(base_sha, human_sha,
+                                                  human_patch_text(payload, task_dir)),
+                      base_tree, patch_text, omitted, f"the human patch of {payload.package}")
+        if payload.main is not None:
+            main_sha, main_release, _ = fetch_tree(config, payload, payload.main)
+            main_patch, omitted = tree_diff(base_tree, main_release, package)
+            _patched_tree(root / "human" / _human_key(base_sha, main_sha, None), base_tree,
+                          main_patch, omitted, f"{payload.package} {payload.main}")
     return locate(payload, config, task_dir)
+
+
+def _patched_tree(folder: Path, base_tree: Path, patch_text: str, omitted: list[str],
+                  what: str) -> None:
+    """``folder/tree``: a compiled copy of ``base_tree`` with ``patch_text`` applied (the
+    human patch, or the later release's source as one), made once."""
+    from kbtool_plugins.perf.patching import apply_patch
+
+    if (folder / "tree").is_dir():
+        return
+    folder.parent.mkdir(exist_ok=True)
+    staged = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+    try:
+        copy_tree(base_tree, staged / "tree")
+        applied = apply_patch(patch_text, staged / "tree")
+        if applied.error:
+            raise RunError(f"{what} does not apply to {base_tree.parent.name}: "
+                           f"{applied.error}")
+        _compile(staged / "tree")
+        (staged / "human.diff").write_text(patch_text)
+        (staged / "omitted.json").write_text(json.dumps(omitted))
+        staged.rename(folder)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
 
 
 def locate(payload: PerfPayload, config: Config, task_dir: Path | None) -> Prepared:
@@ -298,12 +357,16 @@ def locate(payload: PerfPayload, config: Config, task_dir: Path | None) -> Prepa
     human_sha = human[0] if human else None
     folder = root / "human" / _human_key(base_sha, human_sha, human_patch_text(payload, task_dir))
     base_venv = root / "venvs" / venv_key(base_sha, payload.test_requirements)
-    human_venv = (root / "venvs" / venv_key(human_sha, payload.test_requirements)
-                  if human_sha else base_venv)
-    needed = [folder / "tree", folder / "human.diff", base_venv / ".kbtool-ready",
-              human_venv / ".kbtool-ready"]
+    needed = [folder / "tree", folder / "human.diff", base_venv / ".kbtool-ready"]
+    main_tree = None
+    if payload.main is not None:
+        main = find_tree(config, payload, payload.main)
+        if main is None:
+            raise TaskRefused(hint)
+        main_tree = root / "human" / _human_key(base_sha, main[0], None) / "tree"
+        needed.append(main_tree)
     if not all(p.exists() for p in needed):
         raise TaskRefused(hint)
     import_root, package = package_dir(base_tree, payload.module)
     return Prepared(base_tree, folder / "tree", folder / "human.diff",
-                    venv_python(base_venv), venv_python(human_venv), import_root, package)
+                    venv_python(base_venv), import_root, package, main_tree)

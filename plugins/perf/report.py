@@ -87,13 +87,19 @@ def perf_report(view: RunView) -> KindReport | None:
     ks = sorted({*K_VALUES, max((len(s["opt_base"]) for s in tasks.values()), default=1)})
     opt = {form: {str(k): opt_at_k(tasks, form, k) for k in ks}
            for form in ("opt_base", "opt_commit")}
+    # GSO's Opt@K assumes K attempts per task: past a task's candidates, its Opt@K stops
+    # growing, and the figure is Opt@(what it had).
+    short = {k: sorted(t for t, v in scored.items() if len(v["opt_base"]) < k) for k in ks}
+    caveats = [f"K={k} exceeds the candidates of {len(names)} of {len(scored)} scored tasks "
+               f"(fewest: {min(len(scored[t]['opt_base']) for t in names)}): their Opt@{k} "
+               "counts only the candidates they had" for k, names in short.items() if names]
     ratios = [s["speed_ratio"] for s in scored.values()
               if isinstance(s["speed_ratio"], (int, float)) and s["speed_ratio"] > 0]
     hmean = statistics.harmonic_mean(ratios) if ratios else None
     data = {
         "tasks": tasks, "opt_at_k": opt, "scored_tasks": len(scored),
         "uncalibrated": uncalibrated,
-        "speed_ratio_hmean": hmean,
+        "speed_ratio_hmean": hmean, "caveats": caveats,
         "note": "uncalibrated tasks (the human release was not significantly faster than the "
                 "baseline in their evaluations here) are left out of opt_at_k and the speed "
                 "ratio",
@@ -107,12 +113,14 @@ def perf_report(view: RunView) -> KindReport | None:
                         _interval(s["human_speedup"], s["human_speedup_ci"]),
                         _interval(s["agent_vs_human"], s["agent_vs_human_ci"]),
                         "yes" if s["best_significant"] else "no"] for t, s in tasks.items()])
-    rows = [[form, *[_share(opt[form][str(k)]) for k in ks]] for form in opt]
+    rows = [[form, *[_share(opt[form][str(k)]) + ("*" if short[k] else "") for k in ks]]
+            for form in opt]
     rows.append(["speed ratio (hmean)", _ratio(hmean),
                  *[""] * (len(ks) - 1)])
     scores = Table("opt_at_k", f"Opt@K over {len(scored)} calibrated tasks"
                    + (f" (left out, uncalibrated: {', '.join(uncalibrated)})"
-                      if uncalibrated else ""),
+                      if uncalibrated else "")
+                   + ("; * " + "; ".join(caveats) if caveats else ""),
                    ["metric", *[f"K={k}" for k in ks]], rows)
     return KindReport(kind="perf", data=data, tables=[three_way, scores],
                       plot=lambda folder: _plot(tasks, opt, folder))

@@ -7,20 +7,24 @@ library may write to):
 
 1. the runner imports the workload module and calls ``load()`` (imports the library), then
    sends ``{"loaded": true}``;
-2. the judge sends the seed (only now: nothing that ran at import time could know it); the
-   runner calls ``setup(seed)`` and sends ``{"ready": true}``;
+2. the judge sends ``{"seed": N, "params": {...}}`` (only now: nothing that ran at import
+   time could know them); the runner sets the module-level names in ``params`` (a hidden
+   workload's other sizes or vocabulary), calls ``setup(seed)`` and sends ``{"ready": true}``;
 3. the judge sends ``go`` and starts its clock; the runner calls ``experiment(api, data)``
    and ``store_result(...)`` and sends ``{"result": ...}``; the judge stops its clock when
    that line has arrived.
 
 The judge keeps the time; this process keeps none (a library that patches the clocks here
-changes nothing).  An exception leaves a traceback on stderr and a non-zero exit.
+changes nothing).  An exception in a step is reported as ``{"error": {"stage": ...,
+"message": ...}}`` (a task author's mistake reads as one line: ``store_result`` returned
+something JSON cannot hold), with its traceback on stderr, and the process exits with 1.
 """
 
 import importlib.util
 import json
 import os
 import sys
+import traceback
 
 
 def main() -> None:
@@ -33,18 +37,35 @@ def main() -> None:
         results.write(dumps(message) + "\n")
         results.flush()
 
-    sys.path.insert(0, root)
-    spec = importlib.util.spec_from_file_location("kbtool_perf_workload", workload)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    api = module.load()
-    send({"loaded": True})
-    seed = int(control.readline())
-    data = module.setup(seed)
-    send({"ready": True})
-    control.readline()  # go
-    send({"result": module.store_result(module.experiment(api, data))})
+    stage = "load"
+    try:
+        sys.path.insert(0, root)
+        spec = importlib.util.spec_from_file_location("kbtool_perf_workload", workload)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        api = module.load()
+        send({"loaded": True})
+        stage = "setup"
+        order = json.loads(control.readline())
+        for name, value in order["params"].items():
+            setattr(module, name, value)
+        data = module.setup(order["seed"])
+        send({"ready": True})
+        control.readline()  # go
+        stage = "experiment"
+        result = module.experiment(api, data)
+        stage = "store_result"
+        line = dumps({"result": module.store_result(result)})
+    except BaseException as exc:
+        traceback.print_exc()
+        message = f"{type(exc).__name__}: {exc}"
+        if stage == "store_result" and isinstance(exc, (TypeError, ValueError)):
+            message = f"it returned something JSON cannot hold ({message})"
+        send({"error": {"stage": stage, "message": message[:2000]}})
+        sys.exit(1)
+    results.write(line + "\n")
+    results.flush()
 
 
 if __name__ == "__main__":

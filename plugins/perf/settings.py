@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -23,10 +23,15 @@ class PerfSettings(Section):
     perf_engine: Literal["local", "podman", "apptainer"] = Field(
         "local", description="where the workloads and the package's tests run: kbtool's "
         "sandbox here, or a fresh container per run (the judge stays outside)")
+    clock: Literal["cpu", "wall"] = Field(
+        "cpu", description="what the verdict times: each run's CPU time inside its timed "
+        "region (read by the judge; a busy machine's descheduling leaves it, so intervals "
+        "narrow several times faster), or the judge's wall clock (the work waits for I/O); "
+        "both are reported")
     min_rounds: int = Field(8, ge=3, description="timing rounds before the interval may stop it")
     max_rounds: int = Field(30, ge=3, description="timing rounds at most")
     target_rel_ci: float = Field(
-        0.03, gt=0, description="stop when every ratio's interval is within +-this (log scale)")
+        0.05, gt=0, description="stop when every ratio's interval is within +-this (log scale)")
     max_timing_s: float = Field(
         120.0, gt=0, description="time cap of the interleaved timing (also kept within "
         "timeout_s)")
@@ -41,7 +46,13 @@ class PerfSettings(Section):
         0.3, gt=0, description="reject when the untimed phases (import, setup) grow by more "
         "than this share of the time the patch saves inside the timed region")
     moved_work_floor_ms: float = Field(
-        15.0, ge=0, description="... and by more than this many milliseconds")
+        15.0, ge=0, description="... and by more than this many milliseconds (both read "
+        "from the CPU time of the runs' untimed phases, as the lower end of an interval)")
+    overfit_ratio: float = Field(
+        1.15, gt=1, description="flag overfits_workload when the agent-vs-human ratio on the "
+        "visible workloads is significantly more than this times the one on hidden ones")
+    progress_s: float = Field(
+        10.0, ge=0, description="a progress line at most this often while timing (0: none)")
 
     def stop_rule(self) -> StopRule:
         return StopRule(min_rounds=self.min_rounds, max_rounds=max(self.max_rounds,
@@ -59,6 +70,9 @@ class Workload(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     file: str | None = Field(None, description="relative to the task file's folder")
     source: str | None = Field(None, description="the file's text (a packed task)")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="module-level names of the file replaced by these "
+        "(JSON) values before setup(seed): the same generator with other sizes or vocabularies")
 
     @model_validator(mode="after")
     def _one(self) -> Workload:
@@ -89,9 +103,14 @@ class PerfPayload(BaseModel):
     human_patch_file: str | None = Field(
         None, description="or the improvement as a patch file (relative to the task file)")
     human_patch: str | None = Field(None, description="the patch's text (a packed task)")
+    main: str | None = Field(None, description="a later release (GSO's main): timed beside "
+                             "the others for opt_main, its source applied as a patch")
     sha256: dict[str, str] = Field(default_factory=dict,
                                    description="version -> sha256 of its source archive")
-    workloads: list[Workload] = Field(min_length=1)
+    workloads: list[Workload] = Field(min_length=1, description="shown to the agent")
+    hidden_workloads: list[Workload] = Field(
+        default_factory=list, description="never shown to the agent: scored, and compared "
+        "with the visible ones (overfits_workload)")
     tests: list[str] = Field(default_factory=list,
                              description="pytest arguments, relative to the source tree")
     prompt_files: list[str] = Field(default_factory=list, description="source files shown to "
@@ -108,7 +127,28 @@ class PerfPayload(BaseModel):
             raise ValueError("a perf task needs human (a release) or human_patch_file")
         if self.human and (self.human_patch_file or self.human_patch):
             raise ValueError("give human (a release) or a human patch, not both")
+        names = [w.name for w in (*self.workloads, *self.hidden_workloads)]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"workload names must be distinct: {', '.join(twice)}")
         return self
+
+    def all_workloads(self) -> list[Workload]:
+        return [*self.workloads, *self.hidden_workloads]
+
+
+Outcome = Literal[
+    "empty_patch",            # nothing to apply: the baseline itself (status ok)
+    "does_not_apply",         # no rung of the ladder applied it (compile_error)
+    "does_not_compile",       # applied; a changed module has a syntax error (compile_error)
+    "refused",                # changes what it may not, or adds forbidden code (rejected)
+    "wrong_results",          # a workload's results differ from the baseline's (incorrect)
+    "tests_failed",           # the package's own tests fail (incorrect)
+    "run_failed",             # a run of the patched code raised or died (runtime_error)
+    "timed_out",              # a run or the tests ran out of time (timeout)
+    "rejected",               # broke a rule at run time: moved work, files, processes
+    "timed",                  # correct and timed (status ok)
+]
 
 
 class Interval(BaseModel):
@@ -134,6 +174,21 @@ class WorkloadResult(BaseModel):
     agent_vs_human_ci: list[float]
     significant: bool
     mann_whitney_p: float = Field(description="one-sided, unpaired (SWE-Perf's test)")
+    hidden: bool = Field(False, description="a hidden workload (never shown to the agent)")
+
+
+class MeanStats(BaseModel):
+    """GSO's summary of per-workload speedups (``opt_stats``): the ratio of the arithmetic
+    mean times, the geometric mean, its geometric standard deviation, the harmonic mean and
+    the share of workloads slowed down."""
+
+    model_config = ConfigDict(extra="forbid")
+    am: float = Field(description="mean time of the reference / mean time of the candidate")
+    gm: float = Field(description="geometric mean of the per-workload speedups")
+    gsd: float | None = Field(description="geometric standard deviation (ddof=1; null for one "
+                              "workload)")
+    hm: float = Field(description="harmonic mean of the per-workload speedups")
+    slowed: float = Field(description="share of workloads whose speedup is below 1")
 
 
 class PerfDetails(BaseModel):
@@ -150,12 +205,42 @@ class PerfDetails(BaseModel):
                              "than the baseline in this very measurement")
     opt_base: bool = Field(False, description="GSO: geomean speedup >= threshold, significant")
     opt_commit: bool = Field(False, description="GSO: opt_base and hmean vs human > threshold")
+    opt_main: bool | None = Field(None, description="GSO: opt_base and hmean vs the task's "
+                                  "main release > threshold (null: the task names no main, "
+                                  "or main's results differ)")
+    main_speedup: float | None = Field(None, description="baseline / main time (scored "
+                                       "workloads)")
+    outcome: Outcome | None = Field(None, description="what became of the patch, finer than "
+                                    "status (GSO's report flags)")
+    verdict: Literal["faster", "slower", "inconclusive"] | None = Field(
+        None, description="the speedup's interval above 1, below 1, or across it")
+    scored_on: Literal["hidden", "visible"] | None = Field(
+        None, description="the workloads speedup, opt_base and opt_commit come from: the "
+        "hidden ones when the task has any")
+    clock: str | None = Field(None, description="cpu or wall: what the ratios time")
+    wall_speedup: float | None = Field(None, description="the speedup on the judge's wall "
+                                       "clock (with clock=cpu: a cross-check)")
+    wall_speedup_ci: list[float] | None = None
+    visible_speedup: float | None = Field(None, description="geomean speedup on the visible "
+                                          "workloads")
+    visible_speedup_ci: list[float] | None = None
+    hidden_speedup: float | None = Field(None, description="... on the hidden workloads")
+    hidden_speedup_ci: list[float] | None = None
+    overfit: float | None = Field(None, description="agent-vs-human on the visible workloads "
+                                  "over agent-vs-human on the hidden ones (1: no overfitting)")
+    overfit_ci: list[float] | None = None
+    gso: dict[str, MeanStats] = Field(
+        default_factory=dict, description="patch_base, commit_base, patch_commit (and "
+        "patch_main): GSO's mean speedups over the scored workloads")
     workloads: list[WorkloadResult] = Field(default_factory=list)
     rounds: int = 0
     stop_reason: str | None = None
     patch_method: str | None = Field(None, description="the rung of the ladder that applied")
     patch_files: list[str] = Field(default_factory=list)
     tests: str | None = Field(None, description="the package's tests: a summary line")
+    tests_passed: int | None = None
+    tests_failed: int | None = Field(None, description="failed and errors")
+    test_pass_rate: float | None = Field(None, description="passed / (passed + failed)")
     moved_out_ms: float | None = Field(
         None, description="agent's extra ms in the untimed phases (import, setup), vs the "
         "baseline's")

@@ -47,7 +47,7 @@ class PerfSource:
         folders = [builtin_dir()]
         extra = config.section(PerfSettings).perf_tasks_dir
         if extra is not None:
-            extra = extra.expanduser()
+            extra = extra.expanduser().resolve()  # checks run in another folder
             if not extra.is_dir():
                 raise UsageError(f"perf_tasks_dir {extra} is not a folder")
             folders.append(extra)

@@ -204,6 +204,48 @@ class RepoKind(TaskKind):
                                                     f"cache {config.cache_dir}")
         return {**base, **verdict(result)}
 
+    def audit(self, task: Task, config: Config, timer: Timer,
+              report: Reporter) -> dict[str, Any]:
+        """``kbtool tasks check``: the pristine method passes the item's tests (the default),
+        the item's fields agree with the pristine file, and the tests fail without the
+        method (a stub that raises) and, for a repair, with the buggy method."""
+        import hashlib
+
+        from kbtool.task.model import TaskAudit
+
+        found = TaskAudit.model_validate(super().audit(task, config, timer, report))
+        item = item_of(task)
+        lines = item.file_text.splitlines(keepends=True)
+        if hashlib.sha256(item.file_text.encode()).hexdigest() != item.file_sha256:
+            found.problems.append("file_sha256 is not the SHA-256 of file_text")
+        repo = repository.find(item.spec, config.cache_dir)
+        pristine = repo.src / item.file_path if repo is not None else None
+        if pristine is not None and (not pristine.is_file() or
+                                     pristine.read_text() != item.file_text):
+            found.problems.append(f"file_text is not {item.file_path} of {item.spec.requirement}")
+        if not item.decorator_line <= item.start_line < item.body_start_line <= item.end_line \
+                <= len(lines):
+            found.problems.append("the line numbers are out of order or past the file's end")
+        elif "".join(lines[item.decorator_line - 1:item.end_line]).rstrip() != \
+                item.original.rstrip() or f"def {item.method_name}" not in \
+                lines[item.start_line - 1]:
+            found.problems.append(f"lines {item.decorator_line}-{item.end_line} of the file are "
+                                  f"not the method {item.method_name} (original)")
+        stub = f"{item.indent}    raise NotImplementedError\n"
+        tries = {"a stub that raises": stub if item.task == "completion"
+                 else f"{item.declaration.rstrip()}\n{stub}"}
+        if item.task == "repair" and item.buggy_method:
+            tries["the buggy method"] = item.buggy_method
+        for index, (name, text) in enumerate(tries.items()):
+            status = self.check_in_folder(task, text, f"audit-{index}", config, timer,
+                                          report).get("status")
+            if status == "ok":
+                found.problems.append(f"the item's tests pass with {name} in place of the "
+                                      "method: choose tests that exercise it")
+            else:
+                found.checked.append(f"the item's tests fail with {name} ({status})")
+        return found.model_dump()
+
 
 def run_tests(engine: str, repo: repository.Repository, request: RunRequest,
               limits: RunLimits, scratch: Path) -> RunResult:

@@ -122,6 +122,7 @@ def test_a_run_in_a_container_reaches_only_its_scratch(engine: ContainerEngine) 
         run = judge.run(version, workload, seed=7)
         return {"seen": run.result, "times": [run.experiment_ms, run.load_ms, run.setup_ms,
                                              run.cpu_ms, run.lifetime_ms],
+                "cpu": [run.untimed_cpu_ms, run.experiment_cpu_ms],
                 "written": (base / "tree" / "probe.txt").exists(),
                 "left": os.listdir(base / "scratch" / "runs")}
 
@@ -136,6 +137,9 @@ def test_a_run_in_a_container_reaches_only_its_scratch(engine: ContainerEngine) 
     experiment, load, setup, cpu, lifetime = found["times"]
     assert experiment > 0 and load > 0 and setup >= 0 and cpu > 0
     assert lifetime > experiment + load
+    # The launcher read the run's CPU clock when it passed `go` on (the judge cannot).
+    untimed_cpu, experiment_cpu = found["cpu"]
+    assert 0 < untimed_cpu < cpu and experiment_cpu >= 0
 
 
 def test_a_run_that_leaves_a_process_or_dies_is_caught(engine: ContainerEngine) -> None:

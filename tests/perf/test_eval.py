@@ -57,8 +57,12 @@ def test_eval_the_human_patch_as_a_candidate(perf_cache: Path, tmp_path: Path) -
     patch = tmp_path / "human.diff"
     patch.write_text(json.loads(shown.stdout)["human_patch"])
     proc = run_kbtool("eval", TASK, "--solution", str(patch), "--json", f"cache_dir={perf_cache}",
-                      "perf.min_rounds=4", "perf.max_rounds=4", "perf.equivalence_seeds=1")
+                      "perf.min_rounds=4", "perf.max_rounds=4", "perf.equivalence_seeds=1",
+                      "perf.progress_s=0.001")
     assert proc.returncode == 0, proc.stderr
+    # A line per round on stderr while it times (a terminal, a batch job's log).
+    assert f"kbtool: {TASK}: timing round 3 (at most 4): speedup " in proc.stderr, proc.stderr
+    assert f"kbtool: {TASK}: timing 4 rounds, max_rounds" in proc.stderr, proc.stderr
     result = json.loads(proc.stdout)
     assert result["status"] == "ok" and result["correct"] is True, result["error"]
     assert result["error"] is None and isinstance(result["flags"], list) and result["env"]
@@ -67,7 +71,17 @@ def test_eval_the_human_patch_as_a_candidate(perf_cache: Path, tmp_path: Path) -
     assert result["human_speedup"] > 1.2 and 0.6 < result["agent_vs_human"] < 1.6
     assert isinstance(result["significant"], bool) and isinstance(result["calibrated"], bool)
     assert result["patch_method"] == "git apply" and result["tests"].endswith("s")
+    assert result["tests_passed"] > 0 and result["test_pass_rate"] == 1.0
     assert result["workloads"][0]["name"] == "canonicalize_names"
+    # The score is the hidden workload's; the human patch is no overfit of the visible one.
+    assert result["scored_on"] == "hidden" and result["workloads"][1]["hidden"] is True
+    assert "overfits_workload" not in result["flags"] and result["overfit"] < 1.15
+    assert result["outcome"] == "timed" and result["verdict"] in ("faster", "inconclusive")
+    stats = result["gso"]["patch_base"]
+    assert stats["gm"] > 1.2 and stats["slowed"] == 0 and stats["gsd"] is None
+    assert set(result["gso"]) == {"patch_base", "commit_base", "patch_commit"}
+    # One source of truth for noise: the core field, the flag and the machine's account.
+    assert result["noisy"] == ("noisy" in result["flags"]) and result["noise"]["cpus"] >= 1
 
 
 def test_eval_bad_input_is_one_line(perf_cache: Path, tmp_path: Path) -> None:
@@ -90,6 +104,7 @@ def test_the_null_patch(perf_evaluator: Evaluator, canonicalize_task: Task,
     assert result.status.value == "ok", result.error
     extra = result.model_extra or {}
     assert extra["patch_method"] == "empty" and extra["patch_files"] == []
+    assert extra["outcome"] == "empty_patch" and extra["opt_base"] is False
     assert result.speedup_ci is not None and result.speedup_ci[0] < 1.25
     assert 0.7 < (result.speedup or 0) < 1.4
     assert extra["moved_out_ms"] is None or extra["moved_out_ms"] < 30
@@ -113,7 +128,7 @@ def test_a_wrong_patch_is_incorrect_on_fresh_inputs(perf_evaluator: Evaluator,
     result = evaluate(perf_evaluator, canonicalize_task,
                       utils_patch(baseline_file, OLD_BODY, wrong), tmp_path)
     assert result.status.value == "incorrect" and "fresh inputs" in (result.error or "")
-    assert result.speedup is None
+    assert result.speedup is None and (result.model_extra or {})["outcome"] == "wrong_results"
 
 
 def test_a_patch_failing_the_package_tests_is_incorrect(
@@ -125,6 +140,9 @@ def test_a_patch_failing_the_package_tests_is_incorrect(
     result = evaluate(perf_evaluator, canonicalize_task, patch, tmp_path)
     assert result.status.value == "incorrect"
     assert "package's tests fail" in (result.error or ""), result.error
+    extra = result.model_extra or {}
+    assert extra["outcome"] == "tests_failed" and extra["tests_failed"] >= 1
+    assert extra["tests_passed"] > 0 and 0 < extra["test_pass_rate"] < 1
 
 
 def test_patches_that_do_not_apply_or_compile(perf_evaluator: Evaluator,
@@ -132,9 +150,11 @@ def test_patches_that_do_not_apply_or_compile(perf_evaluator: Evaluator,
                                               baseline_file: Callable[[str], str]) -> None:
     garbage = evaluate(perf_evaluator, canonicalize_task, "this is not a diff\n", tmp_path)
     assert garbage.status.value == "compile_error" and "does not apply" in (garbage.error or "")
+    assert (garbage.model_extra or {})["outcome"] == "does_not_apply"
     syntax = evaluate(perf_evaluator, canonicalize_task,
                       utils_patch(baseline_file, OLD_BODY, "    value = (\n"), tmp_path)
     assert syntax.status.value == "compile_error" and "does not compile" in (syntax.error or "")
+    assert (syntax.model_extra or {})["outcome"] == "does_not_compile"
 
 
 def test_through_the_queue_a_worker_gives_the_same_fields(perf_cache: Path,
@@ -171,3 +191,37 @@ def test_through_the_queue_a_worker_gives_the_same_fields(perf_cache: Path,
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(30)
+
+
+def test_a_task_with_a_main_release_scores_opt_main(perf_evaluator: Evaluator,
+                                                     perf_config: Config, tmp_path: Path,
+                                                     baseline_file: Callable[[str], str]) -> None:
+    """GSO's opt_main: a later release (``main``) timed as a fourth arm; the agent against
+    it on the scored workloads."""
+    task = catalog.resolve("perf/canonicalize-with-main", perf_config)
+    result = evaluate(perf_evaluator, task, utils_patch(baseline_file, OLD_BODY, FAST_BODY),
+                      tmp_path)
+    assert result.status.value == "ok", result.error
+    extra = result.model_extra or {}
+    assert isinstance(extra["opt_main"], bool) and extra["main_speedup"] > 1.2
+    assert set(extra["gso"]) == {"patch_base", "commit_base", "patch_commit", "patch_main"}
+    null = evaluate(perf_evaluator, canonicalize_task_of(perf_config), "", tmp_path)
+    assert (null.model_extra or {})["opt_main"] is None  # no main named: not scored
+
+
+def canonicalize_task_of(config: Config) -> Task:
+    return catalog.resolve(TASK, config)
+
+
+def test_a_slower_patch_is_called_slower(perf_evaluator: Evaluator, canonicalize_task: Task,
+                                         tmp_path: Path,
+                                         baseline_file: Callable[[str], str]) -> None:
+    """Correct, and four times the work: the interval lies below 1."""
+    slow = OLD_BODY + "".join("    value = _canonicalize_regex.sub(\"-\", name).lower()\n"
+                              for _ in range(3))
+    result = evaluate(perf_evaluator, canonicalize_task, utils_patch(baseline_file, OLD_BODY,
+                                                                     slow), tmp_path)
+    assert result.status.value == "ok", result.error
+    extra = result.model_extra or {}
+    assert extra["verdict"] == "slower" and result.significant is False, result.speedup_ci
+    assert extra["gso"]["patch_base"]["slowed"] == 1.0

@@ -99,8 +99,32 @@ def test_the_human_patch_is_the_package_source_diff(tree: Path, tmp_path: Path) 
     (new / "README").write_text("docs are left out\n")
     (new / "src/pkg/extra.py").write_text("y = 2")  # no final newline
     assert package_dir(tree, "pkg") == ("src", "src/pkg")
-    diff = tree_diff(tree, new, "src/pkg")
-    assert "x + 100" in diff and "changed" not in diff and "docs" not in diff
+    diff, omitted = tree_diff(tree, new, "src/pkg")
+    assert "x + 100" in diff and "changed" not in diff and "docs" not in diff and not omitted
     assert "new file mode" in diff and "\\ No newline at end of file" in diff
     assert apply_patch(diff, tree).method == "git apply"
     assert (tree / "src/pkg/extra.py").read_text() == "y = 2"
+
+
+def test_the_human_patch_leaves_out_version_and_metadata_lines(tree: Path,
+                                                                tmp_path: Path) -> None:
+    """A release bumps ``__version__``; the package's own test of its version against the
+    installed metadata then fails in the baseline's venv, so such lines are left out of the
+    human patch (alone or beside the improvement), and said so."""
+    (tree / "src/pkg/__init__.py").write_text('"""pkg."""\n\n__version__ = "1.0"\n'
+                                              '__author__ = "A"\n\nfrom .core import f1\n')
+    (tree / "src/pkg/_version.py").write_text("version = '1.0'\n__version_tuple__ = (1, 0)\n")
+    new = tmp_path / "new"
+    shutil.copytree(tree, new)
+    (new / "src/pkg/__init__.py").write_text('"""pkg."""\n\n__version__ = "1.1"\n'
+                                             '__author__ = "A"\n\nfrom .core import f1, f2\n')
+    (new / "src/pkg/_version.py").write_text("version = '1.1'\n__version_tuple__ = (1, 1)\n")
+    (new / "src/pkg/core.py").write_text(SOURCE.replace("x + 1\n", "x + 100\n"))
+    diff, omitted = tree_diff(tree, new, "src/pkg")
+    assert "1.1" not in diff and "_version.py" not in diff
+    assert "x + 100" in diff and "from .core import f1, f2" in diff
+    assert omitted == ['src/pkg/__init__.py: __version__ = "1.1"',
+                       "src/pkg/_version.py: version = '1.1'",
+                       "src/pkg/_version.py: __version_tuple__ = (1, 1)"]
+    assert apply_patch(diff, tree).method == "git apply"
+    assert '__version__ = "1.0"' in (tree / "src/pkg/__init__.py").read_text()

@@ -4,6 +4,7 @@ Several get past the static checks on purpose, to show the run-time checks behin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from kbtool.config import Config
 from kbtool.evaluation.evaluator import Evaluator
 from kbtool.task import catalog
 from kbtool.task.model import Task
+from kbtool_plugins.perf.judge import load_workload
 from kbtool_plugins.perf.releases import file_diff
 from tests.perf.conftest import UTILS, edit
 from tests.perf.test_eval import OLD_BODY, evaluate, utils_patch
@@ -101,3 +103,46 @@ def test_work_moved_to_import_time_is_rejected(perf_evaluator: Evaluator, perf_c
     else:
         assert result.status.value == "rejected", result.error
         assert "work moved out of the timed region" in (result.error or "")
+
+
+def test_a_patch_fitted_to_the_visible_workload_is_flagged_and_scored_on_hidden(
+        perf_evaluator: Evaluator, perf_config: Config,
+        baseline_file: Callable[[str], str], tmp_path: Path) -> None:
+    """The prompt shows the workload's generator; a table of its vocabulary's canonical
+    forms makes the visible workload fast and leaves the hidden one (another vocabulary,
+    never shown) as slow as before: flagged overfits_workload, and the score is the hidden
+    workload's, no gain."""
+    task = catalog.resolve("perf/vocabulary", perf_config)
+    module = load_workload(Path(str(task.path)).with_name("vocabulary.py"))
+    table = {w: re.sub(r"[-_.]+", "-", w).lower() for w in module.WORDS}
+    text = baseline_file(UTILS)
+    text = edit(text, IMPORTS, IMPORTS + f"_SEEN = {table!r}\n")
+    text = edit(text, OLD_BODY, "    value = _SEEN.get(name)\n    if value is not None:\n"
+                "        return value  # type: ignore[return-value]\n" + OLD_BODY)
+    patch = file_diff(UTILS, baseline_file(UTILS), text)
+    config = perf_config.with_section(perf_config.section(
+        catalog.kind_of(task).settings_model).model_copy(  # type: ignore[union-attr]
+        update={"min_rounds": 6, "max_rounds": 6}))
+    result = evaluate(perf_evaluator, task, patch, tmp_path, config)
+    assert result.status.value == "ok", result.error
+    extra = result.model_extra or {}
+    assert "overfits_workload" in result.flags, (extra["overfit"], extra["overfit_ci"])
+    assert extra["visible_speedup"] > 2 * (extra["hidden_speedup"] or 0), extra
+    assert extra["scored_on"] == "hidden" and result.speedup == extra["hidden_speedup"]
+    assert not extra["opt_base"] and not extra["opt_commit"]
+
+
+def test_an_honest_patch_whose_import_is_slow_on_the_clock_is_not_rejected(
+        perf_evaluator: Evaluator, canonicalize_task: Task,
+        baseline_file: Callable[[str], str], tmp_path: Path) -> None:
+    """Moved work is decided on CPU time, not on the untimed phases' wall time, which other
+    load (here: a sleep at import, as a busy machine would stretch it) makes longer without
+    any work moved: the honest patch stays ok (the wall-time rule rejected it)."""
+    text = baseline_file(UTILS)
+    text = edit(text, IMPORTS, IMPORTS + "import time as _time\n_time.sleep(0.3)\n")
+    text = edit(text, OLD_BODY, '    value = name.lower().replace("_", "-").replace(".", "-")\n'
+                '    while "--" in value:\n        value = value.replace("--", "-")\n')
+    result = evaluate(perf_evaluator, canonicalize_task, file_diff(UTILS, baseline_file(UTILS),
+                                                                   text), tmp_path)
+    assert result.status.value == "ok", result.error
+    assert ((result.model_extra or {})["moved_out_ms"] or 0) < 15

@@ -67,6 +67,10 @@ def test_opt_at_k_speed_ratio_and_calibration(tmp_path: Path) -> None:
     three_way = {row[0]: row for row in section.tables[0].rows}
     assert three_way["perf/d"][2] == "NO" and three_way["perf/a"][2] == "yes"
     assert "left out, uncalibrated: perf/d" in section.tables[1].title
+    # K past the candidates a task had: a caveat, and the cells marked.
+    assert data["caveats"][0].startswith("K=3 exceeds the candidates of 2 of 3 scored tasks "
+                                         "(fewest: 1)")
+    assert section.tables[1].rows[0][2].endswith("*") and "*" in section.tables[1].title
     assert section.plot is not None
     written = section.plot(tmp_path / "plots")
     assert {p.name for p in written} >= {"perf_speedups.png", "perf_opt_at_k.png"}
