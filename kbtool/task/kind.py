@@ -82,6 +82,9 @@ class TaskKind:
     templates: ClassVar[Path | None] = None
     #: Modules the warm evaluation process imports once, so no check pays for them.
     preload: ClassVar[tuple[str, ...]] = ()
+    #: The columns a data set's rows must have to hold tasks of this kind (the ``hf``
+    #: source, docs/datasets.md); empty: the kind reads no data sets.
+    row_columns: ClassVar[tuple[str, ...]] = ()
 
     # -- parent side ----------------------------------------------------------------------
     def payload(self, task: Task) -> BaseModel | dict[str, Any]:
@@ -97,6 +100,13 @@ class TaskKind:
         """A task defined by one file (``kbtool eval path/to/file``), if this kind reads such
         files; None otherwise."""
         return None
+
+    def tasks_from_rows(self, rows: list[dict[str, Any]], source: str,
+                        config: Config) -> list[Task]:
+        """The tasks a data set's rows hold (each row has ``row_columns``, maybe more), with
+        ids under ``source``; raise ``UsageError`` naming the first row that holds no valid
+        task.  Kinds with ``row_columns`` implement it."""
+        raise NotImplementedError(f"task kind {self.name!r} reads no data sets")
 
     def pack(self, task: Task) -> Task:
         """The task made self-contained, to be sent to a worker that cannot read this

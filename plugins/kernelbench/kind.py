@@ -42,6 +42,7 @@ from kbtool_plugins.kernelbench.settings import (
     KernelBenchSettings,
 )
 from kbtool_plugins.kernelbench.shrink import Measure, shrink
+from kbtool_plugins.kernelbench.sources import ROW_COLUMNS, tasks_from_rows
 
 TEMPLATES = Path(str(importlib.resources.files("kbtool_templates"))) / "kernelbench"
 
@@ -134,6 +135,7 @@ class KernelBenchKind(TaskKind):
     # Imported once by the warm process: torch itself, and torch._dynamo, which replaces
     # torch functions when imported lazily (the guards would take that for patching).
     preload = ("torch", "torch._dynamo")
+    row_columns = ROW_COLUMNS
 
     # -- parent side ----------------------------------------------------------------------
     def task_from_file(self, path: Path) -> Task | None:
@@ -141,6 +143,10 @@ class KernelBenchKind(TaskKind):
             return None
         return Task(id=f"file/{path.stem}", source="file", name=path.stem, kind=self.name,
                     path=path, number=task_number(path.stem))
+
+    def tasks_from_rows(self, rows: list[dict[str, Any]], source: str,
+                        config: Config) -> list[Task]:
+        return tasks_from_rows(rows, source, config.cache_dir)
 
     def pack(self, task: Task) -> Task:
         return task.model_copy(update={"payload": {"problem": raw_source(task)}, "path": None})
