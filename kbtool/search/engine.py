@@ -188,7 +188,7 @@ class SearchContext:
                              speedup=result.speedup, speedup_ci=result.speedup_ci,
                              noisy=result.noisy, flags=result.flags,
                              path=self.store.layout.relative(path),
-                             details=dict(result.model_extra or {})))
+                             details=dict(result.model_extra or {}), env=result.env))
         return result
 
     # -- one chain: prompt -> reply -> candidate -> evaluation -> fix ... -------------------

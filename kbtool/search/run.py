@@ -26,6 +26,7 @@ from kbtool.runs.events import (
     TaskStarted,
 )
 from kbtool.runs.layout import RunLayout
+from kbtool.runs.provenance import task_hash
 from kbtool.runs.store import RunStore
 from kbtool.runs.summary import RunSummary
 from kbtool.search.engine import SearchContext, make_provider, task_summary
@@ -67,11 +68,16 @@ def start(config: Config, words: list[str]) -> RunSummary | dict[str, Any]:
     run_dir = config.run_dir or default_run_dir(config)
     config = config.model_copy(update={"run_dir": run_dir})
     registry.STRATEGIES.get(config.strategy)
+    if config.tracker and not config.dry_run:
+        from kbtool.tracking.session import RunTrackers
+
+        RunTrackers.check(config)  # before the run directory is made
     store = RunStore(run_dir)
     store.save_config(config)
     write_atomic(store.layout.tasks, json.dumps(
         [{"id": t.id, "path": str(t.path), "kind": t.kind,
-          "labels": catalog.kind_of(t).labels(t)} for t in tasks], indent=1))
+          "labels": catalog.kind_of(t).labels(t), "hash": task_hash(t)} for t in tasks],
+        indent=1))
     return _execute(config, store, tasks, resumed=False)
 
 
@@ -98,6 +104,13 @@ def _execute(config: Config, store: RunStore, tasks: list[Task],
         provider = servers.router(config, [t.id for t in tasks])
     display = RunDisplay(len(tasks), plan_calls(config, tasks), enabled=not config.dry_run)
     store.subscribe(display.event)
+    trackers = None
+    if config.tracker and not config.dry_run:
+        from kbtool.tracking.session import RunTrackers
+
+        trackers = RunTrackers(config, store, tasks)
+        trackers.start(resumed)
+        store.subscribe(trackers.event)
     pool = make_backend(config)
     try:
         if servers is not None and not config.dry_run:
@@ -135,8 +148,13 @@ def _execute(config: Config, store: RunStore, tasks: list[Task],
                                     next(iter(modes)) if len(modes) == 1 else None)
             store.emit(RunFinished(status=status))
             display.close()
+            if trackers is not None:
+                trackers.finish(status)
+                trackers = None
         return summary
     finally:
+        if trackers is not None:  # the run stopped before its search: close them
+            trackers.finish("failed")
         if servers is not None:
             servers.stop()
         pool.close()
