@@ -26,7 +26,7 @@ from kbtool.task.model import Task
 SOURCE = "hf"
 # Data files by suffix -> the datasets builder that reads them.
 BUILDERS = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv", ".json": "json",
-            ".jsonl": "json", ".txt": "text"}
+            ".jsonl": "json"}
 _SAVED = ("dataset_dict.json", "state.json")  # what save_to_disk writes
 
 
@@ -41,7 +41,7 @@ def _datasets() -> Any:
     except ImportError:
         raise UsageError("the hf source needs the datasets library: "
                          "pip install 'kbtool[hf]'") from None
-    datasets.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
     return datasets
 
 
@@ -146,7 +146,7 @@ def pick_kind(columns: list[str], wanted: str | None, spec: str) -> TaskKind:
              if kind.row_columns}
     if wanted is not None:
         if wanted not in kinds:
-            raise unknown("task kind", wanted, kinds, hint="one that reads data sets")
+            raise unknown("task kind", wanted, kinds)  # those that read data sets
         missing = [c for c in kinds[wanted].row_columns if c not in columns]
         if missing:
             raise UsageError(f"dataset={spec} lacks the columns {', '.join(missing)} that "

@@ -53,7 +53,8 @@ class WandbTracker(Tracker):
         self.run_name = run.name
         self.run = self.wandb.init(
             project=run.project, name=run.name, config=run.settings, job_type="kbtool-run",
-            tags=[f"{k}:{v}"[:64] for k, v in run.tags.items()],
+            tags=[f"{k}:{v}"[:64] for k, v in run.tags.items()] + (["resumed"] if run.resumed
+                                                                      else []),
             dir=None if os.environ.get("WANDB_DIR") else run.run_dir,
             settings=self.wandb.Settings(console="off", silent=True))
 

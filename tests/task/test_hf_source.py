@@ -152,7 +152,8 @@ def test_rows_that_hold_no_task_are_one_line_errors(tmp_path: Path) -> None:
         tasks_of(tmp_path, tampered)
     with pytest.raises(UsageError, match="lacks the columns code, level, name, problem_id"):
         tasks_of(tmp_path, tampered, dataset_kind="kernelbench")
-    with pytest.raises(UsageError, match="unknown task kind 'kernelbenc' .did you mean"):
+    with pytest.raises(UsageError, match=re.escape("unknown task kind 'kernelbenc' (did you "
+                                                   "mean 'kernelbench'?)")):
         tasks_of(tmp_path, tampered, dataset_kind="kernelbenc")
     with pytest.raises(UsageError, match="no such file or folder"):
         tasks_of(tmp_path, tmp_path / "missing")
