@@ -766,10 +766,9 @@ def main(run_dirs: list[Path], as_json: bool = False, csv_dir: Path | None = Non
         if target is not None and target.exists() and not target.is_dir():
             raise UsageError(f"{option} {target}: exists and is not a directory")
     runs = dict(zip(_labels(run_dirs), (load_run(Path(d)) for d in run_dirs), strict=True))
-    reports = {label: build_report(run) for label, run in runs.items()}
-    sections = {label: kind_reports(run) for label, run in runs.items()}
-    for label, found in sections.items():
-        reports[label]["kinds"] = _finite({s.kind: s.data for s in found})
+    made = {label: report_of(run) for label, run in runs.items()}
+    reports = {label: report for label, (report, _) in made.items()}
+    sections = {label: found for label, (_, found) in made.items()}
     if as_json:
         print(json.dumps(combined_json(reports), allow_nan=False))
     else:
@@ -803,10 +802,9 @@ def write_figures(reports: dict[str, dict[str, Any]], sections: dict[str, list[K
     return files
 
 
-def run_report(run_dir: Path) -> tuple[dict[str, Any], list[KindReport]]:
+def report_of(run: RunData) -> tuple[dict[str, Any], list[KindReport]]:
     """One run's report, its kinds' data included (the ``--json`` object), and the kinds'
     sections."""
-    run = load_run(run_dir)
     report = build_report(run)
     sections = kind_reports(run)
     report["kinds"] = _finite({s.kind: s.data for s in sections})

@@ -104,15 +104,16 @@ def _execute(config: Config, store: RunStore, tasks: list[Task],
         provider = servers.router(config, [t.id for t in tasks])
     display = RunDisplay(len(tasks), plan_calls(config, tasks), enabled=not config.dry_run)
     store.subscribe(display.event)
-    trackers = None
-    if config.tracker and not config.dry_run:
-        from kbtool.tracking.session import RunTrackers
-
-        trackers = RunTrackers(config, store, tasks)
-        trackers.start(resumed)
-        store.subscribe(trackers.event)
     pool = make_backend(config)
+    trackers = None
     try:
+        if config.tracker and not config.dry_run:
+            from kbtool.tracking.session import RunTrackers
+
+            opened = RunTrackers(config, store, tasks)
+            opened.start(resumed)  # closes what it opened if one fails
+            trackers = opened
+            store.subscribe(trackers.event)
         if servers is not None and not config.dry_run:
             servers.start()
         env = pool.env

@@ -130,9 +130,9 @@ class RunTrackers:
                     self._call(name, "finish", status)
 
     def _report_files(self, directory: Path) -> tuple[list[Path], dict[str, float]]:
-        from kbtool.report.build import run_report, write_figures
+        from kbtool.report.build import load_run, report_of, write_figures
 
-        report, sections = run_report(self.store.dir)
+        report, sections = report_of(load_run(self.store.dir))
         files = write_figures({str(self.store.dir): report}, {str(self.store.dir): sections},
                               directory / "figures")
         (directory / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False))
