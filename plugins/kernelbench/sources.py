@@ -83,8 +83,15 @@ class DirSource:
         return scan_problems(root, "dir")
 
 
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _integer(value: Any, column: str, where: str) -> int | None:
+    """A row's integer (1.0 from a CSV or JSON reader is 1), or None for an empty cell."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise UsageError(f"{where}: column {column!r} must be an integer, not {value!r}")
 
 
 def problem_file(cache_dir: Path, code: str, stem: str) -> Path:
@@ -114,10 +121,7 @@ def tasks_from_rows(rows: list[dict[str, Any]], source: str, cache_dir: Path) ->
         if not _FILE_STEM.match(stem):
             raise UsageError(f"{where}: name {name!r} is not a file name (letters, digits, "
                              "_ . + - and no folders)")
-        if level is not None and not _whole(level):
-            raise UsageError(f"{where}: column 'level' must be an integer, not {level!r}")
-        if number is not None and not _whole(number):
-            raise UsageError(f"{where}: column 'problem_id' must be an integer, not {number!r}")
+        level, number = _integer(level, "level", where), _integer(number, "problem_id", where)
         task_id = "/".join(str(p) for p in (source, level, stem) if p is not None)
         if task_id in seen:
             raise UsageError(f"{where}: task {task_id} is defined twice (two rows with one "

@@ -5,6 +5,7 @@ folders, single files, globs, a hub name from the local Hugging Face cache)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,17 @@ def test_a_problem_from_a_row_is_evaluated(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])
     assert result["task"] == "hf/1/2_ReLU" and result["status"] == "ok"
+
+
+def test_without_the_datasets_library_the_error_names_the_extra(tmp_path: Path) -> None:
+    """Where ``import datasets`` fails (a module of that name that raises ImportError, first
+    on the path), the source says which extra to install, in one line."""
+    shadow = tmp_path / "shadow" / "datasets"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('not installed')\n")
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(shadow.parent),
+                                                    os.environ.get("PYTHONPATH")) if p)}
+    proc = run_kbtool("tasks", "list", "source=hf", f"dataset={tmp_path}", env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("kbtool: error: the hf source needs the datasets library: "
+                                   "pip install 'kbtool[hf]'")
