@@ -14,6 +14,7 @@ from kbtool.cli import containers, eval, misc, report, run, serve, submit, tasks
 from kbtool.cli.app import app
 from kbtool.errors import KbtoolError
 from kbtool.plugin import manager
+from kbtool.util.envfile import load_env_file
 
 log = logging.getLogger("kbtool")
 
@@ -34,6 +35,7 @@ def main() -> None:
     from kbtool import log as logs
 
     logs.setup("-v" in sys.argv[1:2] or "--verbose" in sys.argv[1:2])
+    load_env_file()  # API keys from ./.env, before any plugin reads the environment
     manager.load_plugins()
     manager.call_each("register_commands", cli=app)
     try:

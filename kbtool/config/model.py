@@ -56,6 +56,11 @@ class Config(BaseModel):
     level: int | None = Field(None, description="task level to select")
     task_start: int | None = Field(None, description="first task number (inclusive)")
     task_end: int | None = Field(None, description="last task number (inclusive)")
+    dataset: str | None = Field(None, description="the hf source's data set: a hub name (from "
+                                "the local cache), a folder, or data files (docs/datasets.md)")
+    dataset_split: str | None = Field(None, description="the hf source's split (default: all)")
+    dataset_kind: str | None = Field(None, description="the task kind of the data set's rows "
+                                     "(default: the one kind whose columns they have)")
 
     # Evaluation
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -142,16 +147,23 @@ class Config(BaseModel):
     sandbox_url: str | None = Field(None, description="a remote evaluation service "
                                     "(eval_backend=restapi: a `kbtool sandbox serve`)")
 
+    # Experiment trackers (docs/trackers.md)
+    tracker: list[str] = Field(default_factory=list, description="experiment trackers a run "
+                               "logs to: wandb, mlflow, or a plugin's (tracker=wandb,mlflow)")
+    tracker_project: str = Field("kbtool", min_length=1, description="the trackers' project "
+                                 "(W&B) or experiment (MLflow)")
+
     cache_dir: Path = Field(default_factory=cache_dir)
     baseline_cache: bool = Field(True, description="reuse measured baselines")
 
     # Task kinds' sections, by section name (validated by load_config; read with section()).
     sections: dict[str, dict[str, Any]] = Field(default_factory=dict, exclude=False)
 
-    @field_validator("gpu_ids", mode="before")
+    @field_validator("gpu_ids", "tracker", mode="before")
     @classmethod
-    def _gpu_list(cls, value: Any) -> Any:
-        """``gpu_ids=0,1`` (one word on the command line) and ``gpu_ids=0`` are lists too."""
+    def _comma_list(cls, value: Any) -> Any:
+        """``gpu_ids=0,1`` and ``tracker=wandb,mlflow`` (one word on the command line) and
+        ``gpu_ids=0`` are lists too."""
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return [value] if isinstance(value, int) else value

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import re
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,25 @@ def _version(dist: str) -> str | None:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def driver_version() -> str | None:
+    """The NVIDIA driver's version (``550.54.15``): the kernel module's, else nvidia-smi's."""
+    try:
+        match = re.search(r"Kernel Module\s+(\S+)", Path("/proc/driver/nvidia/version").read_text())
+        if match:
+            return match.group(1)
+    except OSError:
+        pass
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.splitlines()[0].strip() if out.strip() else None
 
 
 def collect_env(device: str) -> dict[str, Any]:
@@ -50,6 +72,7 @@ def collect_env(device: str) -> dict[str, Any]:
             gpu_memory_gb=round(props.total_memory / 2**30, 1),
             compute_capability=f"{props.major}.{props.minor}",
             cuda_version=torch.version.cuda,
+            driver_version=driver_version(),
         )
     else:
         env["device_name"] = env["cpu"]

@@ -78,3 +78,9 @@ def register_commands(cli: Any) -> None:
 def register_eval_backends(register: Register) -> None:
     """Register evaluation backends: ``register(name, factory)`` where ``factory(config)``
     returns a ``kbtool.evaluation.backend.EvalBackend``; chosen with ``eval_backend=NAME``."""
+
+
+@hookspec
+def register_trackers(register: Register) -> None:
+    """Register experiment trackers: ``register(name, factory)`` where ``factory()`` returns
+    a ``kbtool.tracking.Tracker``; chosen with ``tracker=NAME[,NAME...]``."""

@@ -43,6 +43,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "kbtool_plugins.slurm",
     "kbtool_plugins.backends",
     "kbtool_plugins.repo_service",
+    "kbtool_plugins.hf",
+    "kbtool_plugins.trackers",
 )
 
 

@@ -4,7 +4,7 @@ Each category is one ``register_*`` hook.  ``registry.TIMERS.all()`` is ``{name:
 (collected once per set of loaded plugins), ``registry.TIMERS.get("cpu")`` the timer or a
 one-line ``unknown timer 'cpux' (did you mean 'cpu'?)`` error.  Everything kbtool resolves
 by name (task sources and kinds, timers, providers, strategies, container engines,
-schedulers, site profiles, evaluation backends) goes through here.
+schedulers, site profiles, evaluation backends, experiment trackers) goes through here.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from kbtool.task.kind import TaskKind
     from kbtool.task.model import TaskSource
     from kbtool.timing.base import Timer
+    from kbtool.tracking import Tracker
 
 T = TypeVar("T")
 
@@ -64,6 +65,7 @@ SCHEDULERS: Category[type] = Category("register_schedulers", "scheduler")
 SITE_PROFILES: Category[Any] = Category("register_site_profiles", "site profile")
 EVAL_BACKENDS: Category[Callable[..., Any]] = Category("register_eval_backends",
                                                         "evaluation backend")
+TRACKERS: Category[Callable[[], Tracker]] = Category("register_trackers", "tracker")
 
 
 def _as_kind(name: str, thing: Any) -> TaskKind:

@@ -811,10 +811,9 @@ def main(run_dirs: list[Path], as_json: bool = False, csv_dir: Path | None = Non
         if target is not None and target.exists() and not target.is_dir():
             raise UsageError(f"{option} {target}: exists and is not a directory")
     runs = dict(zip(_labels(run_dirs), (load_run(Path(d)) for d in run_dirs), strict=True))
-    reports = {label: build_report(run) for label, run in runs.items()}
-    sections = {label: kind_reports(run) for label, run in runs.items()}
-    for label, found in sections.items():
-        reports[label]["kinds"] = _finite({s.kind: s.data for s in found})
+    made = {label: report_of(run) for label, run in runs.items()}
+    reports = {label: report for label, (report, _) in made.items()}
+    sections = {label: found for label, (_, found) in made.items()}
     if as_json:
         print(json.dumps(combined_json(reports), allow_nan=False))
     else:
@@ -824,13 +823,34 @@ def main(run_dirs: list[Path], as_json: bool = False, csv_dir: Path | None = Non
         print(f"kbtool report: wrote {', '.join(f.name for f in files)} to {csv_dir}",
               file=sys.stderr)
     if export_dir is not None:
+        from kbtool.report.export import write_dataset
+
         files = export_best(runs, export_dir)
         print(f"kbtool report: exported {len(files)} best solutions to {export_dir}",
               file=sys.stderr)
+        data = write_dataset(runs, export_dir)
+        print(f"kbtool report: wrote {data.rows} evaluations as a data set to {data.path}",
+              file=sys.stderr)
     if plots_dir is not None:
-        from kbtool.report.plots import write_plots
-
-        files = write_plots(reports, plots_dir)
-        for found in sections.values():
-            files += [f for s in found if s.plot is not None for f in s.plot(plots_dir)]
+        files = write_figures(reports, sections, plots_dir)
         print(f"kbtool report: wrote {len(files)} figures to {plots_dir}", file=sys.stderr)
+
+
+def write_figures(reports: dict[str, dict[str, Any]], sections: dict[str, list[KindReport]],
+                  directory: Path) -> list[Path]:
+    """The report's figures and each kind's (``--plots``)."""
+    from kbtool.report.plots import write_plots
+
+    files = write_plots(reports, directory)
+    for found in sections.values():
+        files += [f for s in found if s.plot is not None for f in s.plot(directory)]
+    return files
+
+
+def report_of(run: RunData) -> tuple[dict[str, Any], list[KindReport]]:
+    """One run's report, its kinds' data included (the ``--json`` object), and the kinds'
+    sections."""
+    report = build_report(run)
+    sections = kind_reports(run)
+    report["kinds"] = _finite({s.kind: s.data for s in sections})
+    return report, sections

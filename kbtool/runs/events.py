@@ -101,6 +101,7 @@ class Eval(RunEvent):
     flags: list[str] = Field(default_factory=list)
     path: str | None = None                            # the candidate, relative to the run
     details: dict[str, Any] = Field(default_factory=dict)  # the task kind's result fields
+    env: dict[str, Any] = Field(default_factory=dict)      # what it ran on (EvalResult.env)
 
 
 class PhaseDone(RunEvent):

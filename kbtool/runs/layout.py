@@ -3,7 +3,7 @@
 ::
 
     RUN/config.yaml                    the resolved settings
-    RUN/tasks.json                     the tasks of the run (id, path)
+    RUN/tasks.json                     the tasks of the run (id, path, kind, labels, hash)
     RUN/events.jsonl                   the event log (kbtool.runs.events), append-only
     RUN/summary.json                   the summary (kbtool.runs.summary), at the end
     RUN/plan.json, RUN/plan/<task>/    a dry run's plan and rendered prompts

@@ -193,7 +193,7 @@ class SearchContext:
                              speedups=result.speedups,
                              noisy=result.noisy, flags=result.flags,
                              path=self.store.layout.relative(path),
-                             details=dict(result.model_extra or {})))
+                             details=dict(result.model_extra or {}), env=result.env))
         return result
 
     # -- one chain: prompt -> reply -> candidate -> evaluation -> fix ... -------------------

@@ -27,6 +27,7 @@ from kbtool.runs.events import (
     TaskStarted,
 )
 from kbtool.runs.layout import RunLayout
+from kbtool.runs.provenance import task_hash
 from kbtool.runs.store import RunStore
 from kbtool.runs.summary import RunSummary
 from kbtool.search.engine import SearchContext, make_provider, task_summary
@@ -68,11 +69,16 @@ def start(config: Config, words: list[str]) -> RunSummary | dict[str, Any]:
     run_dir = config.run_dir or default_run_dir(config)
     config = config.model_copy(update={"run_dir": run_dir})
     registry.STRATEGIES.get(config.strategy)
+    if config.tracker and not config.dry_run:
+        from kbtool.tracking.session import RunTrackers
+
+        RunTrackers.check(config)  # before the run directory is made
     store = RunStore(run_dir)
     store.save_config(config)
     write_atomic(store.layout.tasks, json.dumps(
         [{"id": t.id, "path": str(t.path), "kind": t.kind,
-          "labels": catalog.kind_of(t).labels(t)} for t in tasks], indent=1))
+          "labels": catalog.kind_of(t).labels(t), "hash": task_hash(t)} for t in tasks],
+        indent=1))
     return _execute(config, store, tasks, resumed=False)
 
 
@@ -103,7 +109,15 @@ def _execute(config: Config, store: RunStore, tasks: list[Task],
     baselines = run_baselines(config, tasks)
     config = config.model_copy(update={"baselines": baselines})
     pool = make_backend(config)
+    trackers = None
     try:
+        if config.tracker and not config.dry_run:
+            from kbtool.tracking.session import RunTrackers
+
+            opened = RunTrackers(config, store, tasks)
+            opened.start(resumed)  # closes what it opened if one fails
+            trackers = opened
+            store.subscribe(trackers.event)
         if servers is not None and not config.dry_run:
             servers.start()
         env = pool.env
@@ -143,8 +157,13 @@ def _execute(config: Config, store: RunStore, tasks: list[Task],
                 log.error("kbtool failed while judging %d candidate(s) (status internal_error: "
                           "no verdict, not the model's failure; their eval.json files hold "
                           "the errors)", failed)
+            if trackers is not None:
+                trackers.finish(status)
+                trackers = None
         return summary
     finally:
+        if trackers is not None:  # the run stopped before its search: close them
+            trackers.finish("failed")
         if servers is not None:
             servers.stop()
         pool.close()

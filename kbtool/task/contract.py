@@ -69,6 +69,8 @@ def check_kind(name: str, kind: Any) -> list[str]:
                     problems.append(f"{name}: flat key {key!r} shadows a core key")
     if not kind.candidate_suffix.startswith("."):
         problems.append(f"{name}: candidate_suffix must start with a dot")
+    if kind.row_columns and not _overrides(kind, "tasks_from_rows"):
+        problems.append(f"{name}: names row_columns but does not implement tasks_from_rows()")
     if kind.templates is not None:
         missing = [p for p in PROMPTS if not (kind.templates / f"{p}.md").is_file()]
         if missing:

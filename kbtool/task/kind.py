@@ -89,6 +89,9 @@ class TaskKind:
     #: (KernelBench's, perf's): an exception escaping such a check, the check's process
     #: dying, or a malformed verdict is kbtool's own failure, ``internal_error``.
     check_runs_candidate: ClassVar[bool] = True
+    #: The columns a data set's rows must have to hold tasks of this kind (the ``hf``
+    #: source, docs/datasets.md); empty: the kind reads no data sets.
+    row_columns: ClassVar[tuple[str, ...]] = ()
 
     # -- parent side ----------------------------------------------------------------------
     def payload(self, task: Task) -> BaseModel | dict[str, Any]:
@@ -104,6 +107,13 @@ class TaskKind:
         """A task defined by one file (``kbtool eval path/to/file``), if this kind reads such
         files; None otherwise."""
         return None
+
+    def tasks_from_rows(self, rows: list[dict[str, Any]], source: str,
+                        config: Config) -> list[Task]:
+        """The tasks a data set's rows hold (each row has ``row_columns``, maybe more), with
+        ids under ``source``; raise ``UsageError`` naming the first row that holds no valid
+        task.  Kinds with ``row_columns`` implement it."""
+        raise NotImplementedError(f"task kind {self.name!r} reads no data sets")
 
     def pack(self, task: Task) -> Task:
         """The task made self-contained, to be sent to a worker that cannot read this

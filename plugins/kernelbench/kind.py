@@ -42,6 +42,7 @@ from kbtool_plugins.kernelbench.settings import (
     KernelBenchSettings,
 )
 from kbtool_plugins.kernelbench.shrink import Measure, shrink
+from kbtool_plugins.kernelbench.sources import ROW_COLUMNS, tasks_from_rows
 
 TEMPLATES = Path(str(importlib.resources.files("kbtool_templates"))) / "kernelbench"
 
@@ -135,6 +136,7 @@ class KernelBenchKind(TaskKind):
     # torch functions when imported lazily (the guards would take that for patching).
     preload = ("torch", "torch._dynamo")
     check_runs_candidate = False  # a judge: candidates run in processes it confines
+    row_columns = ROW_COLUMNS
 
     # -- parent side ----------------------------------------------------------------------
     def task_from_file(self, path: Path) -> Task | None:
@@ -142,6 +144,10 @@ class KernelBenchKind(TaskKind):
             return None
         return Task(id=f"file/{path.stem}", source="file", name=path.stem, kind=self.name,
                     path=path, number=task_number(path.stem))
+
+    def tasks_from_rows(self, rows: list[dict[str, Any]], source: str,
+                        config: Config) -> list[Task]:
+        return tasks_from_rows(rows, source, config.cache_dir)
 
     def pack(self, task: Task) -> Task:
         return task.model_copy(update={"payload": {"problem": raw_source(task)}, "path": None})

@@ -1,19 +1,26 @@
-"""Built-in task sources: ``builtin`` (tasks/), ``kernelbench`` (a checkout), ``dir`` (any folder)."""
+"""Built-in task sources: ``builtin`` (tasks/), ``kernelbench`` (a checkout), ``dir`` (any
+folder); and problems read from a data set's rows (the ``hf`` source, ``tasks_from_rows``)."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from kbtool.config import Config
 from kbtool.errors import UsageError
 from kbtool.task.model import Task
+from kbtool.util.files import write_atomic
 from kbtool_plugins.kernelbench.problem import task_number
 from kbtool_plugins.kernelbench.settings import KernelBenchSettings
 
 _LEVEL_DIR = re.compile(r"^level_?(\w+)$")
+# The columns of KernelBench's published data set (ScalingIntelligence/KernelBench).
+ROW_COLUMNS = ("code", "level", "name", "problem_id")
+_FILE_STEM = re.compile(r"^\w[\w.+-]*$")
 
 
 def scan_problems(root: Path, source: str) -> list[Task]:
@@ -74,3 +81,55 @@ class DirSource:
         if not root.is_dir():
             raise UsageError(f"tasks_dir {root} is not a folder")
         return scan_problems(root, "dir")
+
+
+def _integer(value: Any, column: str, where: str) -> int | None:
+    """A row's integer (1.0 from a CSV or JSON reader is 1), or None for an empty cell."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise UsageError(f"{where}: column {column!r} must be an integer, not {value!r}")
+
+
+def problem_file(cache_dir: Path, code: str, stem: str) -> Path:
+    """A problem's text as a file the judge loads (problems are loaded from a file), under
+    the cache, named by its content: the same row always gives the same path."""
+    digest = hashlib.sha256(code.encode()).hexdigest()[:16]
+    path = cache_dir / "datasets" / "kernelbench" / digest / f"{stem}.py"
+    if not path.is_file() or path.read_text() != code:
+        write_atomic(path, code)
+    return path
+
+
+def tasks_from_rows(rows: list[dict[str, Any]], source: str, cache_dir: Path) -> list[Task]:
+    """KernelBench problems from rows with the published data set's columns: ``code`` (the
+    problem file's text), ``level`` (an integer), ``name`` (the file name, ``.py`` optional)
+    and ``problem_id`` (the number ``task_start``/``task_end`` select by)."""
+    tasks: list[Task] = []
+    seen: set[str] = set()
+    for index, row in enumerate(rows):
+        code, level, name, number = (row.get(c) for c in ROW_COLUMNS)
+        where = f"row {index}"
+        if not isinstance(code, str) or not code.strip():
+            raise UsageError(f"{where}: column 'code' must hold the problem's source text")
+        if not isinstance(name, str):
+            raise UsageError(f"{where}: column 'name' must be a file name, not {name!r}")
+        stem = name[:-3] if name.endswith(".py") else name
+        if not _FILE_STEM.match(stem):
+            raise UsageError(f"{where}: name {name!r} is not a file name (letters, digits, "
+                             "_ . + - and no folders)")
+        level, number = _integer(level, "level", where), _integer(number, "problem_id", where)
+        task_id = "/".join(str(p) for p in (source, level, stem) if p is not None)
+        if task_id in seen:
+            raise UsageError(f"{where}: task {task_id} is defined twice (two rows with one "
+                             "level and name)")
+        seen.add(task_id)
+        tasks.append(Task(id=task_id, source=source, name=stem,
+                          path=problem_file(cache_dir, code, stem), level=level,
+                          number=number if number is not None else task_number(stem)))
+    tasks.sort(key=lambda t: (t.level if t.level is not None else 1 << 30,
+                              t.number if t.number is not None else 1 << 30, t.id))
+    return tasks

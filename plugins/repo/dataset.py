@@ -18,6 +18,7 @@ import importlib.resources
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -26,7 +27,7 @@ from kbtool.config import Config
 from kbtool.errors import UsageError
 from kbtool.task.model import Task
 from kbtool_plugins.repo.repository import RepoSpec
-from kbtool_plugins.repo.settings import RepoItem, RepoSettings
+from kbtool_plugins.repo.settings import RepoItem, RepoPayload, RepoSettings
 
 SPEC, ITEMS, FILES = "repo.yaml", "items.jsonl", "files.json"
 
@@ -44,8 +45,15 @@ def qualname(item: RepoItem) -> str:
     return f"{item.class_name}.{item.method_name}" if item.class_name else item.method_name
 
 
-def task_id(spec: RepoSpec, item: RepoItem, number: int) -> str:
-    return f"repo/{spec.name}/{item.task}/{number}_{qualname(item)}"
+def task_id(spec: RepoSpec, item: RepoItem, number: int, source: str = "repo") -> str:
+    return f"{source}/{spec.name}/{item.task}/{number}_{qualname(item)}"
+
+
+def item_task(payload: RepoPayload, number: int, source: str = "repo") -> Task:
+    """The task of one item (its payload: the item, its repository, the pristine file)."""
+    return Task(id=task_id(payload.spec, payload, number, source), source=source,
+                name=f"{number}_{qualname(payload)}", kind="repo", number=number,
+                payload=payload.model_dump(mode="json"))
 
 
 class DataSet:
@@ -68,14 +76,42 @@ class DataSet:
                                  f"{item.file_path}")
 
     def tasks(self) -> list[Task]:
-        tasks = []
-        for number, item in enumerate(self.items, 1):
-            payload = {**item.model_dump(mode="json"), "spec": self.spec.model_dump(mode="json"),
-                       "file_text": self.files[item.file_path]}
-            tasks.append(Task(id=task_id(self.spec, item, number), source="repo",
-                              name=f"{number}_{qualname(item)}", kind="repo", number=number,
-                              payload=payload))
-        return tasks
+        return [item_task(RepoPayload(**item.model_dump(), spec=self.spec,
+                                      file_text=self.files[item.file_path]), number)
+                for number, item in enumerate(self.items, 1)]
+
+
+# A data set's rows: the item's fields, ``spec`` (the repository, a mapping or its JSON
+# text) and ``file_text`` (the pristine file); other columns are ignored.
+ROW_COLUMNS = tuple(name for name, field in RepoPayload.model_fields.items()
+                    if field.is_required())
+
+
+def tasks_from_rows(rows: list[dict[str, Any]], source: str) -> list[Task]:
+    """Repository items from a data set's rows, numbered from 1 per repository in the
+    order of the rows (as the items of an item folder are)."""
+    tasks: list[Task] = []
+    numbers: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        data = {k: v for k, v in row.items() if k in RepoPayload.model_fields}
+        if isinstance(data.get("spec"), str):
+            try:
+                data["spec"] = json.loads(data["spec"])
+            except ValueError:
+                raise UsageError(f"row {index}: column 'spec' is neither a mapping nor "
+                                 "JSON text") from None
+        try:
+            payload = RepoPayload.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise UsageError(f"row {index}: column {where!r}: {err['msg']}") from None
+        if hashlib.sha256(payload.file_text.encode()).hexdigest() != payload.file_sha256:
+            raise UsageError(f"row {index}: 'file_text' is not the file whose SHA-256 "
+                             "'file_sha256' names")
+        number = numbers[payload.spec.name] = numbers.get(payload.spec.name, 0) + 1
+        tasks.append(item_task(payload, number, source))
+    return tasks
 
 
 @lru_cache(maxsize=32)

@@ -25,7 +25,7 @@ from kbtool.sandbox.isolation import Reporter
 from kbtool.task.kind import TaskKind
 from kbtool.task.model import Task
 from kbtool.timing.base import Timer
-from kbtool_plugins.repo import repository
+from kbtool_plugins.repo import dataset, repository
 from kbtool_plugins.repo.candidate import CandidateError, edit_for
 from kbtool_plugins.repo.runner import RunLimits, RunRequest, RunResult
 from kbtool_plugins.repo.settings import RepoDetails, RepoPayload, RepoSettings
@@ -110,8 +110,13 @@ class RepoKind(TaskKind):
     settings_model = RepoSettings
     details_model = RepoDetails
     templates = TEMPLATES
+    row_columns = dataset.ROW_COLUMNS
 
     # -- parent side ------------------------------------------------------------------------
+    def tasks_from_rows(self, rows: list[dict[str, Any]], source: str,
+                        config: Config) -> list[Task]:
+        return dataset.tasks_from_rows(rows, source)
+
     def prepare(self, task: Task, config: Config) -> None:
         """Fetch the repository (pip, once per release): the sandboxed check has no network."""
         repository.fetch(item_of(task).spec, config.cache_dir)

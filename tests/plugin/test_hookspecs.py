@@ -8,6 +8,7 @@ fails ``test_every_hookspec_has_a_test`` / ``test_every_hookspec_is_documented``
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import re
 from collections.abc import Callable, Iterator
@@ -25,9 +26,11 @@ from kbtool.errors import KbtoolError
 from kbtool.plugin import manager as plugins
 from kbtool.plugin import registry
 from kbtool.plugin.hookspecs import hookimpl
+from kbtool.runs.provenance import task_hash
 from kbtool.task import catalog
 from kbtool.task.model import Task
 from kbtool.timing.base import Timer, TimingSettings
+from kbtool.tracking import EvalRow, TrackedRun, Tracker
 from tests.helpers import DOCS as DOCS_DIR
 
 DOCS = DOCS_DIR / "plugins.md"
@@ -230,6 +233,85 @@ def test_register_eval_backends(add_plugin: Callable[[object], None]) -> None:
         make_backend(Config(eval_backend="prob"))
 
 
+class ProbeTracker(Tracker):
+    """Records what it is told; ``fail`` names a method that raises."""
+
+    name = "probe"
+
+    def __init__(self, fail: str = "") -> None:
+        self.fail = fail
+        self.calls: list[tuple[str, Any]] = []
+
+    def _record(self, method: str, value: Any) -> None:
+        if method == self.fail:
+            raise RuntimeError(f"{method} broke")
+        self.calls.append((method, value))
+
+    def start(self, run: TrackedRun) -> None:
+        self._record("start", run)
+
+    def log_eval(self, row: EvalRow) -> None:
+        self._record("log_eval", row)
+
+    def log_summary(self, metrics: dict[str, float]) -> None:
+        self._record("log_summary", metrics)
+
+    def log_artifacts(self, files: list[Path]) -> None:
+        self._record("log_artifacts", [f.name for f in files])
+
+    def finish(self, status: str) -> None:
+        self._record("finish", status)
+
+
+def test_register_trackers(add_plugin: Callable[[object], None], tmp_path: Path,
+                           caplog: pytest.LogCaptureFixture) -> None:
+    from kbtool.runs.events import Eval
+    from kbtool.runs.store import RunStore
+    from kbtool.tracking.session import RunTrackers
+
+    made: list[ProbeTracker] = []
+
+    def factory(fail: str = "") -> ProbeTracker:
+        made.append(ProbeTracker(fail))
+        return made[-1]
+
+    found = _check_register_hook(add_plugin, "register_trackers", "probe", factory)
+    _check_register_hook(add_plugin, "register_trackers", "faulty",
+                         lambda: factory(fail="log_eval"))
+    assert {"wandb", "mlflow"} <= set(found)
+    task = catalog.resolve("builtin/1/2", Config())
+    store = RunStore(tmp_path / "run")
+    config = Config(tracker=["faulty", "probe"], tracker_project="proj")
+    trackers = RunTrackers(config, store, [task])
+    trackers.start(resumed=False)
+    store.subscribe(trackers.event)
+    candidate = store.write(store.layout.candidate(store.layout.step_dir(task.id, 0, 0, 0)),
+                            "ModelNew = None\n")
+    for _ in range(2):
+        store.emit(Eval(sample=f"{task.id}/p0/a0/s0", task=task.id, status="ok", runtime_ms=2.0,
+                        speedup=1.5, speedup_ci=[1.2, 1.8], path=store.layout.relative(candidate),
+                        env={"hostname": "node7", "torch_version": "9.9"}))
+        store.emit(Eval(sample=f"{task.id}/p0/a1/s0", task=task.id, status="incorrect",
+                        path=store.layout.relative(candidate)))
+    trackers.finish("finished")
+    store.close()
+    faulty, probe = made[-2], made[-1]
+    assert [m for m, _ in faulty.calls] == ["start"]  # left out after its failure, once
+    assert caplog.text.count("tracker faulty failed in log_eval (RuntimeError: log_eval broke)") == 1
+    methods = [m for m, _ in probe.calls]
+    assert methods[0] == "start" and methods[-1] == "finish" and methods.count("log_eval") == 2
+    run = probe.calls[0][1]
+    assert run.project == "proj" and run.settings["tracker"] == ["faulty", "probe"]
+    row = probe.calls[1][1]
+    assert (row.step, row.task, row.status, row.speedup_low, row.machine) == \
+        (1, task.id, "ok", 1.2, "node7")
+    assert row.candidate_hash == hashlib.sha256(b"ModelNew = None\n").hexdigest()
+    assert row.task_hash == task_hash(task) and row.numbers()["speedup"] == 1.5
+    assert probe.calls[2][1].step == 2 and not probe.calls[2][1].correct
+    with pytest.raises(KbtoolError, match=r"unknown tracker 'prob' \(did you mean 'probe'"):
+        RunTrackers.check(Config(tracker=["prob"]))
+
+
 HOOK_TESTS: dict[str, Callable[..., None]] = {
     "register_task_sources": test_register_task_sources,
     "register_task_kinds": test_register_task_kinds,
@@ -242,6 +324,7 @@ HOOK_TESTS: dict[str, Callable[..., None]] = {
     "register_search_strategies": test_register_search_strategies,
     "register_commands": test_register_commands,
     "register_eval_backends": test_register_eval_backends,
+    "register_trackers": test_register_trackers,
 }
 
 

@@ -56,7 +56,8 @@ def plugins_json(proc: subprocess.CompletedProcess[str]) -> dict[str, dict]:
 
 
 BUILTINS = {"kernelbench", "perf", "backends", "timers", "strategies", "provider_replay",
-            "provider_openai", "provider_litellm", "engines", "slurm", "repo_service", "repo"}
+            "provider_openai", "provider_litellm", "engines", "slurm", "repo_service", "repo",
+            "hf", "trackers"}
 
 
 def test_plugins_lists_demo_and_warns_about_broken(plugin_site: Path, cache_home: Path) -> None:

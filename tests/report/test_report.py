@@ -140,7 +140,7 @@ def test_csv_and_export(tmp_path: Path) -> None:
         fast = {(r["baseline"], r["p"]): float(r["fast_p"]) for r in csv.DictReader(handle)}
     assert fast[("compile", "1.0")] == 0.25
     assert (tmp_path / "csv" / "phase_summary.csv").is_file()
-    exported = sorted(p.name for p in (tmp_path / "best").iterdir())
+    exported = sorted(p.name for p in (tmp_path / "best").glob("*.py"))
     assert exported == ["builtin_1_1_Matmul.py", "builtin_1_2_ReLU.py",
                         "builtin_2_1_Linear_ReLU_Add.py"]
     assert (tmp_path / "best" / "builtin_1_2_ReLU.py").read_text() == \

@@ -46,6 +46,7 @@ class Broken(TaskKind):
     name = "other-name"
     baselines = ("eager", "eager")
     candidate_suffix = "py"
+    row_columns = ("code",)
 
 
 def test_the_contract_check_finds_what_is_wrong() -> None:
@@ -54,6 +55,7 @@ def test_the_contract_check_finds_what_is_wrong() -> None:
     assert any("does not implement check()" in p for p in problems)
     assert any("distinct" in p for p in problems)
     assert any("candidate_suffix" in p for p in problems)
+    assert any("does not implement tasks_from_rows()" in p for p in problems)
     assert check_kind("object", object()) == ["object: does not subclass "
                                               "kbtool.task.kind.TaskKind"]
 
