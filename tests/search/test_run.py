@@ -157,3 +157,19 @@ def test_run_usage_errors(tmp_path: Path, args: list[str], message: str) -> None
 def test_resume_needs_a_run_dir(tmp_path: Path) -> None:
     proc = run_kbtool("run", "--resume", str(tmp_path))
     assert proc.returncode == 2 and "not a kbtool run directory" in proc.stderr
+
+
+def test_the_default_run_dir_holds_the_run_and_counts_its_evaluations(tmp_path: Path) -> None:
+    """run_dir defaults to data_dir/runs/<time>, relative (data_dir is "."): the run's
+    files went to runs/<time>/runs/<time>/ and the summary said "0 evaluations"."""
+    script = transcript(tmp_path, generate=[WRONG], fix=[GOOD])
+    proc = run_kbtool("run", "builtin/1/2", f"replay_path={script}", *QUICK[:3],
+                      "num_samples=1", "num_phases=1", "max_fix_attempts=1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert not (run_dir / "runs").exists()
+    evals = list((run_dir / "evals").glob("*.json"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["totals"]["evaluations"] == len(evals) == 2
+    assert (run_dir / summary["tasks"]["builtin/1/2_ReLU"]["best_solution"]).is_file()
+    assert "2 evaluations" in proc.stdout
