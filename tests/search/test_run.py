@@ -10,10 +10,12 @@ import pytest
 import yaml
 
 from kbtool.runs.store import read_events
+from kbtool.runs.summary import RunSummary
 from kbtool.search.engine import split_samples
 from kbtool.search.prompts import parse_ideas
 from kbtool_plugins.kernelbench.kind import KernelBenchKind
-from tests.helpers import run_kbtool
+from kbtool.ui.display import print_run_summary
+from tests.helpers import RUN_PERF, run_kbtool
 
 extract_code = KernelBenchKind().extract_candidate
 
@@ -173,3 +175,14 @@ def test_the_default_run_dir_holds_the_run_and_counts_its_evaluations(tmp_path: 
     assert summary["totals"]["evaluations"] == len(evals) == 2
     assert (run_dir / summary["tasks"]["builtin/1/2_ReLU"]["best_solution"]).is_file()
     assert "2 evaluations" in proc.stdout
+
+
+def test_the_end_of_run_line_of_a_task_timed_without_a_baseline(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """perf/packaging-canonicalize as recorded in tests/fixtures/run_perf: a runtime, no
+    speedup against a core baseline; the line said "best 205.5 ms ()"."""
+    summary = RunSummary.model_validate_json((RUN_PERF / "summary.json").read_text())
+    print_run_summary(summary)
+    out = capsys.readouterr().out
+    assert "perf/packaging-canonicalize: best 205.5 ms; 1/1 candidates correct\n" in out
+    assert "()" not in out
