@@ -7,9 +7,10 @@ Wire-compatible with the seed's sandbox API, ``POST /run_item?do_edit=true|false
 request fields, ``repo`` (which of the served repositories; without it, the one served
 repository whose files hold ``file_path`` and the tests) and ``repo_sha256`` (refused unless
 it is the served release's archive).  Bodies past ``max_request_bytes`` are answered 413;
-error answers never repeat more than ``ERROR_CHARS`` of a request's text.  ``do_edit=false`` runs the tests on the
-pristine file.  ``GET /health`` says what is served; ``GET /metrics`` is Prometheus text
-(every answer of 400 or more counted by its code).
+error answers never repeat more than ``ERROR_CHARS`` of a request's text.
+``do_edit=false`` runs the tests on the pristine file.  ``GET /health`` says what is
+served; ``GET /metrics`` is Prometheus text (every answer of 400 or more counted by its
+code).
 
 Checks go through ``runner.run_item``: a fresh workspace per item, the repository's own
 tests under kbtool's sandbox, a verdict the candidate cannot forge.  The service keeps N

@@ -149,7 +149,7 @@ def test_one_rule_for_every_task_type_nothing_but_the_method(task: str, make: ob
     extra = {"half_method": "def greet(name):\n    text = name.strip()\n",
              "continuation": "    return text\n"} if task == "completion" else {}
     it = make(task, **extra)  # type: ignore[operator]
-    with pytest.raises(CandidateError, match="exactly one method.*imports and helpers go inside"):
+    with pytest.raises(CandidateError, match=r"exactly one method.*imports and helpers go inside"):
         edit_for(it, answer)
     inside = "def greet(name):\n    import os\n\n    return os.sep + name\n"
     assert "import os" in edit_for(it, inside).text

@@ -13,8 +13,8 @@ from kbtool.runs.store import read_events
 from kbtool.runs.summary import RunSummary
 from kbtool.search.engine import split_samples
 from kbtool.search.prompts import parse_ideas
-from kbtool_plugins.kernelbench.kind import KernelBenchKind
 from kbtool.ui.display import print_run_summary
+from kbtool_plugins.kernelbench.kind import KernelBenchKind
 from tests.helpers import RUN_PERF, run_kbtool
 
 extract_code = KernelBenchKind().extract_candidate
