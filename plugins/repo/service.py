@@ -566,11 +566,12 @@ def _matching(repos: dict[str, Repository], item: RunItem) -> Repository:
     if not having:
         raise field_error("file_path", f"{item.file_path} is a file of no served repository "
                                        f"(served: {', '.join(repos)})")
+    tested = {name: repo for name, repo in having.items()
+              if all(test_file(repo, t) is not None for t in item.tests)}
+    if len(having) > 1 and tested:
+        having = tested
     if len(having) > 1:
-        having = {name: repo for name, repo in having.items()
-                  if all(test_file(repo, t) is not None for t in item.tests)} or having
-    if len(having) > 1:
-        raise field_error("repo", f"{', '.join(having)} all have {item.file_path} and its "
-                                  "tests: name one")
+        what = f"{item.file_path} and its tests" if tested else item.file_path
+        raise field_error("repo", f"{', '.join(having)} all have {what}: name one")
     return next(iter(having.values()))
 

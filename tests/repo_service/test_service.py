@@ -13,6 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from kbtool_plugins.repo import repository
+from kbtool_plugins.repo.repository import Repository, RepoSpec
+from kbtool_plugins.repo.runner import test_file as file_of_test
 from tests.helpers import run_kbtool
 from tests.repo_service.mini import (
     CLEAN_TEST,
@@ -277,3 +280,20 @@ def test_a_request_without_repo_is_sent_to_the_repository_it_names(
         assert post(both, body(repo="twin")).json()["result"]["status"] == "passed"
     finally:
         both.kill()
+
+
+def test_test_ids_name_their_files(mini: Mini) -> None:
+    """How a request without ``repo`` tells repositories apart by their tests: a test id
+    names a file as the repository's runner reads it."""
+    repo = repository.find(RepoSpec.model_validate(mini.spec), mini.cache_dir)
+    assert repo is not None
+    assert file_of_test(repo, SHOUT_TESTS[0]) == repo.src / "tests" / "test_text.py"
+    assert file_of_test(repo, "test_text") == repo.src / "tests" / "test_text.py"
+    assert file_of_test(repo, "test_other.Case.test") is None
+    assert file_of_test(repo, "test_text.Shout Tests") is None
+    as_pytest = Repository(spec=repo.spec.model_copy(update={"runner": "pytest"}),
+                           root=repo.root)
+    assert file_of_test(as_pytest, "tests/test_text.py::ShoutTests::test_shout") is not None
+    assert file_of_test(as_pytest, "tests/nope.py::test") is None
+    assert file_of_test(as_pytest, "../../repo.json") is None
+    assert file_of_test(as_pytest, "tests/" + "n" * 5000 + ".py::t") is None
