@@ -7,8 +7,10 @@
   recorded answers are served by request key (a recorded search replayed exactly).
 
 A transcript maps task ids (or ``default``) to replies by kind: ``ideas`` (one text),
-``generate`` (phase 0), ``improve`` (later phases) and ``fix`` (lists, picked by phase,
-agent and attempt).  A task it does not know gets its kind's null candidate (the reference
+``generate`` (phase 0), ``improve`` (later phases) and ``fix`` (lists).  A list's entry is
+``(7 * phase + agent + n) % len``, ``n`` counting from 0 within the chain: 0 for its
+``generate``/``improve`` call, and for its fixes ``n = 0, 1, ...`` in turn (the first
+feedback turn gets ``fix[0]``).  A task it does not know gets its kind's null candidate (the reference
 itself, for KernelBench ``ModelNew = Model``), where the kind has one.
 """
 
@@ -86,7 +88,9 @@ class ReplayProvider:
             return replies or "1. Fuse the operations into one kernel."
         if not replies:
             return self._reference_as_candidate(request)
-        index = meta.get("phase", 0) * 7 + meta.get("agent", 0) + meta.get("attempt", 0)
+        # A chain's attempt 0 is its generate call: its first fix is attempt 1, fix[0].
+        attempt = meta.get("attempt", 0) - (1 if kind == "fix" else 0)
+        index = meta.get("phase", 0) * 7 + meta.get("agent", 0) + max(attempt, 0)
         return replies[index % len(replies)]
 
     def _reference_as_candidate(self, request: ChatRequest) -> str:

@@ -32,6 +32,8 @@ def sandbox_serve(
     repo: Annotated[list[str] | None, typer.Option(
         help="Serve this repository (a data set's name); repeat for more. Default: every "
              "data set's.")] = None,
+    max_request_mb: Annotated[float | None, typer.Option(
+        min=0.001, help="Larger request bodies are answered 413 (default 2).")] = None,
     config_file: ConfigFile = None,
     config_profile: ConfigProfile = None,
 ) -> None:
@@ -59,7 +61,9 @@ def sandbox_serve(
                          f"{TOKEN_ENV} to the bearer token clients must send")
     settings = ServiceSettings(repos=served_repos(config, repo or []),
                                workspaces=workspaces or os.cpu_count() or 1,
-                               checks=check_options(config), token=token)
+                               checks=check_options(config), token=token,
+                               **({} if max_request_mb is None else
+                                  {"max_request_bytes": int(max_request_mb * (1 << 20))}))
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.socket(family, socket.SOCK_STREAM)

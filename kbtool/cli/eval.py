@@ -16,7 +16,7 @@ from kbtool.cli.common import make_config
 from kbtool.config import Config, split_overrides
 from kbtool.errors import RunError, UsageError
 from kbtool.evaluation.backend import make_backend
-from kbtool.evaluation.batch import run_batch
+from kbtool.evaluation.batch import evaluate_solution, run_batch
 from kbtool.evaluation.result import Status
 from kbtool.task import catalog
 from kbtool.task.model import Task
@@ -30,7 +30,8 @@ def eval_command(
     args: Annotated[list[str] | None, typer.Argument(
         help="TASK (an id or a task file) and key=value settings.")] = None,
     solution: Annotated[Path | None, typer.Option(
-        help="Candidate file (KernelBench: a file defining ModelNew).")] = None,
+        help="Candidate file: plain code (KernelBench: a file defining ModelNew), or a "
+             "model's reply, whose code block is taken as `kbtool run` takes it.")] = None,
     solutions: Annotated[str | None, typer.Option(
         help="Batch mode: 'baseline' or a folder of solutions named after the tasks.")] = None,
     mode: Annotated[str | None, typer.Option(
@@ -72,7 +73,8 @@ def eval_command(
     catalog.check_settings([task], config)
     backend = make_backend(config)
     try:
-        result = backend.evaluate(task, solution, catalog.kind_of(task).configure(task, config))
+        result = evaluate_solution(backend, task, solution,
+                                   catalog.kind_of(task).configure(task, config))
     finally:
         backend.close()
     if as_json:

@@ -4,6 +4,7 @@ through whichever evaluation backend the settings choose (local, or the worker q
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,4 +72,23 @@ def _one(backend: EvalBackend, task: Task, folder: Path | None, config: Config) 
     solution = solution_for(task, folder)
     if solution is None:
         raise UsageError(f"no solution file for {task.id} in {folder}")
-    return backend.evaluate(task, solution, config)
+    return evaluate_solution(backend, task, solution, config)
+
+
+def evaluate_solution(backend: EvalBackend, task: Task, solution: Path,
+                      config: Config) -> EvalResult:
+    """A solution file evaluated as ``kbtool run`` evaluates a reply: the candidate is taken
+    out of it by the task kind (``candidate_from_file``; plain code stays as it is), and the
+    result names the file given."""
+    try:
+        text = solution.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read the solution {solution}: {exc}") from None
+    candidate = kind_of(task).candidate_from_file(text)
+    if candidate == text:
+        return backend.evaluate(task, solution, config)
+    with tempfile.TemporaryDirectory(prefix="kbtool-solution-") as folder:
+        extracted = Path(folder) / f"{solution.stem}{kind_of(task).candidate_suffix}"
+        extracted.write_text(candidate)
+        result = backend.evaluate(task, extracted, config)
+    return result.model_copy(update={"solution": str(solution)})

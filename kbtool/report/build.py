@@ -545,30 +545,54 @@ class _Printer:
         print()
 
 
+def measured_baselines(rep: dict[str, Any]) -> list[str]:
+    """The baselines of a report that some task was timed against (fast_p, geometric means
+    and speedups apply to them); none for kinds whose tasks are judged, not timed, or timed
+    only inside their check."""
+    return [m for m in rep["baselines"]
+            if any(v is not None for v in (rep["fast_p"].get(m) or {}).values())]
+
+
+def timed(rep: dict[str, Any]) -> bool:
+    """Whether some task of a report has a runtime (its best solution was timed)."""
+    return any(t["best_runtime_ms"] is not None for t in rep["tasks"].values()) or any(
+        v is not None for t in rep["tasks"].values() for v in t["best_so_far_ms_by_phase"])
+
+
 def _print_run(out: _Printer, label: str, rep: dict[str, Any]) -> None:
     n, means = rep["n_tasks"], rep["geomean_speedup"]
-    modes = list(rep["baselines"])
+    # Only what applies to the run's tasks: no empty table, no column of dashes.
+    modes = measured_baselines(rep)
+    runtimes = timed(rep)
     out.heading(f"run {label}")
     out.line(f"source: {rep['source']}; status: {rep['status']}; model: {rep['model']}; "
              f"strategy: {rep['strategy']}; {means['n_correct']}/{n} tasks correct")
     out.line("")
-    out.table(f"fast_p: fraction of all {n} tasks correct and more than p times faster than "
-              f"the baseline (for p >= 1, with the speedup's 95% interval above 1)",
-              ["baseline", *[f"p={k}" for k in P_KEYS]],
-              [[m, *[_frac(rep["fast_p"][m][k]) for k in P_KEYS]] for m in modes])
-    out.table("geometric-mean speedup", ["baseline", f"over correct tasks (n={means['n_correct']})",
-                                         f"over all tasks, clamped >= 1 (n={n})"],
-              [[m, _x(means[CORRECT_ONLY][m]), _x(means[CLAMPED][m])] for m in modes])
+    if modes:
+        out.table(f"fast_p: fraction of all {n} tasks correct and more than p times faster "
+                  f"than the baseline (for p >= 1, with the speedup's 95% interval above 1)",
+                  ["baseline", *[f"p={k}" for k in P_KEYS]],
+                  [[m, *[_frac(rep["fast_p"][m][k]) for k in P_KEYS]] for m in modes])
+        out.table("geometric-mean speedup",
+                  ["baseline", f"over correct tasks (n={means['n_correct']})",
+                   f"over all tasks, clamped >= 1 (n={n})"],
+                  [[m, _x(means[CORRECT_ONLY][m]), _x(means[CLAMPED][m])] for m in modes])
+    else:
+        out.line("fast_p and geometric-mean speedups: none (the run timed no baseline; a "
+                 "kind's own measurements are in its section below)")
+        out.line("")
     rows = []
     for task_id, t in rep["tasks"].items():
-        rows.append([task_id, "yes" if t["correct"] else "no", _ms(t["best_runtime_ms"]),
+        rows.append([task_id, "yes" if t["correct"] else "no",
+                     *([_ms(t["best_runtime_ms"])] if runtimes else []),
                      *[_ms(t["baselines_ms"].get(m)) for m in modes],
                      *[_x_ci(t["speedup"].get(m), t["speedup_ci"].get(m),
                              t["speedup_from"].get(m)) for m in modes],
                      f"{t['correct_candidates']}/{t['candidates']}"])
     out.table("per task (best solution)",
-              ["task", "correct", "best ms", *[f"{m} ms" for m in modes],
-               *[f"vs {m}" for m in modes], "ok/evaluated"], rows, left=(0, 1))
+              ["task", "correct", *(["best ms"] if runtimes else []),
+               *[f"{m} ms" for m in modes], *[f"vs {m}" for m in modes], "ok/candidates"],
+              rows, left=(0, 1))
     cached = {m: rep["speedup_from"][m].get("cached", 0) for m in modes
               if rep["speedup_from"][m].get("cached")}
     if cached:
@@ -581,20 +605,28 @@ def _print_run(out: _Printer, label: str, rep: dict[str, Any]) -> None:
         out.table("integrity flags of the best solutions (see docs/integrity.md)",
                   ["task", "flags"], flagged, left=(0, 1))
     phases = rep["phases"]
-    if phases:
+    if phases and modes:
         out.table("per phase: best solution so far, across tasks",
                   ["phase", "baseline", "correct tasks", "geomean (correct tasks)",
                    "geomean (all, clamped >= 1)", "fast_1"],
                   [[str(p["phase"]), m, f"{p['correct_tasks']}/{n}",
                     _x(p["geomean_speedup"][CORRECT_ONLY][m]), _x(p["geomean_speedup"][CLAMPED][m]),
                     _frac(p["fast_p"][m]["1.0"])] for p in phases for m in modes], left=(0, 1))
+    if phases and runtimes:
         out.table("per phase: best runtime so far (ms) per task",
                   ["task", *[f"phase {p['phase']}" for p in phases]],
                   [[task_id, *[_ms(v) for v in t["best_so_far_ms_by_phase"]]]
                    for task_id, t in rep["tasks"].items()])
     st = rep["statuses"]
     others = [s for s in st["candidates"] if s not in STATUSES]
-    out.table(f"candidates by status ({st['total_candidates']} evaluated)",
+    total = st["total_candidates"]
+    evaluations = rep["cost"].get("evaluations")
+    counted = f"{total} candidate{'' if total == 1 else 's'}"
+    if isinstance(evaluations, int) and evaluations < total:  # the same code: one evaluation
+        again = total - evaluations
+        counted += (f", {evaluations} evaluations: {again} {'was' if again == 1 else 'were'} "
+                    f"identical to an earlier candidate and reused its verdict")
+    out.table(f"candidates by status ({counted})",
               ["", *STATUSES, *others],
               [["candidates", *[str(st["candidates"].get(s, 0)) for s in (*STATUSES, *others)]]])
     failed = st["candidates"].get(Status.internal_error.value, 0)
@@ -618,14 +650,16 @@ def _print_run(out: _Printer, label: str, rep: dict[str, Any]) -> None:
 
 def _print_comparison(out: _Printer, reports: dict[str, dict[str, Any]]) -> None:
     out.heading(f"{len(reports)} runs side by side")
-    out.table("fast_p", ["run", "baseline", *[f"p={k}" for k in P_KEYS]],
-              [[label, m, *[_frac(rep["fast_p"][m][k]) for k in P_KEYS]]
-               for label, rep in reports.items() for m in rep["baselines"]], left=(0, 1))
-    out.table("geometric-mean speedup",
-              ["run", "baseline", "over correct tasks", "over all tasks, clamped >= 1"],
-              [[label, m, _x(rep["geomean_speedup"][CORRECT_ONLY][m]),
-                _x(rep["geomean_speedup"][CLAMPED][m])]
-               for label, rep in reports.items() for m in rep["baselines"]], left=(0, 1))
+    measured = {label: measured_baselines(rep) for label, rep in reports.items()}
+    if any(measured.values()):
+        out.table("fast_p", ["run", "baseline", *[f"p={k}" for k in P_KEYS]],
+                  [[label, m, *[_frac(rep["fast_p"][m][k]) for k in P_KEYS]]
+                   for label, rep in reports.items() for m in measured[label]], left=(0, 1))
+        out.table("geometric-mean speedup",
+                  ["run", "baseline", "over correct tasks", "over all tasks, clamped >= 1"],
+                  [[label, m, _x(rep["geomean_speedup"][CORRECT_ONLY][m]),
+                    _x(rep["geomean_speedup"][CLAMPED][m])]
+                   for label, rep in reports.items() for m in measured[label]], left=(0, 1))
     out.table("correctness and cost", ["run", "tasks correct", "candidates ok", "calls",
                                        "tokens", "cost USD"],
               [[label, f"{rep['statuses']['tasks_correct']}/{rep['n_tasks']}",

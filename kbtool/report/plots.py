@@ -35,7 +35,7 @@ def _nan(value: float | None) -> float:
 
 
 def write_plots(reports: dict[str, dict[str, Any]], directory: Path) -> list[Path]:
-    """Write each figure of FIGURES as DIR/<name>.png and DIR/<name>.pdf."""
+    """Write each figure of FIGURES that applies to the runs as DIR/<name>.png and .pdf."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -44,13 +44,18 @@ def write_plots(reports: dict[str, dict[str, Any]], directory: Path) -> list[Pat
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory} exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
+    from kbtool.report.build import measured_baselines, timed
+
     names = _short(list(reports))
-    figures = {
-        "best_runtime_per_phase": _runtime_per_phase(Figure, reports, names),
-        "geomean_speedup_per_phase": _geomean_per_phase(Figure, reports, names),
-        "speedup_distribution": _distribution(Figure, reports, names),
-        "fast_p": _fast_p(Figure, reports, names),
-    }
+    # Only the figures that apply: speedups where a baseline was timed, runtimes where a
+    # solution was (a run of repository items has neither: its kind draws its own).
+    figures = {}
+    if any(timed(rep) for rep in reports.values()):
+        figures["best_runtime_per_phase"] = _runtime_per_phase(Figure, reports, names)
+    if any(measured_baselines(rep) for rep in reports.values()):
+        figures["geomean_speedup_per_phase"] = _geomean_per_phase(Figure, reports, names)
+        figures["speedup_distribution"] = _distribution(Figure, reports, names)
+        figures["fast_p"] = _fast_p(Figure, reports, names)
     written = []
     for name, fig in figures.items():
         FigureCanvasAgg(fig)
@@ -103,7 +108,7 @@ def _runtime_per_phase(Figure: Any, reports: dict[str, dict[str, Any]],
         if missing:
             ax.text(0.02, 0.02, f"{missing} task(s) with no correct solution",
                     transform=ax.transAxes, fontsize=8, color="grey")
-        if len(tasks) - missing <= 15:
+        if 0 < len(tasks) - missing <= 15:  # a legend of nothing warns
             ax.legend(fontsize=7, loc="best")
     axes[0].set_ylabel("best runtime so far (ms, log)")
     fig.suptitle("Best runtime per phase (per task)")

@@ -50,8 +50,8 @@ def _ident(event: dict[str, Any]) -> tuple[str, str] | None:
 
 class RunStore:
     def __init__(self, run_dir: Path, resume: bool = False) -> None:
-        # Absolute: the layout's paths (absolute then) are written as they are, never again
-        # under a relative run_dir (runs/X/runs/X/tasks/...).
+        # Absolute: the layout's paths are handed back to ``write``, which would put a
+        # relative one under the run directory a second time (runs/X/runs/X/...).
         run_dir = run_dir.absolute()
         self.dir = run_dir
         self.layout = RunLayout(run_dir)

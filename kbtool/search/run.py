@@ -66,7 +66,7 @@ def start(config: Config, words: list[str]) -> RunSummary | dict[str, Any]:
     if not tasks:
         raise UsageError("no tasks selected (check source, level, task_start, task_end)")
     catalog.check_settings(tasks, config)
-    run_dir = config.run_dir or default_run_dir(config)
+    run_dir = (config.run_dir or default_run_dir(config)).absolute()
     config = config.model_copy(update={"run_dir": run_dir})
     registry.STRATEGIES.get(config.strategy)
     if config.tracker and not config.dry_run:
@@ -85,7 +85,7 @@ def start(config: Config, words: list[str]) -> RunSummary | dict[str, Any]:
 def resume(run_dir: Path, overrides: dict[str, Any]) -> RunSummary | dict[str, Any]:
     """Continue a run: every recorded LLM answer and evaluation is reused, not repeated."""
     store = RunStore(run_dir, resume=True)
-    config = load_config({**store.load_config(), **overrides, "run_dir": str(run_dir)})
+    config = load_config({**store.load_config(), **overrides, "run_dir": str(store.dir)})
     tasks = []
     for item in json.loads(store.layout.tasks.read_text()):
         word = item["path"] if item["id"].startswith("file/") else item["id"]

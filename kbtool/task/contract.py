@@ -97,6 +97,13 @@ def check_task(kind: TaskKind, task: Task, config: Config | None = None) -> list
     candidate = kind.null_candidate(task) or "candidate text"
     if kind.extract_candidate(kind.format_candidate(candidate)) != candidate.rstrip("\n") + "\n":
         problems.append(f"{task.id}: extract_candidate(format_candidate(c)) is not c")
+    reply = f"Here is the answer.\n\n{kind.format_candidate(candidate)}\nIt should pass.\n"
+    if kind.candidate_from_file(reply) != kind.extract_candidate(reply):
+        problems.append(f"{task.id}: kbtool eval reads a reply in a file otherwise than "
+                        f"kbtool run reads it (candidate_from_file vs extract_candidate)")
+    if kind.candidate_from_file(candidate) != candidate:
+        problems.append(f"{task.id}: a file of plain code is not taken as it is "
+                        f"(candidate_from_file)")
     if kind.templates is not None:
         templates = Templates(kind, task.kind)
         values = {**SEARCH_VALUES, **kind.prompt_context(task, kind.configure(task, config))}

@@ -25,6 +25,7 @@ every registered kind.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import re
@@ -193,6 +194,25 @@ class TaskKind:
             if lang in names:
                 return body.strip("\n") + "\n"
         return None
+
+    def candidate_from_file(self, text: str) -> str:
+        """The candidate in a file given to ``kbtool eval --solution``: the file itself when it
+        is plain code, else (a reply saved to a file: prose and fenced blocks) what
+        ``extract_candidate`` takes from it, as ``kbtool run`` does from a reply.  Plain code:
+        a file with no line that begins with a fence (```), or, for a Python kind, one that
+        parses (a docstring may show a fence).  A reply without a block in the kind's language is
+        checked as it is (its check says why it fails)."""
+        fenced = any(line.startswith("```") for line in text.splitlines())
+        if not fenced:
+            return text
+        if self.candidate_language == "python":
+            try:
+                ast.parse(text)
+                return text
+            except (SyntaxError, ValueError):
+                pass
+        found = self.extract_candidate(text)
+        return text if found is None else found
 
     def format_candidate(self, candidate: str) -> str:
         """A candidate as a reply would hold it (the inverse of ``extract_candidate``)."""

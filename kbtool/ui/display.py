@@ -192,10 +192,11 @@ def print_run_summary(summary: RunSummary) -> None:
         if not info.correct:
             best = "no correct solution"
         elif info.best_runtime_ms is not None:
-            best = f"best {info.best_runtime_ms:.4g} ms ({speed})"
+            best = f"best {info.best_runtime_ms:.4g} ms" + (f" ({speed})" if speed else "")
         else:
             best = "correct"
-        print(f"{task_id}: {best}; {info.correct_candidates}/{info.candidates} correct")
+        print(f"{task_id}: {best}; {info.correct_candidates}/{info.candidates} candidates "
+              f"correct")
     t = summary.totals
     failed = t.get("internal_errors")
     print(f"run {summary.status}: {t['calls']} LLM calls ({t['paid_calls']} to the "

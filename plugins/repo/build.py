@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ from kbtool_plugins.repo.settings import TASK_TYPES, RepoItem, TaskType
 
 log = logging.getLogger(__name__)
 BUILD = "build.yaml"
+SURVEY_TAIL = 3000  # characters of the survey's output shown when it passed no test
 
 
 class BuildOptions(BaseModel):
@@ -154,6 +156,7 @@ def source_files(repo: Repository, options: BuildOptions) -> list[str]:
 # -- the survey ------------------------------------------------------------------------------
 class Survey(BaseModel):
     passed: list[str]
+    outcomes: dict[str, int] = Field(default_factory=dict, description="tests by outcome")
     lines: dict[str, dict[int, list[str]]] = Field(description="file -> line -> tests")
     output: str = ""
 
@@ -183,13 +186,21 @@ def survey(repo: Repository, options: BuildOptions, files: list[str]) -> Survey:
                 by_line = data.contexts_by_lineno(measured)
                 lines[rel] = {n: sorted(c for c in ctxs if c) for n, ctxs in by_line.items()}
         passed = sorted(t for t, o in run.records.results.items() if o.outcome == "passed")
-        return Survey(passed=passed, lines=lines, output=run.output).model_dump(mode="json")
+        outcomes = Counter(o.outcome for o in run.records.results.values())
+        return Survey(passed=passed, outcomes=dict(outcomes), lines=lines,
+                      output=run.output).model_dump(mode="json")
 
     outcome = sandboxed(work, limits)
     if outcome.value is None:
         raise RunError(f"the survey of {repo.spec.name} failed: "
                        f"{(outcome.error or outcome.describe_exit()).strip()[-2000:]}")
-    return Survey.model_validate(outcome.value)
+    found = Survey.model_validate(outcome.value)
+    if not found.passed:  # a wrong path in labels, a missing test dependency: nothing to build on
+        ran = ", ".join(f"{n} {o}" for o, n in sorted(found.outcomes.items())) or "none ran"
+        raise RunError(f"the survey of {repo.spec.requirement} ({' '.join(options.labels)}) "
+                       f"passed no test ({ran}): check --labels and --deps; its output "
+                       f"ends:\n{found.output.strip()[-SURVEY_TAIL:]}")
+    return found
 
 
 # -- items ------------------------------------------------------------------------------------
@@ -319,6 +330,13 @@ def build(options: BuildOptions, cache_dir: Path, out: Path,
                     f"({len(tests)} tests)")
                 break
     items = [item for t in TASK_TYPES for item in made[t]]
+    if not items:  # an empty folder would pass for a data set
+        with_tests = sum(1 for m in methods if method_tests(
+            m, found, passed, options.max_tests, random.Random(0)))
+        raise RunError(f"no item could be made from {repo.spec.requirement}: {len(methods)} "
+                       f"methods of {options.min_lines}-{options.max_lines} body lines in "
+                       f"{len(files)} files, {with_tests} of them run by a passing test, none "
+                       f"kept (widen --files or --labels); nothing written to {out}")
     short = {t: wanted[t] - len(made[t]) for t in wanted if len(made[t]) < wanted[t]}
     if short:
         log.warning("fewer items than asked for: %s short (widen labels or files)",

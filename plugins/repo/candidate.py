@@ -1,8 +1,10 @@
 """From a model's candidate to an edit of the repository file.
 
-For method generation and repair the candidate is one ``def``/``async def`` (decorators
-allowed) named like the item's method, checked with ``ast``; for completion it is the rest
-of the method after the given half (a whole method of the right name is accepted too).
+One rule for every task type (``RULE``): the answer, put in place, is exactly one
+``def``/``async def`` (decorators allowed) named like the item's method, checked with
+``ast``; nothing else (a module-level import or helper) comes with it.  For method
+generation and repair the answer is that method; for completion it is the rest of the
+method after the given half, or the whole method again.
 The code is re-indented to the original declaration's indentation; blank lines and the
 inside of multi-line strings are kept exactly (the seed's clean-up deletes blank lines,
 which changes strings that span them).
@@ -64,7 +66,19 @@ def reindent(code: str, indent: str) -> str:
     return "\n".join(out) + "\n"
 
 
+RULE = ("the answer must be exactly one method, `def {name}(...)` (decorators allowed), with "
+        "nothing else around it: imports and helpers go inside the method")
+
+
+def _parse(code: str) -> ast.Module | None:
+    try:
+        return ast.parse(reindent(code, ""))
+    except SyntaxError:
+        return None
+
+
 def _single_def(code: str, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
+    """The one ``def`` of ``code``, named ``name``; anything else is refused (``RULE``)."""
     try:
         tree = ast.parse(reindent(code, ""))
     except SyntaxError as exc:
@@ -73,11 +87,19 @@ def _single_def(code: str, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
     defs = [node for node in tree.body if isinstance(node, (ast.FunctionDef,
                                                             ast.AsyncFunctionDef))]
     if len(tree.body) != 1 or len(defs) != 1:
-        raise CandidateError(f"the answer must be exactly one method, `def {name}(...)` "
-                             "(decorators allowed), with nothing else around it")
+        raise CandidateError(RULE.format(name=name))
     if defs[0].name != name:
         raise CandidateError(f"the method must be named {name!r}, not {defs[0].name!r}")
     return defs[0]
+
+
+def _defines(code: str, name: str) -> bool:
+    """Whether ``code`` (dedented) parses and defines ``name`` at its top level: a whole
+    method, maybe with something around it."""
+    tree = _parse(code)
+    return tree is not None and any(
+        isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name
+        for node in tree.body)
 
 
 def method_edit(item: RepoItem, candidate: str) -> Edit:
@@ -90,23 +112,29 @@ def method_edit(item: RepoItem, candidate: str) -> Edit:
 
 def completion_edit(item: RepoItem, candidate: str) -> Edit:
     """The edit a completion makes: the given half, then the candidate's lines (as written
-    when that parses, else re-indented to the body's indentation)."""
+    when that parses, else re-indented to the body's indentation).  An answer that defines
+    the method again is a whole method (``method_edit``); either way the result must be the
+    one method and nothing else (``RULE``)."""
     assert item.half_method is not None
-    try:
-        return method_edit(item, candidate)  # the model wrote the whole method again
-    except CandidateError:
-        pass
+    if _defines(candidate, item.method_name):
+        return method_edit(item, candidate)
     half = item.half_method if item.half_method.endswith("\n") else item.half_method + "\n"
     body_indent = _body_indent(half, item.indent)
     tries = [candidate if candidate.endswith("\n") else candidate + "\n",
              reindent(candidate, body_indent)]
+    refused: CandidateError | None = None
     for continuation in tries:
         text = half + continuation
+        if _parse(text) is None:
+            continue
         try:
-            ast.parse(reindent(text, ""))
-        except SyntaxError:
+            _single_def(text, item.method_name)
+        except CandidateError as exc:  # e.g. a helper after the method, at the file's level
+            refused = refused or exc
             continue
         return Edit(item.decorator_line, item.end_line, text)
+    if refused is not None:
+        raise refused
     return Edit(item.decorator_line, item.end_line, half + tries[0])  # the file check says why
 
 

@@ -105,7 +105,7 @@ class RestApiBackend:
         if response.status_code == 401:
             raise UsageError(f"the sandbox service at {self.url} wants a bearer token: set "
                              f"{TOKEN_ENV}")
-        if response.status_code == 422:
+        if response.status_code in (413, 422):
             raise UsageError(f"the sandbox service at {self.url} refused the request: "
                              f"{_detail(response)}")
         if response.status_code != 200:

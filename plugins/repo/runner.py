@@ -116,10 +116,14 @@ class RunRequest(BaseModel):
     def source(self, repo: Repository) -> Path:
         """The pristine file, checked to be a file of ``repo`` (symlinks resolved)."""
         root = repo.src.resolve()
-        path = (root / self.file_path).resolve()
+        try:
+            path = (root / self.file_path).resolve()
+        except OSError:  # a name too long for the file system, say
+            raise RequestError("file_path", f"{self.file_path} is not a file of "
+                                            f"{repo.spec.name}") from None
         if root not in path.parents:
             raise RequestError("file_path", f"{self.file_path} is outside the repository")
-        if not path.is_file():
+        if not os.path.isfile(path):  # False for names the file system refuses, too
             raise RequestError("file_path", f"{self.file_path} is not a file of "
                                             f"{repo.spec.name}")
         return path
@@ -137,6 +141,28 @@ class RunRequest(BaseModel):
         if new and not new.endswith("\n"):
             new += "\n"
         return "".join([*lines[:self.start_line - 1], new, *lines[self.end_line:]])
+
+
+def test_file(repo: Repository, test: str) -> Path | None:
+    """The file (or package) of ``repo`` that a test id names, as its runner reads the id:
+    pytest's ``path/to/test_x.py::Class::test`` (relative to the repository's root),
+    Django's dotted ``package.test_module.Class.test`` (under ``test_root``); None when the
+    repository has no such file."""
+    if repo.spec.runner == "pytest":
+        rel = PurePosixPath(test.split("::", 1)[0])
+        path = repo.src / rel
+        # os.path.exists: False for names the file system refuses (Path.exists raises)
+        return path if ".." not in rel.parts and not rel.is_absolute() and \
+            os.path.exists(path) else None
+    parts = test.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return None
+    for end in range(len(parts), 0, -1):
+        base = repo.src / repo.spec.test_root / Path(*parts[:end])
+        for found in (base.with_suffix(".py"), base):
+            if os.path.exists(found):
+                return found
+    return None
 
 
 class TestOutcome(BaseModel):

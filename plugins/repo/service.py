@@ -4,9 +4,13 @@ Wire-compatible with the seed's sandbox API, ``POST /run_item?do_edit=true|false
 ``{idx, dp_id, file_path, replace_content, method_name, start_line, end_line, tests}``
 (lines 1-based, inclusive) answered by ``{datapoint, test_output, edited_file}``; kbtool adds
 ``result`` (the judge's verdict and per-test outcomes, ``runner.RunResult``) and two optional
-request fields, ``repo`` (which of the served repositories) and ``repo_sha256`` (refused
-unless it is the served release's archive).  ``do_edit=false`` runs the tests on the
-pristine file.  ``GET /health`` says what is served; ``GET /metrics`` is Prometheus text.
+request fields, ``repo`` (which of the served repositories; without it, the one served
+repository whose files hold ``file_path`` and the tests) and ``repo_sha256`` (refused unless
+it is the served release's archive).  Bodies past ``max_request_bytes`` are answered 413;
+error answers never repeat more than ``ERROR_CHARS`` of a request's text.
+``do_edit=false`` runs the tests on the pristine file.  ``GET /health`` says what is
+served; ``GET /metrics`` is Prometheus text (every answer of 400 or more counted by its
+code).
 
 Checks go through ``runner.run_item``: a fresh workspace per item, the repository's own
 tests under kbtool's sandbox, a verdict the candidate cannot forge.  The service keeps N
@@ -26,6 +30,7 @@ import asyncio
 import contextlib
 import hmac
 import ipaddress
+import json
 import logging
 import multiprocessing
 import os
@@ -41,7 +46,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -60,6 +66,7 @@ from kbtool_plugins.repo.runner import (
     RunResult,
     TestOutcome,
     run_item,
+    test_file,
 )
 from kbtool_plugins.repo.settings import RepoSettings
 
@@ -67,6 +74,8 @@ log = logging.getLogger(__name__)
 
 TOKEN_ENV = "KBTOOL_SANDBOX_TOKEN"
 _BEARER = HTTPBearer(auto_error=False)  # module-level: FastAPI resolves annotations by name
+ERROR_CHARS = 300  # the most of a request's text an error answer repeats
+MAX_REQUEST_BYTES = 2 << 20  # default limit of a request's body (a method, or a whole file)
 # Beyond the run's own limits (run_item's child gets timeout + 60 s): a workspace process
 # that gives no answer by then is hung, and is replaced.
 _HARD_MARGIN_S = 90.0
@@ -82,7 +91,8 @@ class RunItem(RunRequest):
     method_name: str
     start_line: int = Field(ge=1)
     end_line: int = Field(ge=0)
-    repo: str | None = Field(None, description="which served repository (needed when several)")
+    repo: str | None = Field(None, description="which served repository (without it: the one "
+                                               "that has file_path and the tests)")
     repo_sha256: str | None = Field(None, description="refused unless the served archive's")
 
     @field_validator("tests", mode="before")
@@ -131,9 +141,67 @@ class Health(BaseModel):
 
 
 def field_error(field: str, message: str, status: int = 422) -> HTTPException:
-    """An error in FastAPI's shape, naming the body field it is about."""
+    """An error in FastAPI's shape, naming the body field it is about (its message cut
+    short: a request's field may be megabytes, and an error never echoes it)."""
     return HTTPException(status, detail=[{"type": "value_error", "loc": ["body", field],
-                                          "msg": message}])
+                                          "msg": _short(message)}])
+
+
+def _short(text: str, limit: int = ERROR_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+class Guard:
+    """ASGI middleware: every answer of 400 or more is counted in ``errors`` (whichever part
+    of the app refused the request), and a body larger than ``limit`` bytes is answered 413
+    before the app sees it (by its ``Content-Length``, or as it arrives when chunked: the
+    body is read here, at most ``limit`` bytes, and handed on whole)."""
+
+    def __init__(self, app: Any, limit: int, metrics: Metrics) -> None:
+        self.app, self.limit, self.metrics = app, limit, metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Any],
+                       send: Callable[[dict[str, Any]], Any]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                self.metrics.errors.labels(str(message["status"])).inc()
+            await send(message)
+
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            await self._too_large(sending)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await self._too_large(sending)
+                return
+            if not message.get("more_body", False):
+                break
+        whole = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replay() -> Any:
+            return whole.pop() if whole else await receive()
+
+        await self.app(scope, replay, sending)
+
+    async def _too_large(self, send: Callable[[dict[str, Any]], Any]) -> None:
+        body = json.dumps({"detail": f"the request is larger than this service's limit of "
+                                     f"{self.limit} bytes (--max-request-mb)"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 
 # -- the workspaces ----------------------------------------------------------------------------
@@ -370,6 +438,8 @@ class ServiceSettings(BaseModel):
     checks: CheckOptions = Field(default_factory=lambda: CheckOptions())
     token: str | None = None
     scratch: Path | None = Field(None, description="where workspaces live (a temp dir)")
+    max_request_bytes: int = Field(MAX_REQUEST_BYTES, ge=1,
+                                   description="larger request bodies are answered 413")
 
 
 def check_options(config: Config) -> CheckOptions:
@@ -421,16 +491,12 @@ def create_app(settings: ServiceSettings, on_ready: Callable[[], None] | None = 
             return
         given = credentials.credentials if credentials is not None else ""
         if not hmac.compare_digest(given.encode(), settings.token.encode()):
-            metrics.errors.labels("401").inc()
             raise HTTPException(401, detail="a valid bearer token is required",
                                 headers={"WWW-Authenticate": "Bearer"})
 
     def repo_for(item: RunItem) -> Repository:
         if item.repo is None:
-            if len(settings.repos) != 1:
-                raise field_error("repo", f"this service serves {', '.join(settings.repos)}: "
-                                          "name one")
-            repo = next(iter(settings.repos.values()))
+            repo = _matching(settings.repos, item)
         elif item.repo not in settings.repos:
             raise field_error("repo", f"{item.repo!r} is not served here (served: "
                                       f"{', '.join(settings.repos)})")
@@ -448,7 +514,6 @@ def create_app(settings: ServiceSettings, on_ready: Callable[[], None] | None = 
         try:
             edited = request.edited_text(repo)  # the path and the lines, checked
         except RequestError as exc:
-            metrics.errors.labels("422").inc()
             raise field_error(exc.field, str(exc)) from None
         result = await state["pool"].check(repo, request, settings.checks)
         metrics.items.labels(result.status).inc()
@@ -473,12 +538,40 @@ def create_app(settings: ServiceSettings, on_ready: Callable[[], None] | None = 
         return PlainTextResponse(generate_latest(metrics.registry),
                                  media_type=CONTENT_TYPE_LATEST)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, without the ``input`` it would echo (the whole body, when a field
+        is missing)."""
+        return JSONResponse(status_code=422, content={"detail": [
+            {"type": e.get("type", "value_error"), "loc": list(e.get("loc", ())),
+             "msg": _short(str(e.get("msg", "")))} for e in exc.errors()]})
+
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> PlainTextResponse:
         log.error("%s %s failed: %s: %s", request.method, request.url.path,
-                  type(exc).__name__, exc)
+                  type(exc).__name__, _short(str(exc)))
+        # Answered outside the middleware (Guard), so counted here.
         metrics.errors.labels("500").inc()
-        return PlainTextResponse(f"{type(exc).__name__}: {exc}", status_code=500)
+        return PlainTextResponse(_short(f"{type(exc).__name__}: {exc}"), status_code=500)
 
+    app.add_middleware(Guard, limit=settings.max_request_bytes, metrics=metrics)
     return app
+
+
+def _matching(repos: dict[str, Repository], item: RunItem) -> Repository:
+    """The served repository a request without ``repo`` is about (the seed's client names
+    none): the one that has its ``file_path`` and, among several, its tests' files."""
+    having = {name: repo for name, repo in repos.items()
+              if os.path.isfile(repo.src / item.file_path)}
+    if not having:
+        raise field_error("file_path", f"{item.file_path} is a file of no served repository "
+                                       f"(served: {', '.join(repos)})")
+    tested = {name: repo for name, repo in having.items()
+              if all(test_file(repo, t) is not None for t in item.tests)}
+    if len(having) > 1 and tested:
+        having = tested
+    if len(having) > 1:
+        what = f"{item.file_path} and its tests" if tested else item.file_path
+        raise field_error("repo", f"{', '.join(having)} all have {what}: name one")
+    return next(iter(having.values()))
 

@@ -19,6 +19,7 @@ REDTEAM = TESTS / "redteam"
 FIXTURES = TESTS / "fixtures"
 GOLDEN = TESTS / "golden"
 RUN_SMALL = FIXTURES / "run_small"
+RUN_PERF = FIXTURES / "run_perf"  # kbtool run perf/packaging-canonicalize, replay/builtin
 
 
 def make_config(tmp: Path, **overrides: object) -> Config:

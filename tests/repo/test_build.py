@@ -53,3 +53,32 @@ def test_build_refuses_bad_options_in_one_line(tmp_path: Path) -> None:
     assert "spec.runner" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_kbtool("tasks", "build", str(tmp_path / "missing.yaml"), "--out", str(tmp_path))
     assert proc.returncode == 2 and "build file not found" in proc.stderr
+
+
+def test_a_survey_that_passes_no_test_fails_with_its_output(
+        tmp_path: Path, repo_cache: Path, packaging: Repository) -> None:
+    """A wrong --labels path (or a missing --deps) runs no test: the build fails with the
+    survey's output, and writes nothing."""
+    spec = packaging.spec
+    out = tmp_path / "items"
+    proc = run_kbtool("tasks", "build", spec.requirement, "--out", str(out),
+                      "--runner", "pytest", "--source-root", "src", "--import-name", "packaging",
+                      *[f"--deps={d}" for d in spec.deps], "--labels", "tests/test_nothere.py",
+                      "--files", "src/packaging/utils.py", f"cache_dir={repo_cache}")
+    assert proc.returncode == 1, proc.stdout
+    assert "passed no test" in proc.stderr and "check --labels and --deps" in proc.stderr
+    assert "tests/test_nothere.py" in proc.stderr.split("its output ends:", 1)[1]
+    assert "Traceback" not in proc.stderr and not out.exists()
+
+
+def test_a_build_that_makes_no_item_fails_and_writes_nothing(
+        tmp_path: Path, repo_cache: Path, packaging: Repository) -> None:
+    spec = packaging.spec
+    out = tmp_path / "items"
+    proc = run_kbtool("tasks", "build", spec.requirement, "--out", str(out),
+                      "--runner", "pytest", "--source-root", "src", "--import-name", "packaging",
+                      *[f"--deps={d}" for d in spec.deps], "--labels", "tests/test_utils.py",
+                      "--files", "src/packaging/__init__.py", f"cache_dir={repo_cache}")
+    assert proc.returncode == 1, proc.stdout
+    assert "no item could be made" in proc.stderr and "0 methods" in proc.stderr
+    assert not out.exists()

@@ -122,5 +122,46 @@ def test_a_completion_continues_the_half_as_written_or_reindented() -> None:
     assert "    def greet(name):\n        return 'x'\n" in apply(it, whole)
 
 
+MODULE = "import re\n\n\ndef greet(name):\n    text = name.strip()\n    return text\n"
+
+
+def module_item(task: str, **extra: object) -> RepoItem:
+    """An item of the module-level function ``greet`` of MODULE."""
+    lines = MODULE.splitlines(keepends=True)
+    return RepoItem.model_validate({
+        "task": task, "file_path": "mod.py", "method_name": "greet", "declaration": lines[3],
+        "body": "".join(lines[4:6]), "original": "".join(lines[3:6]), "indent": "",
+        "decorator_line": 4, "start_line": 4, "body_start_line": 5, "end_line": 6,
+        "tests": ["t"], "file_sha256": hashlib.sha256(MODULE.encode()).hexdigest(), **extra})
+
+
+WITH_IMPORT = "import os\n\ndef greet(name):\n    return os.sep + name\n"
+WITH_HELPER = "def _strip(name):\n    return name.strip()\n\ndef greet(name):\n    return _strip(name)\n"
+
+
+@pytest.mark.parametrize("answer", [WITH_IMPORT, WITH_HELPER])
+@pytest.mark.parametrize("make", [item, module_item])
+@pytest.mark.parametrize("task", ["method_gen", "repair", "completion"])
+def test_one_rule_for_every_task_type_nothing_but_the_method(task: str, make: object,
+                                                             answer: str) -> None:
+    """An import or a helper at the file's level, beside the method, is refused alike for
+    method generation, repair and completion (completion took it before)."""
+    extra = {"half_method": "def greet(name):\n    text = name.strip()\n",
+             "continuation": "    return text\n"} if task == "completion" else {}
+    it = make(task, **extra)  # type: ignore[operator]
+    with pytest.raises(CandidateError, match=r"exactly one method.*imports and helpers go inside"):
+        edit_for(it, answer)
+    inside = "def greet(name):\n    import os\n\n    return os.sep + name\n"
+    assert "import os" in edit_for(it, inside).text
+
+
+def test_a_completion_may_not_add_a_helper_after_the_method() -> None:
+    half = "def greet(name):\n    text = name.strip()\n"
+    it = module_item("completion", half_method=half, continuation="    return text\n")
+    assert edit_for(it, "    return text\n").text == half + "    return text\n"
+    with pytest.raises(CandidateError, match="exactly one method"):
+        edit_for(it, "    return _up(text)\n\ndef _up(text):\n    return text.upper()\n")
+
+
 def test_reindent_keeps_blank_lines_empty() -> None:
     assert reindent("def f():\n\n    return 1\n", "  ") == "  def f():\n\n      return 1\n"

@@ -117,22 +117,30 @@ def item(task: str, name: str, tests: list[str], **more: object) -> dict[str, ob
             "file_sha256": hashlib.sha256(TEXT.encode()).hexdigest(), **more}
 
 
-def make_mini(root: Path) -> Mini:
-    digest = hashlib.sha256(json.dumps(FILES, sort_keys=True).encode()).hexdigest()
-    spec = {"name": "mini", "requirement": "mini==1.0", "sha256": digest, "runner": "django",
+def make_mini(root: Path, package: str = "mini", name: str | None = None,
+              cache: Path | None = None) -> Mini:
+    """The repository (its package named ``package``: another one than ``mini`` is the same
+    repository under another name) cached in ``cache`` (default ``root/cache``), and a
+    data set of it named ``name`` (default: the package's)."""
+    files = {rel.replace("mini", package): text.replace("mini", package)
+             for rel, text in FILES.items()}
+    name = name or package
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    spec = {"name": name, "requirement": f"{name}==1.0", "sha256": digest, "runner": "django",
             "test_root": "tests"}
     deps_key = hashlib.sha256(json.dumps([]).encode()).hexdigest()[:8]
-    entry = root / "cache" / "repos" / f"mini-{digest[:16]}-{deps_key}"
-    for rel, text in FILES.items():
+    cache = cache or root / "cache"
+    entry = cache / "repos" / f"{name}-{digest[:16]}-{deps_key}"
+    for rel, text in files.items():
         (entry / "src" / rel).parent.mkdir(parents=True, exist_ok=True)
         (entry / "src" / rel).write_text(text)
     (entry / "deps").mkdir()
     (entry / "repo.json").write_text(json.dumps(spec))
-    for base, dirs, files in os.walk(entry / "src"):  # pristine: read-only, as fetched
-        for name in files:
-            os.chmod(os.path.join(base, name), 0o444)
-        for name in dirs:
-            os.chmod(os.path.join(base, name), 0o555)
+    for base, dirs, names in os.walk(entry / "src"):  # pristine: read-only, as fetched
+        for file in names:
+            os.chmod(os.path.join(base, file), 0o444)
+        for folder in dirs:
+            os.chmod(os.path.join(base, folder), 0o555)
     data = root / "data"
     data.mkdir()
     (data / "repo.yaml").write_text(yaml.safe_dump(spec))
@@ -140,9 +148,11 @@ def make_mini(root: Path) -> Mini:
     items = [item("method_gen", "shout", SHOUT_TESTS),
              item("repair", "count_vowels", VOWEL_TESTS, buggy_method=buggy,
                   bug="total += 1 -> total += 2", failing_output="AssertionError: 6 != 3")]
+    for it in items:
+        it["file_path"] = f"{package}/text.py"
     (data / "items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
-    (data / "files.json").write_text(json.dumps({"mini/text.py": TEXT}))
-    return Mini(root / "cache", data, spec)
+    (data / "files.json").write_text(json.dumps({f"{package}/text.py": TEXT}))
+    return Mini(cache, data, spec)
 
 
 def free_port() -> int:

@@ -111,6 +111,28 @@ def test_kbtool_eval_through_the_service(service: Service, mini: Mini, tmp_path:
     assert (result.model_extra or {})["tests_total"] == 2
 
 
+@pytest.mark.parametrize("through", ["local", "service"])
+def test_kbtool_eval_reads_a_reply_as_kbtool_run_does(service: Service, mini: Mini,
+                                                      tmp_path: Path, through: str) -> None:
+    """A chat reply saved to a file (prose and a fenced block) is the answer `kbtool run`
+    would check; before, `kbtool eval` checked the prose too (compile_error)."""
+    reply = tmp_path / "reply.md"
+    reply.write_text(f"Here is `shout`.\n\n```python\n{GOOD}```\n\nIt adds the bang.\n")
+    backend = [] if through == "local" else ["eval_backend=restapi",
+                                             f"sandbox_url={service.url}"]
+    proc = run_kbtool("eval", SHOUT, "--solution", str(reply), "--json", *mini.settings(),
+                      *backend, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = EvalResult.model_validate_json(proc.stdout)
+    assert result.status.value == "ok", result.error
+    assert result.solution == str(reply)
+    wrong = tmp_path / "wrong.md"
+    wrong.write_text("Try this:\n```python\ndef shout(word):\n    return word\n```\n")
+    proc = run_kbtool("eval", SHOUT, "--solution", str(wrong), "--json", *mini.settings(),
+                      *backend, timeout=120)
+    assert EvalResult.model_validate_json(proc.stdout).status.value == "incorrect"
+
+
 def test_kbtool_run_through_the_service(service: Service, mini: Mini, tmp_path: Path) -> None:
     """A multi-turn search's checks go to the service; the model (a real HTTP server) always
     answers with the method `shout`: right for one item at once, the wrong method for the

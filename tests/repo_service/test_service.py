@@ -13,6 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from kbtool_plugins.repo import repository
+from kbtool_plugins.repo.repository import Repository, RepoSpec
+from kbtool_plugins.repo.runner import test_file as file_of_test
 from tests.helpers import run_kbtool
 from tests.repo_service.mini import (
     CLEAN_TEST,
@@ -21,6 +24,7 @@ from tests.repo_service.mini import (
     VOWEL_TESTS,
     Mini,
     Service,
+    make_mini,
 )
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the sandbox forks")
@@ -196,3 +200,100 @@ def test_serve_refuses_what_it_cannot_do_in_one_line(service: Service, mini: Min
                           env=env, timeout=120)
         assert proc.returncode == code and message in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def _errors(service: Service, code: str) -> float:
+    return _metric(service, f'kbtool_sandbox_errors_total{{code="{code}"}}')
+
+
+def test_every_refused_request_is_counted(service: Service) -> None:
+    """422s of FastAPI's validation, of the repository's choice and of the request's check,
+    and 413s: each is one more in kbtool_sandbox_errors_total."""
+    before = {code: _errors(service, code) for code in ("413", "422")}
+    refused = [post(service, {k: v for k, v in body().items() if k != "tests"}),
+               post(service, body(repo="django")),
+               post(service, body(file_path="mini/nope.py")),
+               post(service, body(end_line=400))]
+    assert [r.status_code for r in refused] == [422] * 4
+    assert post(service, body("#" * (3 << 20))).status_code == 413
+    assert _errors(service, "422") == before["422"] + 4
+    assert _errors(service, "413") == before["413"] + 1
+
+
+def test_large_requests_get_a_413_and_errors_repeat_no_large_field(service: Service) -> None:
+    big = post(service, body("# " + "x" * (10 << 20) + "\n" + GOOD))
+    assert big.status_code == 413 and len(big.content) < 1000
+    assert "limit" in big.json()["detail"]
+    # Chunked (no Content-Length): refused as it arrives.
+    chunks = (b'{"idx": 0, "replace_content": "' if i == 0 else b"y" * (1 << 20)
+              for i in range(5))
+    streamed = httpx.post(f"{service.url}/run_item", content=chunks, timeout=120,
+                          headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+    # Under the limit but refused: the answer names the field without repeating the body.
+    filler = "#" + "z" * (1 << 20) + "\n"
+    for data in ({k: v for k, v in body(filler).items() if k != "method_name"},
+                 body(filler, repo="r" * 100_000),
+                 body(filler, file_path="mini/" + "n" * 100_000 + ".py"),
+                 body(filler, tests=["t" * 100_000])):
+        reply = post(service, data)
+        assert reply.status_code in (200, 422), reply.status_code
+        assert len(reply.content) < 5000 or reply.status_code == 200, len(reply.content)
+        if reply.status_code == 422:
+            assert "zzzz" not in reply.text and reply.json()["detail"][0]["loc"][0] == "body"
+
+
+def test_the_request_limit_is_a_setting(mini: Mini) -> None:
+    svc = Service(mini, workspaces=1, extra=("--max-request-mb", "0.01")).start()
+    try:
+        assert post(svc, body("#" * 20_000 + "\n" + GOOD)).status_code == 413
+        assert post(svc, body()).json()["result"]["status"] == "passed"
+    finally:
+        svc.kill()
+
+
+def test_a_request_without_repo_is_sent_to_the_repository_it_names(
+        mini: Mini, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The seed's client sends no ``repo``: with several repositories served, the one whose
+    files hold file_path (and the tests) is chosen; when two hold both, the 422 says so."""
+    maxi = make_mini(tmp_path_factory.mktemp("maxi"), package="maxi", cache=mini.cache_dir)
+    twin = make_mini(tmp_path_factory.mktemp("twin"), name="twin", cache=mini.cache_dir)
+    folders = f"repo_data=[{mini.data},{maxi.data},{twin.data}]"
+    svc = Service(mini, workspaces=1, extra=("--repo", "maxi", folders)).start()
+    try:
+        for package in ("mini", "maxi"):
+            reply = post(svc, body(file_path=f"{package}/text.py"))
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["result"]["status"] == "passed"
+        wrong = post(svc, body(WRONG, file_path="maxi/text.py")).json()
+        assert wrong["result"]["status"] == "failed"
+        nowhere = post(svc, body(file_path="other/text.py"))
+        assert nowhere.status_code == 422 and nowhere.json()["detail"][0]["loc"] == \
+            ["body", "file_path"]
+    finally:
+        svc.kill()
+    both = Service(mini, workspaces=1, extra=("--repo", "twin", folders)).start()
+    try:
+        ambiguous = post(both, body())
+        assert ambiguous.status_code == 422 and "name one" in ambiguous.text
+        assert ambiguous.json()["detail"][0]["loc"] == ["body", "repo"]
+        assert post(both, body(repo="twin")).json()["result"]["status"] == "passed"
+    finally:
+        both.kill()
+
+
+def test_test_ids_name_their_files(mini: Mini) -> None:
+    """How a request without ``repo`` tells repositories apart by their tests: a test id
+    names a file as the repository's runner reads it."""
+    repo = repository.find(RepoSpec.model_validate(mini.spec), mini.cache_dir)
+    assert repo is not None
+    assert file_of_test(repo, SHOUT_TESTS[0]) == repo.src / "tests" / "test_text.py"
+    assert file_of_test(repo, "test_text") == repo.src / "tests" / "test_text.py"
+    assert file_of_test(repo, "test_other.Case.test") is None
+    assert file_of_test(repo, "test_text.Shout Tests") is None
+    as_pytest = Repository(spec=repo.spec.model_copy(update={"runner": "pytest"}),
+                           root=repo.root)
+    assert file_of_test(as_pytest, "tests/test_text.py::ShoutTests::test_shout") is not None
+    assert file_of_test(as_pytest, "tests/nope.py::test") is None
+    assert file_of_test(as_pytest, "../../repo.json") is None
+    assert file_of_test(as_pytest, "tests/" + "n" * 5000 + ".py::t") is None

@@ -10,10 +10,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kbtool.report.build import build_report, load_run
+from tests.helpers import RUN_PERF, run_kbtool
 from tests.helpers import RUN_SMALL as FIXTURE
-from tests.helpers import run_kbtool
+from tests.repo_service.mini import make_mini
+
+GOOD_SHOUT = "def shout(word):\n    return word.upper() + '!'\n"
+GOOD_VOWELS = "def count_vowels(text):\n    return sum(c in 'aeiou' for c in text.lower())\n"
 
 KEYS = ["0", "0.5", "0.8", "1.0", "1.5", "2.0"]
 
@@ -278,3 +283,71 @@ def test_geomean_edge_cases() -> None:
     assert fast_p([None, None], 2) == dict.fromkeys(KEYS, 0.0)
     assert fast_p([1.0], 1)["1.0"] == 0.0  # strictly faster than p
     assert math.isclose(fast_p([1.0], 1)["0.8"], 1.0)
+
+
+# -- what applies to each kind --------------------------------------------------------------
+
+SPEEDUP_FIGURES = ("geomean_speedup_per_phase", "speedup_distribution", "fast_p")
+
+
+def reply(code: str) -> str:
+    return f"Here it is.\n```python\n{code}```\n"
+
+
+def test_a_run_of_repository_items_reports_what_applies(tmp_path: Path) -> None:
+    """Repository items are judged, not timed: no fast_p, speedup or runtime table or figure
+    (they were printed empty), no matplotlib warning, and the candidates and the evaluations
+    counted so that they agree (a repeated answer reuses its verdict)."""
+    mini = make_mini(tmp_path / "mini")
+    wrong = "def shout(word):\n    return word\n"
+    script = tmp_path / "replies.yaml"
+    script.write_text(yaml.safe_dump({"tasks": {
+        "repo/mini/method_gen/1_shout": {"generate": [reply(wrong)],
+                                         "fix": [reply(wrong), reply(GOOD_SHOUT)]},
+        "repo/mini/repair/2_count_vowels": {"generate": [reply(GOOD_VOWELS)]}}}))
+    run_dir = tmp_path / "run"
+    proc = run_kbtool("run", "repo/mini/method_gen/1_shout", "repo/mini/repair/2_count_vowels",
+                      "strategy=multiturn", "max_iter=3", f"replay_path={script}",
+                      f"run_dir={run_dir}", *mini.settings(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "repo/mini/method_gen/1_shout: correct; 1/3 candidates correct" in proc.stdout
+    assert "3 evaluations" in proc.stdout  # the wrong answer, given twice, is checked once
+    out = tmp_path / "plots"
+    proc = run_kbtool("report", str(run_dir), "--plots", str(out))
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    for gone in ("fast_p:", "geometric-mean speedup\n", "per phase:", "best ms", "vs eager"):
+        assert gone not in text, gone
+    assert "fast_p and geometric-mean speedups: none" in text
+    assert "candidates by status (4 candidates, 3 evaluations: 1 was identical to an " \
+           "earlier candidate and reused its verdict)" in text
+    assert ", 3 evaluations" in text and "repo: pass rate" in text
+    assert sorted(p.name for p in out.iterdir()) == ["repo_turns.pdf", "repo_turns.png"]
+    assert "Warning" not in proc.stderr, proc.stderr
+
+
+def test_a_run_of_performance_commits_reports_what_applies(tmp_path: Path) -> None:
+    """perf tasks are timed inside their check, against no core baseline: their runtime is
+    reported, fast_p and the core speedup figures are not (the perf section has its own)."""
+    out = tmp_path / "plots"
+    proc = run_kbtool("report", str(RUN_PERF), "--plots", str(out))
+    assert proc.returncode == 0, proc.stderr
+    lines = [" ".join(line.split()) for line in proc.stdout.splitlines()]
+    assert "task correct best ms ok/candidates" in lines
+    assert "perf/packaging-canonicalize yes 205.5 1/1" in lines
+    assert not any(line.startswith(("fast_p:", "per phase: best solution")) for line in lines)
+    assert "candidates by status (1 candidate)" in proc.stdout
+    names = {p.stem for p in out.iterdir()}
+    assert "best_runtime_per_phase" in names and not names & set(SPEEDUP_FIGURES)
+    assert {"perf_speedups", "perf_opt_at_k"} <= names
+    assert "Warning" not in proc.stderr, proc.stderr
+
+
+def test_a_timed_run_keeps_every_table_and_figure(tmp_path: Path) -> None:
+    out = tmp_path / "plots"
+    proc = run_kbtool("report", str(FIXTURE), "--plots", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "fast_p: fraction" in proc.stdout and "per phase: best runtime" in proc.stdout
+    assert "candidates by status (24 candidates, 12 evaluations: 12 were identical" in \
+        proc.stdout
+    assert {p.stem for p in out.iterdir()} == {"best_runtime_per_phase", *SPEEDUP_FIGURES}

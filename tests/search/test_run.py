@@ -10,10 +10,12 @@ import pytest
 import yaml
 
 from kbtool.runs.store import read_events
+from kbtool.runs.summary import RunSummary
 from kbtool.search.engine import split_samples
 from kbtool.search.prompts import parse_ideas
+from kbtool.ui.display import print_run_summary
 from kbtool_plugins.kernelbench.kind import KernelBenchKind
-from tests.helpers import run_kbtool
+from tests.helpers import RUN_PERF, run_kbtool
 
 extract_code = KernelBenchKind().extract_candidate
 
@@ -157,3 +159,30 @@ def test_run_usage_errors(tmp_path: Path, args: list[str], message: str) -> None
 def test_resume_needs_a_run_dir(tmp_path: Path) -> None:
     proc = run_kbtool("run", "--resume", str(tmp_path))
     assert proc.returncode == 2 and "not a kbtool run directory" in proc.stderr
+
+
+def test_the_default_run_dir_holds_the_run_and_counts_its_evaluations(tmp_path: Path) -> None:
+    """run_dir defaults to data_dir/runs/<time>, relative (data_dir is "."): the run's
+    files went to runs/<time>/runs/<time>/ and the summary said "0 evaluations"."""
+    script = transcript(tmp_path, generate=[WRONG], fix=[GOOD])
+    proc = run_kbtool("run", "builtin/1/2", f"replay_path={script}", *QUICK[:3],
+                      "num_samples=1", "num_phases=1", "max_fix_attempts=1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert not (run_dir / "runs").exists()
+    evals = list((run_dir / "evals").glob("*.json"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["totals"]["evaluations"] == len(evals) == 2
+    assert (run_dir / summary["tasks"]["builtin/1/2_ReLU"]["best_solution"]).is_file()
+    assert "2 evaluations" in proc.stdout
+
+
+def test_the_end_of_run_line_of_a_task_timed_without_a_baseline(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """perf/packaging-canonicalize as recorded in tests/fixtures/run_perf: a runtime, no
+    speedup against a core baseline; the line said "best 205.5 ms ()"."""
+    summary = RunSummary.model_validate_json((RUN_PERF / "summary.json").read_text())
+    print_run_summary(summary)
+    out = capsys.readouterr().out
+    assert "perf/packaging-canonicalize: best 205.5 ms; 1/1 candidates correct\n" in out
+    assert "()" not in out

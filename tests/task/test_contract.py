@@ -70,3 +70,15 @@ def test_a_kind_with_a_broken_round_trip_is_caught() -> None:
 
     task = Task(id="x/1", source="x", name="1", kind="lossy")
     assert any("extract_candidate" in p for p in check_task(Lossy(), task))
+
+
+def test_a_kind_that_reads_files_otherwise_than_replies_is_caught() -> None:
+    class Literal(TaskKind):
+        def candidate_from_file(self, text: str) -> str:
+            return text  # a reply saved to a file would be checked with its prose
+
+        def check(self, *args: Any) -> dict[str, Any]:
+            return {}
+
+    task = Task(id="x/1", source="x", name="1", kind="literal")
+    assert any("candidate_from_file" in p for p in check_task(Literal(), task))
