@@ -56,6 +56,8 @@ class Config(BaseModel):
     level: int | None = Field(None, description="task level to select")
     task_start: int | None = Field(None, description="first task number (inclusive)")
     task_end: int | None = Field(None, description="last task number (inclusive)")
+    max_items: int | None = Field(None, ge=1, description="at most this many of the selected "
+                                  "tasks, the first ones (a short run to try a setup)")
 
     # Evaluation
     device: Literal["auto", "cpu", "cuda"] = "auto"
