@@ -8,7 +8,7 @@ batch), then the other large dimensions together, then one at a time.  Sizes tha
 equal move together: where halving one alone makes the reference invalid, it is halved with
 the other sizes of the same value (HingeLoss's ``input_shape = (32768,)`` broadcasts against
 its batch of 32768).  Elements of tuple-valued constants are sizes of their own
-(``input_shape[0]``); constants computed from others are left out: they follow.
+(``input_shape[0]``); the caller leaves out the constants computed from others (they follow).
 
 Two kinds of limit: the machine's memory is a hard one (a problem that cannot get under it
 is refused); the budgets that keep a batch short (``shrink_max_mb``, ``shrink_max_gflop``)
