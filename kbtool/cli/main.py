@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 # The command modules register themselves on the app when imported.
-from kbtool.cli import containers, eval, misc, report, run, serve, submit, tasks, worker  # noqa: F401
+from kbtool.cli import containers, eval, init, misc, report, run, serve, submit, tasks, worker  # noqa: F401
 from kbtool.cli.app import app
 from kbtool.errors import KbtoolError
 from kbtool.plugin import manager

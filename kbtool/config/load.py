@@ -271,6 +271,34 @@ def config_as_yaml(config: Config) -> str:
     return yaml.safe_dump(config_as_dict(config), sort_keys=False)
 
 
+def annotated_yaml(config: Config, commented: tuple[str, ...] = ()) -> str:
+    """``config`` as a file to edit: every key (sections as top-level mappings) with what it
+    means above it; the keys in ``commented`` are written as comments (left to their
+    defaults where the file is read)."""
+    data = config_as_dict(config)
+    models = section_models()
+    out: list[str] = []
+
+    def entry(key: str, value: Any, field: Any, indent: str) -> None:
+        description = getattr(field, "description", None)
+        if description:
+            out.append(f"{indent}# {description}")
+        text = yaml.safe_dump({key: value}, sort_keys=False, width=100).rstrip("\n")
+        hide = "# " if not indent and key in commented else ""
+        out.extend(f"{indent}{hide}{line}" for line in text.splitlines())
+
+    for key, value in data.items():
+        model = models.get(key)
+        if model is None:
+            entry(key, value, Config.model_fields.get(key), "")
+            continue
+        out.append(f"# the {key!r} section: settings of that task kind")
+        out.append(f"{key}:")
+        for name, inner in (value or {}).items():
+            entry(name, inner, model.model_fields.get(name), "  ")
+    return "\n".join(out) + "\n"
+
+
 def eval_settings(config: Config) -> dict[str, Any]:
     """What changes an evaluation's verdict or numbers: the core's ``EVAL_KEYS`` and every
     section but its ``local_keys``.  It keys the search's evaluation cache and travels with

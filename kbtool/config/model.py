@@ -61,6 +61,8 @@ class Config(BaseModel):
     dataset_split: str | None = Field(None, description="the hf source's split (default: all)")
     dataset_kind: str | None = Field(None, description="the task kind of the data set's rows "
                                      "(default: the one kind whose columns they have)")
+    max_items: int | None = Field(None, ge=1, description="at most this many of the selected "
+                                  "tasks, the first ones (a short run to try a setup)")
 
     # Evaluation
     device: Literal["auto", "cpu", "cuda"] = "auto"

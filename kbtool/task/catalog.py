@@ -59,7 +59,8 @@ def resolve(word: str, config: Config) -> Task:
 
 
 def select(config: Config, source: str | None = None) -> list[Task]:
-    """Tasks of a source filtered by ``level``, ``task_start`` and ``task_end`` (inclusive)."""
+    """Tasks of a source filtered by ``level``, ``task_start`` and ``task_end`` (inclusive),
+    the first ``max_items`` of them."""
     tasks = source_tasks(source or config.source, config)
     if config.level is not None:
         tasks = [t for t in tasks if t.level == config.level]
@@ -67,7 +68,7 @@ def select(config: Config, source: str | None = None) -> list[Task]:
         tasks = [t for t in tasks if t.number is not None and t.number >= config.task_start]
     if config.task_end is not None:
         tasks = [t for t in tasks if t.number is not None and t.number <= config.task_end]
-    return tasks
+    return tasks if config.max_items is None else tasks[:config.max_items]
 
 
 def check_settings(tasks: list[Task], config: Config) -> None:

@@ -10,6 +10,7 @@ itself (docs/integrity.md).
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.resources
 import json
 import os
@@ -30,6 +31,7 @@ from kbtool_plugins.kernelbench.problem import (
     apply_sizes,
     available_memory_bytes,
     cuda_to_cpu,
+    derived_constants,
     estimate,
     load_module,
     size_constants,
@@ -54,6 +56,8 @@ _PARAM_COPIES, _INPUT_COPIES, _OUTPUT_COPIES, _INTERMEDIATE_COPIES = 2, 5, 4, 2
 _COMPARE_BYTES = 64 * 2**20
 # shrink=auto on a CPU: what one problem may take (a level-1 batch then runs in minutes).
 _CPU_SHRINK_MB, _CPU_SHRINK_GFLOP = 512.0, 2.0
+# The extra that installs what KernelBench's problems import (einops, transformers, ...).
+EXTRA = "kernelbench"
 _MODEL_NAME = re.compile(r"""^\s*model_name\s*=\s*["']([^"']+)["']""", re.MULTILINE)
 # The cached (absolute) baseline's inputs: reproducible, nothing is judged on them.
 TIMING_SEED = 10_000
@@ -102,13 +106,27 @@ def problem_source(task: Task, config: Config, sizes: dict[str, int | float] | N
     return cuda_to_cpu(source) if own.cuda_inputs == "cpu" else source
 
 
+def _extra_packages() -> set[str]:
+    """What ``pip install 'kbtool[kernelbench]'`` brings (from kbtool's metadata)."""
+    try:
+        requires = importlib.metadata.requires("kbtool") or []
+    except importlib.metadata.PackageNotFoundError:
+        return set()
+    marker = re.compile(rf"""extra\s*==\s*["']{EXTRA}["']""")
+    return {re.split(r"[^A-Za-z0-9._-]", line, maxsplit=1)[0].lower().replace("-", "_")
+            for line in requires if marker.search(line)}
+
+
 def why_not_loaded(task: Task, exc: BaseException) -> str:
     """One line on why a problem does not load here, with what to do about it."""
     text = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     lower = str(exc).lower()
     if isinstance(exc, ModuleNotFoundError) and exc.name:
+        package = exc.name.split(".")[0]
+        hint = (f"pip install 'kbtool[{EXTRA}]': KernelBench's own dependencies"
+                if package.lower() in _extra_packages() else f"pip install {package}")
         return (f"task {task.id} needs the Python package {exc.name!r}, which is not installed "
-                f"here (pip install {exc.name.split('.')[0]})")
+                f"here ({hint})")
     model = _MODEL_NAME.search(raw_source(task))
     if model and any(s in lower for s in ("huggingface", "offline", "can't load",
                                            "couldn't connect", "connection", "not found")):
@@ -257,7 +275,9 @@ class KernelBenchKind(TaskKind):
                 return Measure(cost <= 1, cost, needed_bytes(found) <= allowed)
 
             original = size_constants(raw_source(task))
-            chosen = shrink(original, dict(own.sizes), measure)
+            derived = derived_constants(raw_source(task))  # they follow what they use
+            chosen = shrink({k: v for k, v in original.items() if k not in derived},
+                            dict(own.sizes), measure)
             if chosen is None:
                 raise TaskRefused(
                     f"task {task.id} does not fit here even shrunk (it needs about "
@@ -266,8 +286,8 @@ class KernelBenchKind(TaskKind):
             if chosen != own.sizes:
                 est, source = measure_at(chosen)
                 needed = needed_bytes(est)
-                shrunk = {k: [original[k], v] for k, v in chosen.items()
-                          if original.get(k) != v}
+                used = size_constants(source)  # with the constants that followed
+                shrunk = {k: [v, used[k]] for k, v in original.items() if used.get(k, v) != v}
         constants = size_constants(source)
         if est["empty_outputs"]:
             # Empty outputs compare equal to anything: no verdict could mean something.
@@ -284,8 +304,7 @@ class KernelBenchKind(TaskKind):
         info: dict[str, Any] = {"sizes": constants, "needed_bytes": needed, **est}
         if shrunk:
             info["shrunk"] = shrunk
-            sizes = {**own.sizes, **{k: v[1] for k, v in shrunk.items()}}
-            info["settings"] = {self.name: {"sizes": sizes}}
+            info["settings"] = {self.name: {"sizes": chosen}}
         return info
 
     def _reference(self, task: Task, config: Config, mode: str = "eager") -> tuple[Any, Any]:

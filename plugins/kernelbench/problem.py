@@ -33,6 +33,9 @@ def _number(node: ast.AST, known: dict[str, int | float]) -> int | float | None:
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     if isinstance(node, ast.Name):
         return known.get(node.id)
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and \
+            isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, int):
+        return known.get(element_name(node.value.id, node.slice.value))  # ``shape[0]``
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         inner = _number(node.operand, known)
         return None if inner is None else (-inner if isinstance(node.op, ast.USub) else inner)
@@ -50,9 +53,16 @@ def _number(node: ast.AST, known: dict[str, int | float]) -> int | float | None:
     return None
 
 
+def element_name(name: str, index: int) -> str:
+    """The size constant of one element of a tuple-valued constant: ``input_shape[0]``."""
+    return f"{name}[{index}]"
+
+
 def _constants(tree: ast.Module) -> dict[str, tuple[ast.expr, int | float]]:
     """Module-level ``NAME = <number or arithmetic over numbers>`` assignments (annotated
-    ones too): name -> (the value's node, its value).  A later assignment wins."""
+    ones too): name -> (the value's node, its value); a tuple or list of such values
+    (``input_shape = (32768,)``, ``bias_shape = (out_channels, 1, 1)``) gives one constant
+    per element, ``NAME[i]``.  A later assignment wins."""
     found: dict[str, tuple[ast.expr, int | float]] = {}
     known: dict[str, int | float] = {}
     for node in tree.body:
@@ -64,18 +74,30 @@ def _constants(tree: ast.Module) -> dict[str, tuple[ast.expr, int | float]]:
             continue
         if not isinstance(target, ast.Name):
             continue
-        number = _number(value, known)
-        if number is None:
-            found.pop(target.id, None)
-            known.pop(target.id, None)
+        parts = value.elts if isinstance(value, (ast.Tuple, ast.List)) else [value]
+        numbers = [_number(part, known) for part in parts]
+        for name in [n for n in found if n == target.id or n.startswith(target.id + "[")]:
+            del found[name]
+            del known[name]
+        values = [n for n in numbers if n is not None]
+        if not parts or len(values) < len(parts):
             continue
-        found[target.id] = (value, number)
-        known[target.id] = number
+        for index, (part, number) in enumerate(zip(parts, values, strict=True)):
+            name = target.id if part is value else element_name(target.id, index)
+            found[name] = (part, number)
+            known[name] = number
     return found
 
 
 def size_constants(source: str) -> dict[str, int | float]:
     return {name: number for name, (_, number) in _constants(ast.parse(source)).items()}
+
+
+def derived_constants(source: str) -> set[str]:
+    """The size constants computed from others (``N = K // 2``, ``bias_shape = (out_channels,
+    1, 1)``): they follow those unless overridden themselves."""
+    return {name for name, (node, _) in _constants(ast.parse(source)).items()
+            if any(isinstance(part, ast.Name) for part in ast.walk(node))}
 
 
 def apply_sizes(source: str, sizes: dict[str, int | float], filename: str = "<problem>",

@@ -4,7 +4,11 @@ KernelBench's sizes are chosen for data-centre GPUs; on a laptop or a small GPU 
 level 1 does not fit.  The search keeps the reference valid: it measures each candidate set
 of sizes on the meta device (no allocation), and a set whose reference does not build or
 run there is skipped.  Batch-like constants are halved first (down to 2: BatchNorm needs a
-batch), then the other large dimensions together, then one at a time.
+batch), then the other large dimensions together, then one at a time.  Sizes that must stay
+equal move together: where halving one alone makes the reference invalid, it is halved with
+the other sizes of the same value (HingeLoss's ``input_shape = (32768,)`` broadcasts against
+its batch of 32768).  Elements of tuple-valued constants are sizes of their own
+(``input_shape[0]``); the caller leaves out the constants computed from others (they follow).
 
 Two kinds of limit: the machine's memory is a hard one (a problem that cannot get under it
 is refused); the budgets that keep a batch short (``shrink_max_mb``, ``shrink_max_gflop``)
@@ -66,17 +70,29 @@ def shrink(constants: dict[str, int | float], base: dict[str, int | float],
         steps += 1
         return measure({**sizes, **change})
 
+    dims = [n for n in constants if scalable(n, constants[n])]
+
+    def halved(name: str, floor: int) -> tuple[dict[str, int | float], Measure] | None:
+        """``name`` halved, alone or, where that is not valid, with the dimensions of its
+        value (sizes that must match: a shape against the batch it broadcasts with)."""
+        half = max(floor, int(value(name)) // 2)
+        change: dict[str, int | float] = {name: half}
+        found = attempt(change)
+        equal = {n: half for n in dims if n != name and value(n) == value(name)}
+        if found is None and equal and steps < MAX_STEPS:
+            change.update(equal)
+            found = attempt(change)
+        return None if found is None else (change, found)
+
     # 1. batch dimensions, halved (never below 2: a batch of one breaks BatchNorm).
     for name in [n for n in constants if is_batch(n) and isinstance(constants[n], int)]:
         while not current.fits and steps < MAX_STEPS and int(value(name)) > 2:
-            change = {name: max(2, int(value(name)) // 2)}
-            found = attempt(change)
-            if found is None:
+            step = halved(name, 2)
+            if step is None:
                 break
-            sizes.update(change)
-            current = found
+            sizes.update(step[0])
+            current = step[1]
     # 2. every large dimension halved together (keeps their ratios: channels and groups).
-    dims = [n for n in constants if scalable(n, constants[n])]
     while not current.fits and steps < MAX_STEPS and dims:
         change = {n: max(1, int(value(n)) // 2) for n in dims if int(value(n)) >= MIN_SCALED // 2}
         if not change:
@@ -92,11 +108,10 @@ def shrink(constants: dict[str, int | float], base: dict[str, int | float],
         for name in sorted(dims, key=lambda n: -int(value(n))):
             if int(value(name)) < 2:
                 continue
-            change = {name: int(value(name)) // 2}
-            found = attempt(change)
-            if found is not None and found.cost < current.cost and \
-                    (best is None or found.cost < best[1].cost):
-                best = (change, found)
+            step = halved(name, 1)
+            if step is not None and step[1].cost < current.cost and \
+                    (best is None or step[1].cost < best[1].cost):
+                best = step
             if steps >= MAX_STEPS:
                 break
         if best is None:

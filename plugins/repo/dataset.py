@@ -24,7 +24,7 @@ import yaml
 from pydantic import ValidationError
 
 from kbtool.config import Config
-from kbtool.errors import UsageError
+from kbtool.errors import UsageError, unknown
 from kbtool.task.model import Task
 from kbtool_plugins.repo.repository import RepoSpec
 from kbtool_plugins.repo.settings import RepoItem, RepoPayload, RepoSettings
@@ -135,11 +135,21 @@ class RepoSource:
                    "and repo_data=[DIR, ...])")
 
     def tasks(self, config: Config) -> list[Task]:
-        folders = [*builtin_folders(), *config.section(RepoSettings).repo_data]
+        own = config.section(RepoSettings)
+        data = [load(folder) for folder in [*builtin_folders(), *own.repo_data]]
+        names = [d.spec.name for d in data]
+        for name in own.repository:
+            if name not in names:
+                raise unknown("repository", name, names, hint="the item folders' names "
+                              "(repo.yaml); repo_data=[DIR] adds folders")
         tasks: list[Task] = []
         seen: set[str] = set()
-        for folder in folders:
-            for task in load(folder).tasks():
+        for dataset in data:
+            if own.repository and dataset.spec.name not in own.repository:
+                continue
+            for task in dataset.tasks():
+                if own.task_types and task.payload["task"] not in own.task_types:
+                    continue
                 if task.id in seen:
                     raise UsageError(f"task {task.id} is defined twice (two item folders of "
                                      f"one repository: rename one in its {SPEC})")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kbtool.config import Section
 from kbtool_plugins.repo.repository import RepoSpec
@@ -19,15 +19,22 @@ class RepoSettings(Section):
 
     name: ClassVar[str] = "repo"
     flat_keys: ClassVar[tuple[str, ...]] = (
-        "repo_data", "repo_engine", "test_timeout_s", "infra_retries", "max_iter",
-        "feedback", "history", "feedback_chars")
-    # Where items are found, and how the multiturn loop talks to the model: no verdict
-    # depends on them (they key no evaluation and travel with no job).
-    local_keys: ClassVar[tuple[str, ...]] = ("repo_data", "max_iter", "feedback", "history",
+        "repo_data", "repository", "task_types", "repo_engine", "test_timeout_s",
+        "infra_retries", "max_iter", "feedback", "history", "feedback_chars")
+    # Where items are found and which, and how the multiturn loop talks to the model: no
+    # verdict depends on them (they key no evaluation and travel with no job).
+    local_keys: ClassVar[tuple[str, ...]] = ("repo_data", "repository", "task_types",
+                                             "max_iter", "feedback", "history",
                                              "feedback_chars")
 
     repo_data: list[Path] = Field(default_factory=list,
                                   description="more item folders (kbtool tasks build --out)")
+    repository: list[str] = Field(
+        default_factory=list, description="only the items of these data sets, by name "
+                                          "(django, sympy, packaging, ...); every one when empty")
+    task_types: list[TaskType] = Field(
+        default_factory=list, description="only these task types (method_gen, completion, "
+                                          "repair); every one when empty")
     repo_engine: Literal["local", "podman", "apptainer"] = Field(
         "local", description="where the tests run: kbtool's sandbox here, or a container")
     test_timeout_s: float = Field(60.0, gt=0, description="wall time of one test command")
@@ -37,6 +44,14 @@ class RepoSettings(Section):
     feedback: bool = Field(True, description="multiturn: show the test output after a turn")
     history: bool = Field(True, description="multiturn: keep earlier turns in the chat")
     feedback_chars: int = Field(20_000, ge=0, description="test output shown, from its end")
+
+    @field_validator("repository", "task_types", mode="before")
+    @classmethod
+    def _words(cls, value: Any) -> Any:
+        """``repository=sympy`` and ``task_types=method_gen,repair`` (one word) are lists."""
+        if isinstance(value, str):
+            return [word.strip() for word in value.split(",") if word.strip()]
+        return value
 
 
 class RepoItem(BaseModel):

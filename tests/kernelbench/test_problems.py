@@ -18,7 +18,7 @@ from kbtool.evaluation.evaluator import Evaluator
 from kbtool.task import catalog
 from kbtool_plugins.kernelbench import compare
 from kbtool_plugins.kernelbench.compare import compare_outputs
-from kbtool_plugins.kernelbench.problem import apply_sizes, size_constants
+from kbtool_plugins.kernelbench.problem import apply_sizes, derived_constants, size_constants
 from kbtool_plugins.kernelbench.settings import DEFAULT_TOLERANCES, KernelBenchSettings
 from tests.helpers import make_config, run_kbtool
 
@@ -144,6 +144,75 @@ def test_shrink_auto_scales_a_problem_until_it_fits(evaluator: Evaluator, tmp_pa
     assert result.model_extra["sizes"]["batch_size"] == sizes["batch_size"]
 
 
+# As KernelBench's level-1 losses write them (HingeLoss): the target broadcasts against the
+# last dimension, written as a tuple equal to the batch: the two must shrink together.
+BROADCAST_LOSS = '''\
+import torch
+import torch.nn as nn
+
+
+class Model(nn.Module):
+    def forward(self, scores, labels):
+        return torch.relu(0.5 - scores * labels).square().mean()
+
+
+batch_size = 32768
+input_shape = (32768,)  # 4.3 GB of scores
+dim = 1
+
+
+def get_inputs():
+    return [torch.rand(batch_size, *input_shape), torch.randint(0, 2, (batch_size,)).float() * 2 - 1]
+
+
+def get_init_inputs():
+    return []
+'''
+
+SHAPED = '''\
+channels = 64
+bias_shape = (channels, 1, 1)
+pair = [4096, 2 * 8]
+width = pair[1] * 2
+shape = (1, 2)
+shape = "none"
+'''
+
+
+def test_tuple_constants_are_sizes_by_element() -> None:
+    assert size_constants(BROADCAST_LOSS) == {"batch_size": 32768, "input_shape[0]": 32768,
+                                              "dim": 1}
+    changed = apply_sizes(BROADCAST_LOSS, {"input_shape[0]": 512})
+    assert "input_shape = (512,)  # 4.3 GB of scores\n" in changed
+    # Elements computed from other constants follow them; a later assignment wins.
+    assert size_constants(SHAPED) == {"channels": 64, "bias_shape[0]": 64, "bias_shape[1]": 1,
+                                      "bias_shape[2]": 1, "pair[0]": 4096, "pair[1]": 16,
+                                      "width": 32}
+    assert derived_constants(SHAPED) == {"bias_shape[0]", "width"}
+    assert size_constants(apply_sizes(SHAPED, {"channels": 8}))["bias_shape[0]"] == 8
+
+
+def test_shrink_auto_shrinks_a_shape_with_the_batch_it_broadcasts_against(
+        evaluator: Evaluator, tmp_path: Path) -> None:
+    task = catalog.resolve(str(problem(tmp_path, BROADCAST_LOSS, "loss.py")), evaluator.config)
+    shrink = evaluator.config.with_section(KernelBenchSettings(shrink="auto", shrink_max_mb=64))
+    info = evaluator.inspect(task, shrink)
+    sizes = info["settings"]["kernelbench"]["sizes"]
+    assert sizes["batch_size"] == sizes["input_shape[0]"] < 32768
+    assert info["sizes"]["dim"] == 1  # a small constant: not a size to scale
+    assert info["needed_bytes"] <= 64 * 2**20
+    candidate = problem(tmp_path, BROADCAST_LOSS.replace("class Model", "class ModelNew"),
+                        "c.py")
+    result = evaluator.evaluate(task, candidate, shrink)
+    assert result.status.value == "ok", result.error
+    assert result.model_extra["shrunk"]["input_shape[0]"] == [32768, sizes["batch_size"]]
+    # The size is one a user can give too.
+    shown = run_kbtool("tasks", "show", str(tmp_path / "loss.py"), "--json", "--size",
+                       "batch_size=64", "--size", "input_shape[0]=64")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["sizes"]["input_shape[0]"] == 64
+
+
 def test_a_model_that_needs_real_tensors_to_build_is_estimated(evaluator: Evaluator,
                                                                tmp_path: Path) -> None:
     """Swin-style models call .item() in __init__: no meta build; the estimate still works."""
@@ -201,8 +270,14 @@ def test_cuda_inputs_on_a_cpu_machine(evaluator: Evaluator, tmp_path: Path) -> N
 def test_a_missing_package_is_named(evaluator: Evaluator, tmp_path: Path) -> None:
     text = "from transformers_that_is_not_here import AutoConfig\n" + MATMUL
     task = catalog.resolve(str(problem(tmp_path, text)), evaluator.config)
-    with pytest.raises(KbtoolError, match="needs the Python package "
-                                          "'transformers_that_is_not_here'"):
+    with pytest.raises(KbtoolError, match=r"needs the Python package "
+                                          r"'transformers_that_is_not_here'.*pip install "
+                                          r"transformers_that_is_not_here\)"):
+        evaluator.inspect(task)
+    # One of KernelBench's own dependencies (as where it is not installed): the extra.
+    text = "raise ModuleNotFoundError(\"No module named 'einops'\", name='einops')\n" + MATMUL
+    task = catalog.resolve(str(problem(tmp_path, text, "einops_missing.py")), evaluator.config)
+    with pytest.raises(KbtoolError, match=r"'einops'.*pip install 'kbtool\[kernelbench\]'"):
         evaluator.inspect(task)
 
 
@@ -244,3 +319,74 @@ def test_started_beside_a_folder_named_kbtool(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["sizes"]
+
+
+# KernelBench's own dependencies (pip install 'kbtool[kernelbench]'), as its problems use
+# them: level 3's Mamba blocks rearrange with einops, level 4 builds transformers models
+# (here from a configuration made in the file: nothing to download).
+EINOPS_BLOCKS = '''\
+import torch
+import torch.nn as nn
+from einops import rearrange
+
+
+class Model(nn.Module):
+    def __init__(self, block_len):
+        super().__init__()
+        self.block_len = block_len
+
+    def forward(self, x):
+        blocks = rearrange(x, "b (c l) h -> b h c l", l=self.block_len)
+        return rearrange(torch.cumsum(blocks, dim=-1), "b h c l -> b (c l) h")
+
+
+batch_size = 4
+seq_length = 64
+n_heads = 4
+block_len = 16
+
+
+def get_inputs():
+    return [torch.randn(batch_size, seq_length, n_heads)]
+
+
+def get_init_inputs():
+    return [block_len]
+'''
+
+TINY_LM = '''\
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config
+
+
+class Model(torch.nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.model = AutoModelForCausalLM.from_config(config)
+
+    def forward(self, x):
+        return self.model(x).logits
+
+
+config = GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=128, n_positions=64,
+                    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+batch_size = 2
+sequence_length = 16
+
+
+def get_inputs():
+    return [torch.randint(0, 128, (batch_size, sequence_length))]
+
+
+def get_init_inputs():
+    return [config]
+'''
+
+
+@pytest.mark.parametrize("text", [EINOPS_BLOCKS, TINY_LM], ids=["einops", "transformers"])
+def test_problems_that_import_kernelbench_dependencies_run(evaluator: Evaluator,
+                                                           tmp_path: Path, text: str) -> None:
+    task = catalog.resolve(str(problem(tmp_path, text)), evaluator.config)
+    candidate = problem(tmp_path, text.replace("class Model(", "class ModelNew("), "c.py")
+    result = evaluator.evaluate(task, candidate)
+    assert result.status.value == "ok", result.error

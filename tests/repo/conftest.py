@@ -40,6 +40,11 @@ def packaging(repo_cache: Path) -> Repository:
     return _fetch("packaging", repo_cache)
 
 
+@pytest.fixture(scope="session")
+def sympy(repo_cache: Path) -> Repository:
+    return _fetch("sympy", repo_cache)
+
+
 @pytest.fixture
 def in_tmp(tmp_path: Path) -> Iterator[Path]:
     """The working directory is a fresh temporary folder (``judge`` makes its scratch there)."""

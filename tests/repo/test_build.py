@@ -1,4 +1,4 @@
-"""kbtool tasks build on a real repository (packaging, pytest): a survey under coverage,
+"""kbtool tasks build on real repositories (packaging and SymPy, pytest): a survey under coverage,
 methods kept only when their tests pass and fail without their body, injected bugs, and
 the same items again from the same seed."""
 
@@ -9,9 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from kbtool_plugins.repo.dataset import load
+from kbtool_plugins.repo.dataset import builtin_root, load
 from kbtool_plugins.repo.repository import Repository
 from tests.helpers import run_kbtool
+
+
+def assert_same_items(rebuilt: Path, built: Path) -> None:
+    """The same items, field by field; a repair item's failing output may differ only in the
+    timings the runner prints."""
+    again = [json.loads(x) for x in (rebuilt / "items.jsonl").read_text().splitlines()]
+    first = [json.loads(x) for x in (built / "items.jsonl").read_text().splitlines()]
+    for a, b in zip(again, first, strict=True):
+        assert a.pop("failing_output") == b.pop("failing_output") or a["task"] == "repair"
+        assert a == b
 
 
 @pytest.mark.slow  # two builds: each surveys a test file under coverage and runs ~10 checks
@@ -39,11 +49,31 @@ def test_build_makes_items_of_every_type_and_rebuilds_them_alike(
     proc = run_kbtool("tasks", "build", str(first / "build.yaml"), "--out", str(again),
                       f"cache_dir={repo_cache}")
     assert proc.returncode == 0, proc.stderr
-    rebuilt = [json.loads(x) for x in (again / "items.jsonl").read_text().splitlines()]
-    built = [json.loads(x) for x in (first / "items.jsonl").read_text().splitlines()]
-    for a, b in zip(rebuilt, built, strict=True):  # the failing output has timings in it
-        assert a.pop("failing_output") == b.pop("failing_output") or a["task"] == "repair"
-        assert a == b
+    assert_same_items(again, first)
+
+
+@pytest.mark.slow  # two builds of a few items each (SymPy imports in seconds)
+def test_sympy_items_build_from_the_builtin_options_and_rebuild_alike(
+        tmp_path: Path, repo_cache: Path, sympy: Repository) -> None:
+    """The built-in SymPy set's own build.yaml (runner, test dependencies, pins), narrowed
+    to one test file and one item of each type, builds and rebuilds the same items."""
+    first = tmp_path / "first"
+    proc = run_kbtool("tasks", "build", str(builtin_root() / "sympy" / "build.yaml"),
+                      "--out", str(first), "--labels", "sympy/utilities/tests/test_iterables.py",
+                      "--files", "sympy/utilities/iterables.py", "--method-gen", "1",
+                      "--completion", "1", "--repair", "1", f"cache_dir={repo_cache}")
+    assert proc.returncode == 0, proc.stderr
+    data = load(first)
+    assert data.spec == sympy.spec
+    assert sorted(i.task for i in data.items) == ["completion", "method_gen", "repair"]
+    for item in data.items:
+        assert item.file_path == "sympy/utilities/iterables.py"
+        assert all(t.startswith("sympy/utilities/tests/test_iterables.py::") for t in item.tests)
+    again = tmp_path / "again"
+    proc = run_kbtool("tasks", "build", str(first / "build.yaml"), "--out", str(again),
+                      f"cache_dir={repo_cache}")
+    assert proc.returncode == 0, proc.stderr
+    assert_same_items(again, first)
 
 
 def test_build_refuses_bad_options_in_one_line(tmp_path: Path) -> None:

@@ -80,6 +80,27 @@ def test_eval_json_reports_tests_passed_and_total(repo_cache: Path, tmp_path: Pa
     assert result["task_type"] == "repair"
 
 
+def test_sympy_items_are_judged_by_sympys_own_tests(repo_cache: Path, tmp_path: Path,
+                                                    sympy: Repository) -> None:
+    """As docs/repo-tasks.md shows: each task type's first SymPy item, its right answer
+    passing every test and the injected bug failing some."""
+    for task_type in ("method_gen", "completion", "repair"):
+        task = builtin(task_type, "sympy")
+        item = item_of(task)
+        right = item.continuation if task_type == "completion" else item.original
+        answers = [(right, "ok")] + ([(item.buggy_method, "incorrect")]
+                                     if task_type == "repair" else [])
+        for text, status in answers:
+            assert text is not None
+            proc = run_kbtool("eval", task.id, "--solution", str(solution(tmp_path, text)),
+                              "--json", f"cache_dir={repo_cache}")
+            assert proc.returncode == 0, proc.stderr
+            result = json.loads(proc.stdout)
+            assert result["status"] == status, (task.id, result.get("error"))
+            assert result["tests_total"] == len(item.tests)
+            assert (result["tests_passed"] == len(item.tests)) == (status == "ok")
+
+
 def test_verdicts(evaluator: Evaluator, tmp_path: Path) -> None:
     repair = builtin("repair")
     item = item_of(repair)

@@ -62,6 +62,25 @@ def test_selection_by_level_and_range() -> None:
     assert all(t.level == 1 for t in catalog.select(config))
 
 
+@pytest.mark.parametrize("source", ["builtin", "repo", "perf"])
+def test_max_items_keeps_the_first_of_a_selection(source: str) -> None:
+    everything = catalog.select(load_config({"source": source}))
+    assert len(everything) > 3
+    first = catalog.select(load_config({"source": source, "max_items": 3}))
+    assert [t.id for t in first] == [t.id for t in everything[:3]]
+    ranged = load_config({"source": source, "task_start": 2, "max_items": 2})
+    assert [t.number for t in catalog.select(ranged)] == \
+        [t.number for t in everything if t.number is not None and t.number >= 2][:2]
+
+
+def test_max_items_on_the_command_line() -> None:
+    listed = run_kbtool("tasks", "list", "repo", "max_items=4")
+    assert listed.returncode == 0, listed.stderr
+    assert len(listed.stdout.splitlines()) == 4
+    zero = run_kbtool("tasks", "list", "max_items=0")
+    assert zero.returncode == 2 and "max_items" in zero.stderr
+
+
 @pytest.fixture()
 def kernelbench_checkout(tmp_path: Path) -> Path:
     """A checkout shaped like KernelBench: KernelBench/level1..4 plus an extra level."""
