@@ -649,31 +649,42 @@ class Judge:
                       f"{theirs.aten_share:.0%})")
 
     def _second_shape(self) -> None:
-        """Both models at another batch size, where the task has one (a flag, not a verdict)."""
+        """Both models at another batch size, where the task has one (a flag, not a verdict).
+        The sizes equal to the batch are halved with it where the reference needs that (a
+        shape that broadcasts against the batch: HingeLoss's ``input_shape[0]``)."""
         constants = size_constants(self.problem_source)
         name = next((n for n in constants if is_batch(n) and isinstance(constants[n], int)),
                     None)
         if name is None:
             return
-        value = int(constants[name]) // 2 if constants[name] > 1 else 2
+        batch = constants[name]
+        value = int(batch) // 2 if batch > 1 else 2
         ref, cand = self.sides["reference"], self.sides["candidate"]
+        alone: dict[str, int | float] = {name: value}
+        together: dict[str, int | float] = {n: value for n, v in constants.items()
+                                            if v == batch and isinstance(v, int)}
+        for sizes in (alone, together):
+            try:
+                alt = load_module(apply_sizes(self.problem_source, sizes),
+                                  "kbtool_reference_alt", self.problem_file)
+                values = make_inputs(alt, os_seed())
+                ref.expect(ref.ask(Reshape(sizes=sizes)), Done)
+                ref.put({_ALT_SLOT: values})
+                expected = ref.run([_ALT_SLOT])
+                break
+            except Exception:
+                continue  # the task does not work at these sizes
+        else:
+            return
+        where = ", ".join(f"{n}={v}" for n, v in sizes.items())
         try:
-            alt = load_module(apply_sizes(self.problem_source, {name: value}),
-                              "kbtool_reference_alt", self.problem_file)
-            values = make_inputs(alt, os_seed())
-            ref.expect(ref.ask(Reshape(sizes={name: value})), Done)
-            ref.put({_ALT_SLOT: values})
-            expected = ref.run([_ALT_SLOT])
-        except Exception:
-            return  # the task does not work at another size either
-        try:
-            cand.expect(cand.ask(Reshape(sizes={name: value})), Done)
+            cand.expect(cand.ask(Reshape(sizes=sizes)), Done)
             cand.put({_ALT_SLOT: values})
             got = cand.run([_ALT_SLOT])
-            self._compare(expected.outputs[0], got.outputs[0], f"with {name}={value}")
+            self._compare(expected.outputs[0], got.outputs[0], f"with {where}")
         except (Incorrect, Rejected, CallFailed, RunnerFailed, ProtocolViolation) as exc:
             lines = str(exc).strip().splitlines() or [type(exc).__name__]
-            self.flag("fails_other_shape", f"with {name}={value}: {lines[-1]}")
+            self.flag("fails_other_shape", f"with {where}: {lines[-1]}")
 
     # -- timing ---------------------------------------------------------------------------------
     def _window(self, side: Side, slots: list[int], model: Mode,

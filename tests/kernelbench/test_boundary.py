@@ -115,3 +115,41 @@ def test_honest_in_place_work_passes(judged: Evaluator) -> None:
     result = run(judged, REDTEAM / "honest_inplace.py")
     assert result.status == Status.ok, result.error
     assert set(result.flags) <= {"no_custom_kernel", "noisy", "few_trials"}, result.findings
+
+
+HINGE = '''import torch
+import torch.nn as nn
+
+batch_size = 512
+input_shape = (512,)
+
+
+class Model(nn.Module):
+    def forward(self, predictions, targets):
+        return torch.mean(torch.clamp(1 - predictions * targets, min=0))
+
+
+def get_inputs():
+    return [torch.rand(batch_size, *input_shape),
+            torch.randint(0, 2, (batch_size,)).float() * 2 - 1]
+
+
+def get_init_inputs():
+    return []
+'''
+
+
+def test_a_shape_tied_to_the_batch_moves_with_it(judged: Evaluator, tmp_path: Path) -> None:
+    """The second shape halves the sizes equal to the batch with it where the reference
+    needs that (it broadcasts against the batch): hard-coded shapes are seen there too."""
+    problem = tmp_path / "hinge.py"
+    problem.write_text(HINGE)
+    fixed = tmp_path / "fixed.py"
+    fixed.write_text("import torch\nimport torch.nn as nn\n\n\nclass ModelNew(nn.Module):\n"
+                     "    def forward(self, p, t):\n"
+                     "        return torch.mean(torch.clamp(1 - p.reshape(512, 512) * "
+                     "t.reshape(512), min=0))\n")
+    result = run(judged, fixed, str(problem))
+    assert result.status == Status.ok, result.error
+    assert any("input_shape[0]=256" in f for f in result.findings
+               if f.startswith("fails_other_shape")), result.findings
