@@ -25,7 +25,6 @@ from kbtool.sandbox.isolation import Reporter
 from kbtool.task.kind import TaskKind, fenced_blocks
 from kbtool.task.model import Task, TaskRefused
 from kbtool.timing.base import Timer, TimingSettings
-from kbtool_plugins.kernelbench.judge import Judge, make_inputs
 from kbtool_plugins.kernelbench.problem import (
     apply_sizes,
     available_memory_bytes,
@@ -132,8 +131,9 @@ class KernelBenchKind(TaskKind):
     baselines = ("eager", "compile")
     templates = TEMPLATES
     # Imported once by the warm process: torch itself, and torch._dynamo, which replaces
-    # torch functions when imported lazily (the guards would take that for patching).
-    preload = ("torch", "torch._dynamo")
+    # torch functions when imported lazily (the guards would take that for patching); the
+    # judge and the statistics it uses, which kbtool's other commands do without.
+    preload = ("torch", "torch._dynamo", "scipy.stats", "kbtool_plugins.kernelbench.judge")
 
     # -- parent side ----------------------------------------------------------------------
     def task_from_file(self, path: Path) -> Task | None:
@@ -296,6 +296,8 @@ class KernelBenchKind(TaskKind):
                  report: Reporter) -> dict[str, Any]:
         import torch
 
+        from kbtool_plugins.kernelbench.judge import make_inputs
+
         report.stage("load")
         module, model = self._reference(task, config, mode)
         inputs = [v.to(config.device) if isinstance(v, torch.Tensor) else v
@@ -312,6 +314,8 @@ class KernelBenchKind(TaskKind):
     def check(self, task: Task, solution: Path, config: Config, timer: Timer,
               report: Reporter) -> dict[str, Any]:
         """The candidate judged by a process that never runs its code (``judge``)."""
+        from kbtool_plugins.kernelbench.judge import Judge
+
         source = problem_source(task, config)
         verdict = Judge(task, solution, config, timer, report).run(source, problem_filename(task))
         return {**verdict, "sizes": size_constants(source)}

@@ -131,6 +131,8 @@ class PerfKind(TaskKind):
     candidate_suffix = ".diff"
     candidate_language = "diff"
     templates = TEMPLATES
+    # The ratios' statistics, imported by kbtool.timing.compare where they are used.
+    preload = ("scipy.stats",)
 
     # -- parent side ----------------------------------------------------------------------
     def prepare(self, task: Task, config: Config) -> None:
