@@ -11,7 +11,7 @@ from typing import Any
 
 from kbtool.config import Config, load_config
 from kbtool.errors import KbtoolError, UsageError
-from kbtool.evaluation.backend import make_backend
+from kbtool.evaluation.backend import EvalBackend, backend_name, make_backend
 from kbtool.llm.client import LLMClient
 from kbtool.llm.model import ProviderError
 from kbtool.llm.serve import ModelServers
@@ -96,10 +96,15 @@ def _execute(config: Config, store: RunStore, tasks: list[Task],
         if config.autorun else None
     if servers is not None:  # each task's calls meet one server, whose prefix cache they fill
         provider = servers.router(config, [t.id for t in tasks])
-    display = RunDisplay(len(tasks), plan_calls(config, tasks), enabled=not config.dry_run)
+    display = RunDisplay(len(tasks), plan_calls(config, tasks), enabled=not config.dry_run,
+                         run_dir=store.dir, interval_s=config.progress_interval_s)
     store.subscribe(display.event)
-    pool = make_backend(config)
+    backend = backend_name(config)
+    display.note(f"starting the {backend} evaluation backend"
+                 + (f" ({config.eval_workers} evaluators)" if backend == "local" else ""))
+    pool: EvalBackend | None = None
     try:
+        pool = make_backend(config)
         if servers is not None and not config.dry_run:
             servers.start()
         env = pool.env
@@ -134,12 +139,13 @@ def _execute(config: Config, store: RunStore, tasks: list[Task],
             summary = write_summary(ctx, tasks, status, baselines,
                                     next(iter(modes)) if len(modes) == 1 else None)
             store.emit(RunFinished(status=status))
-            display.close()
         return summary
     finally:
+        display.close()
         if servers is not None:
             servers.stop()
-        pool.close()
+        if pool is not None:
+            pool.close()
         store.close()
 
 
