@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 
 from kbtool.config import Config, eval_settings
 from kbtool.errors import RunError, UsageError
-from kbtool.evaluation.evaluator import Evaluator
+from kbtool.evaluation.evaluator import Evaluator, warm_up
 from kbtool.evaluation.result import EvalResult, Status, TimingStats
 from kbtool.plugin import registry
 from kbtool.task.catalog import kind_of
@@ -64,7 +64,7 @@ class LocalBackend:
 
     @property
     def env(self) -> dict[str, Any]:
-        return self.all[0].env
+        return warm_up(self.all)
 
     @contextmanager
     def get(self) -> Iterator[Evaluator]:

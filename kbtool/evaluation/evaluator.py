@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,15 @@ def pick_timer(name: str | None, device: str) -> Timer:
     if reason:
         raise UsageError(reason)
     return timer
+
+
+def warm_up(evaluators: list[Evaluator]) -> dict[str, Any]:
+    """The first evaluator's environment, once every evaluator's warm process has imported
+    every kind's preload, side by side: a pool that serves whatever comes (a search, a
+    worker) pays for it up front, not in its first evaluations."""
+    with ThreadPoolExecutor(len(evaluators)) as warming:
+        envs = list(warming.map(lambda evaluator: evaluator.env, evaluators))
+    return envs[0]
 
 
 class Evaluator:
