@@ -17,10 +17,11 @@ on all alike:
   no kbtool (what ``bench/repo_turnaround.py`` calls bare; target: the one-shot eval at most
   2x this).
 
-Printed: per command the median wall time and its range, the differences to ``python -c
-pass`` and the eval's ratio to the bare run.  The repository is fetched once before the
-rounds (kbtool's cache).  A benchmark, not a test: it exits 0 whatever the figures (1 if the
-eval or the bare run did not pass).
+Printed: per command the median wall time, its range and the median CPU time of the
+processes it ran (on a busy machine nearer to what an idle one would take than the wall
+time), the differences to ``python -c pass`` and the eval's ratio to the bare run.  The
+repository is fetched once before the rounds (kbtool's cache).  A benchmark, not a test: it
+exits 0 whatever the figures (1 if the eval or the bare run did not pass).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -62,6 +64,11 @@ def kbtool_script() -> str:
     if found is None:
         raise SystemExit("startup: no kbtool console script (pip install -e .)")
     return found
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def timed(argv: list[str]) -> tuple[float, bool]:
@@ -103,17 +110,21 @@ def main(argv: list[str] | None = None) -> int:
               f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, "
               f"Python {platform.python_version()}", flush=True)
         times: dict[str, list[float]] = {name: [] for name in names}
+        cpu: dict[str, list[float]] = {name: [] for name in names}
         failed: list[str] = []
         for rnd in range(args.rounds):
             shift = rnd % len(names)
             for name in names[shift:] + names[:shift]:
+                before = children_cpu()
                 took, ok = arms[name]()
+                cpu[name].append(children_cpu() - before)
                 times[name].append(took)
                 if not ok:
                     failed.append(f"{name} (round {rnd + 1})")
     median = {name: statistics.median(values) for name, values in times.items()}
+    median_cpu = {name: statistics.median(values) for name, values in cpu.items()}
     base = median["python -c pass"]
-    print(f"{'command':20} {'median s':>9} {'min s':>7} {'max s':>7}  beside")
+    print(f"{'command':20} {'median s':>9} {'min s':>7} {'max s':>7} {'CPU s':>7}  beside")
     for name in names:
         beside = ""
         if name in ("kbtool --help", "kbtool tasks list"):
@@ -125,13 +136,14 @@ def main(argv: list[str] | None = None) -> int:
             beside = (f"{ratio:.2f}x the bare tests (target <= {EVAL_TARGET:g}x: "
                       f"{'met' if ratio <= EVAL_TARGET else 'NOT met'})")
         print(f"{name:20} {fmt(median[name]):>9} {fmt(min(times[name])):>7} "
-              f"{fmt(max(times[name])):>7}  {beside}")
+              f"{fmt(max(times[name])):>7} {fmt(median_cpu[name]):>7}  {beside}")
     print(f"load at the end {os.getloadavg()[0]:.1f}")
     if failed:
         print(f"did not pass: {', '.join(failed)}", file=sys.stderr)
     if args.json is not None:
         args.json.write_text(json.dumps(json_safe({
             "item": task.id, "rounds": args.rounds, "times": times, "median": median,
+            "cpu": cpu, "median_cpu": median_cpu,
             "over_python": {n: median[n] - base for n in ("kbtool --help", "kbtool tasks list")},
             "eval_over_bare": median["kbtool eval"] / median["bare"], "failed": failed}),
             indent=1))
