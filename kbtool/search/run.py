@@ -100,8 +100,9 @@ def _execute(config: Config, store: RunStore, tasks: list[Task],
                          run_dir=store.dir, interval_s=config.progress_interval_s)
     store.subscribe(display.event)
     backend = backend_name(config)
+    workers = config.eval_workers
     display.note(f"starting the {backend} evaluation backend"
-                 + (f" ({config.eval_workers} evaluators)" if backend == "local" else ""))
+                 + (f" ({workers} evaluator{'s' * (workers != 1)})" if backend == "local" else ""))
     pool: EvalBackend | None = None
     try:
         pool = make_backend(config)

@@ -145,8 +145,8 @@ class RunDisplay:
             self._bar = self._progress.add_task("run", total=self.max_calls, detail="")
             self._progress.start()
         if enabled and run_dir is not None:
-            self._print(f"run directory: {run_dir} ({tasks} tasks, at most {max_calls} LLM "
-                        "calls)")
+            self._print(f"run directory: {run_dir} ({tasks} task{'s' * (tasks != 1)}, at most "
+                        f"{max_calls} LLM calls)")
         if enabled and not self.tty:
             threading.Thread(target=self._heartbeat, name="kbtool-progress",
                              daemon=True).start()
@@ -222,8 +222,9 @@ class RunDisplay:
             return f"eval {event.get('sample') or event.get('step')}: {event['status']}{speed}"
         if kind == "run_started":
             env = event.get("env") or {}
+            tasks = len(event.get("tasks") or [])
             return (f"run {'resumed' if event.get('resumed') else 'started'}: "
-                    f"{len(event.get('tasks') or [])} tasks, model {event.get('model')}, "
+                    f"{tasks} task{'s' * (tasks != 1)}, model {event.get('model')}, "
                     f"strategy {event.get('strategy')}, evaluating on "
                     f"{env.get('device_name') or env.get('device') or 'the workers'}")
         if kind == "task_started":

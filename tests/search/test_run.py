@@ -76,8 +76,9 @@ def test_search_with_replay_writes_a_complete_run(tmp_path: Path) -> None:
     # in order, with progress lines between.
     lines = proc.stderr.splitlines()
     said = [first_line(lines, start) for start in (
-        f"run directory: {run_dir} (1 tasks", "starting the local evaluation backend",
-        "run started: 1 tasks, model replay/builtin, strategy tree",
+        f"run directory: {run_dir} (1 task, at most 9 LLM calls)",
+        "starting the local evaluation backend (1 evaluator)",
+        "run started: 1 task, model replay/builtin, strategy tree",
         "task builtin/1/2_ReLU: started", "task builtin/1/2_ReLU: baseline eager ",
         "eval builtin/1/2_ReLU/p0/a0/s0: incorrect", "task builtin/1/2_ReLU: phase 0 done",
         "task builtin/1/2_ReLU: phase 1 done", "task builtin/1/2_ReLU: done, best eager",
