@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kbtool.config import Config
 from kbtool.llm.model import ChatRequest, ChatResponse, ProviderError
 from kbtool.plugin.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from kbtool.config import Config
 
 ALIASES = ("gemini", "anthropic", "deepseek")
 _RETRYABLE = ("RateLimitError", "ServiceUnavailableError", "InternalServerError", "Timeout",

@@ -16,11 +16,13 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kbtool.config import Config
 from kbtool.llm.model import ChatRequest, ChatResponse, ProviderError
 from kbtool.plugin.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from kbtool.config import Config
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,14 @@ import importlib.resources
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from kbtool.config import Config
 from kbtool.errors import KbtoolError, UsageError
 from kbtool.llm.model import ChatRequest, ChatResponse, ProviderError
 from kbtool.plugin.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from kbtool.config import Config
 
 
 def builtin_transcripts() -> Path:
@@ -55,6 +55,8 @@ class ReplayProvider:
             raise UsageError(f"replay: no transcript or run directory at {source}")
 
     def _read(self, path: Path) -> None:
+        import yaml
+
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
@@ -95,6 +97,7 @@ class ReplayProvider:
 
     def _reference_as_candidate(self, request: ChatRequest) -> str:
         """The task's null candidate (the reference itself), as its kind writes a reply."""
+        from kbtool.config import Config
         from kbtool.task import catalog
 
         task_id = request.meta.get("task", "")

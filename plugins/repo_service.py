@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from kbtool.cli.app import ConfigFile, ConfigProfile
-from kbtool.cli.common import make_config
-from kbtool.config import Config, split_overrides
 from kbtool.errors import RunError, UsageError, unknown
 from kbtool.plugin.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from kbtool.config import Config
 
 DEFAULT_PORT = 8731
 
@@ -43,6 +44,8 @@ def sandbox_serve(
     """
     import uvicorn
 
+    from kbtool.cli.common import make_config
+    from kbtool.config import split_overrides
     from kbtool_plugins.repo.service import (
         TOKEN_ENV,
         ServiceSettings,

@@ -15,12 +15,13 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import tenacity
+from typing import TYPE_CHECKING, Any
 
 from kbtool.errors import RunError, UsageError
 from kbtool.plugin.hookspecs import Register, hookimpl
+
+if TYPE_CHECKING:
+    import tenacity
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
             "PREEMPTED", "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT"}
@@ -87,6 +88,7 @@ class Slurm:
 
     def call(self, argv: list[str]) -> subprocess.CompletedProcess:
         """Run a Slurm command, retrying transient failures with exponential back-off."""
+        import tenacity
 
         def transient(proc: subprocess.CompletedProcess) -> bool:
             if proc.returncode in (0, 127):  # done, or no such command: retrying cannot help

@@ -6,17 +6,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kbtool.plugin.hookspecs import hookimpl
-from kbtool.runs.events import PhaseDone
-from kbtool.search.engine import Candidate, SearchContext, split_samples
-from kbtool.search.prompts import parse_ideas
-from kbtool.task.model import Task
+
+if TYPE_CHECKING:
+    from kbtool.search.engine import Candidate, SearchContext
+    from kbtool.task.model import Task
 
 
 def ideas(ctx: SearchContext, task: Task, count: int) -> list[str]:
     """The ideas step: one call, its list trimmed or repeated to ``count``."""
+    from kbtool.search.prompts import parse_ideas
+
     reply = ctx.ask(task, f"{task.id}/ideas", [("user", ctx.render("ideas", task))],
                     {"kind": "ideas"})
     if reply is not None:
@@ -48,6 +50,9 @@ def tree(ctx: SearchContext, task: Task) -> None:
     chains.  Phase 0 writes from the reference, one idea per chain; later phases improve the
     best solutions of the phase before (``num_branches`` seeds, best per branch first).  A
     phase with no correct solution seeds the next from the reference again."""
+    from kbtool.runs.events import PhaseDone
+    from kbtool.search.engine import split_samples
+
     config = ctx.config
     idea_list = ideas(ctx, task, config.num_samples)
     seeds: list[Candidate] = []

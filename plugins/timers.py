@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kbtool.evaluation.result import TimingStats
 from kbtool.plugin.hookspecs import hookimpl
 from kbtool.timing.base import Timer, TimingSettings
 from kbtool.timing.stats import summarize
+
+if TYPE_CHECKING:
+    from kbtool.evaluation.result import TimingStats
 
 
 class CpuTimer(Timer):
@@ -91,6 +93,8 @@ class TritonDoBenchTimer(CudaEventTimer):
     def measure(self, fn: Callable[[], Any], settings: TimingSettings) -> TimingStats:
         import torch
         from triton.testing import do_bench
+
+        from kbtool.evaluation.result import TimingStats
 
         def synced() -> None:
             fn()

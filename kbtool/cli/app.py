@@ -1,5 +1,9 @@
 """The Typer application and its command groups; the commands live in sibling modules
-(one per command or group) and register themselves on these objects."""
+(one per command or group) and register themselves on these objects.
+
+Every command module is imported at start-up (Typer needs the signatures for ``--help``):
+a command imports what only it needs (configuration, evaluation, torch, scipy...) inside
+its function, so that the other commands do not pay for it (``bench/startup.py``)."""
 
 from __future__ import annotations
 

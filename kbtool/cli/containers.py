@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 
 from kbtool.cli.app import ConfigFile, ConfigProfile, image_app, worker_app
-from kbtool.cli.common import make_config, no_words
-from kbtool.config import split_overrides
 
 
 @worker_app.command("start")
@@ -46,7 +44,9 @@ def worker_start(
     kbtool worker start --engine podman --arch Hopper [--image I] [--dry-run]
         worker_input_dir=IN worker_output_dir=OUT [key=value ...]
     """
+    from kbtool.cli.common import make_config, no_words
     from kbtool.cluster import containers
+    from kbtool.config import split_overrides
 
     words, overrides = split_overrides(args or [])
     no_words("worker start", words)

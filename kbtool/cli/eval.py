@@ -7,20 +7,16 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kbtool.cli.app import ConfigFile, ConfigProfile, Sizes, app
-from kbtool.cli.common import make_config
-from kbtool.config import Config, split_overrides
 from kbtool.errors import RunError, UsageError
-from kbtool.evaluation.backend import make_backend
-from kbtool.evaluation.batch import evaluate_solution, run_batch
-from kbtool.evaluation.result import Status
-from kbtool.task import catalog
-from kbtool.task.model import Task
-from kbtool.ui.display import print_batch_table, print_result, progress_line
+
+if TYPE_CHECKING:
+    from kbtool.config import Config
+    from kbtool.task.model import Task
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +49,14 @@ def eval_command(
     Evaluates on this machine, or through the worker queue when worker_input_dir and
     worker_output_dir are set (eval_backend= picks another backend).
     """
+    from kbtool.cli.common import make_config
+    from kbtool.config import split_overrides
+    from kbtool.evaluation.backend import make_backend
+    from kbtool.evaluation.batch import evaluate_solution
+    from kbtool.evaluation.result import Status
+    from kbtool.task import catalog
+    from kbtool.ui.display import print_result
+
     words, overrides = split_overrides(args or [])
     config = make_config(overrides, config_file, config_profile, size,
                          mode=mode, timer=timer, device=device)
@@ -89,6 +93,11 @@ def eval_command(
 
 def _eval_batch(config: Config, tasks: list[Task], solutions: str, output: Path | None,
                 as_json: bool) -> None:
+    from kbtool.evaluation.backend import make_backend
+    from kbtool.evaluation.batch import run_batch
+    from kbtool.evaluation.result import Status
+    from kbtool.ui.display import print_batch_table, progress_line
+
     out_path = output or Path("eval-results") / f"eval-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
     backend = make_backend(config)
     try:

@@ -9,8 +9,6 @@ import typer
 
 from kbtool import __version__
 from kbtool.cli.app import ConfigFile, ConfigProfile, app, config_app
-from kbtool.cli.common import make_config, no_words
-from kbtool.config import config_as_yaml, split_overrides
 from kbtool.plugin import manager
 
 
@@ -33,6 +31,9 @@ def config_show(
     config_profile: ConfigProfile = None,
 ) -> None:
     """Print the resolved configuration as YAML (task kinds' sections under their names)."""
+    from kbtool.cli.common import make_config, no_words
+    from kbtool.config import config_as_yaml, split_overrides
+
     words, overrides = split_overrides(args or [])
     no_words("config show", words)
     print(config_as_yaml(make_config(overrides, config_file, config_profile)), end="")

@@ -9,7 +9,6 @@ import typer
 
 from kbtool.cli.app import app
 from kbtool.errors import UsageError
-from kbtool.runs.layout import RunLayout
 
 
 @app.command("report")
@@ -46,6 +45,8 @@ def monitor_command(
 
     kbtool monitor RUN_DIR [--interval 1.0]   (keys: arrows, Enter, Esc, / filter, f status, q)
     """
+    from kbtool.runs.layout import RunLayout
+
     layout = RunLayout(run_dir)
     if not layout.events.is_file() and not layout.config.is_file():
         raise UsageError(f"{run_dir} is not a kbtool run directory (no events.jsonl or "

@@ -8,11 +8,7 @@ from typing import Annotated
 import typer
 
 from kbtool.cli.app import ConfigFile, ConfigProfile, Sizes, app
-from kbtool.cli.common import make_config
-from kbtool.config import split_overrides
 from kbtool.errors import UsageError
-from kbtool.search import run
-from kbtool.ui.display import print_run_summary
 
 
 @app.command("run")
@@ -31,6 +27,11 @@ def run_command(
     kbtool run [TASK ...] [level=1 task_start=1 task_end=5] model_name=openai/gpt-4o num_samples=10
     kbtool run --resume RUN_DIR
     """
+    from kbtool.cli.common import make_config
+    from kbtool.config import split_overrides
+    from kbtool.search import run
+    from kbtool.ui.display import print_run_summary
+
     words, overrides = split_overrides(args or [])
     if resume_dir is not None:
         if words:

@@ -7,10 +7,7 @@ from typing import Annotated
 import typer
 
 from kbtool.cli.app import ConfigFile, ConfigProfile, app
-from kbtool.cli.common import make_config
-from kbtool.config import split_overrides
 from kbtool.errors import UsageError
-from kbtool.llm.serve import ModelServers
 
 
 @app.command("serve")
@@ -24,6 +21,10 @@ def serve_command(
 
     kbtool serve Qwen/Qwen2.5-Coder-7B-Instruct gpu_ids=0,1 base_port=3117
     """
+    from kbtool.cli.common import make_config
+    from kbtool.config import split_overrides
+    from kbtool.llm.serve import ModelServers
+
     words, overrides = split_overrides(args)
     if len(words) != 1:
         raise UsageError("kbtool serve takes one MODEL, then key=value settings; got "

@@ -13,9 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from kbtool.cli.app import jobs_app, profiles_app, submit_app
-from kbtool.cluster import jobs, scheduler
 from kbtool.errors import UsageError
-from kbtool.plugin import registry
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +23,9 @@ DEFAULT_SCHEDULER = "slurm"  # records written before they named their scheduler
 
 
 def _submit(profile_name: str, kind: str, args: list[str], dry_run: bool) -> None:
+    from kbtool.cluster import jobs, scheduler
+    from kbtool.plugin import registry
+
     profile = scheduler.load_profile(profile_name)
     words, options, settings = scheduler.split_options(args)
     if kind == "workers":
@@ -84,6 +85,9 @@ def submit_run(
 
 def job_rows() -> tuple[list[dict[str, Any]], str]:
     """Every recorded job's state, asking each scheduler once about its own jobs."""
+    from kbtool.cluster import jobs
+    from kbtool.plugin import registry
+
     by_scheduler: dict[str, list[dict[str, Any]]] = {}
     for record in jobs.load_records():
         by_scheduler.setdefault(record.get("scheduler") or DEFAULT_SCHEDULER, []).append(record)
@@ -151,6 +155,9 @@ def jobs_cancel(
         help="Job ids (default: every recorded kbtool job still queued or running).")] = None,
 ) -> None:
     """Cancel kbtool jobs (workers drain on SIGTERM)."""
+    from kbtool.cluster import jobs
+    from kbtool.plugin import registry
+
     records = {r["id"]: r for r in jobs.load_records()}
     if not job_ids:
         rows, _ = job_rows()
@@ -170,6 +177,8 @@ def jobs_cancel(
 @profiles_app.command("list")
 def profiles_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The site profiles kbtool knows (plugins, hpc/, ~/.config/kbtool/profiles/)."""
+    from kbtool.cluster import scheduler
+
     found = scheduler.available_profiles()
     profiles = [scheduler.load_profile(name) for name in sorted(found)]
     if as_json:
@@ -185,6 +194,8 @@ def profiles_show(
 ) -> None:
     """Print a validated site profile as YAML."""
     import yaml
+
+    from kbtool.cluster import scheduler
 
     print(yaml.safe_dump(scheduler.load_profile(name).model_dump(mode="json"), sort_keys=False),
           end="")

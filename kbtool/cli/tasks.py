@@ -10,11 +10,7 @@ from typing import Annotated
 import typer
 
 from kbtool.cli.app import ConfigFile, ConfigProfile, Sizes, tasks_app
-from kbtool.cli.common import make_config
-from kbtool.config import split_overrides
 from kbtool.errors import UsageError
-from kbtool.evaluation.backend import backend_name, make_backend
-from kbtool.task import catalog
 
 
 @tasks_app.command("list")
@@ -24,6 +20,10 @@ def tasks_list(
     config_profile: ConfigProfile = None,
 ) -> None:
     """List task ids, one per line (filtered by level, task_start, task_end)."""
+    from kbtool.cli.common import make_config
+    from kbtool.config import split_overrides
+    from kbtool.task import catalog
+
     words, overrides = split_overrides(args or [])
     if len(words) > 1:
         raise UsageError(f"tasks list takes at most one SOURCE, got {' '.join(words)}")
@@ -42,6 +42,11 @@ def tasks_show(
     config_profile: ConfigProfile = None,
 ) -> None:
     """Show a task: its kind's fields, what it needs here (sizes, memory), its reference."""
+    from kbtool.cli.common import make_config
+    from kbtool.config import split_overrides
+    from kbtool.evaluation.backend import backend_name, make_backend
+    from kbtool.task import catalog
+
     _, overrides = split_overrides(args or [])
     config = make_config(overrides, config_file, config_profile, size)
     task = catalog.resolve(task_id, config)
@@ -77,7 +82,10 @@ def tasks_check(
     own check, and what its kind checks besides (perf: every workload on the baseline and
     the human patch, the package's tests on both).  One line per problem; exit 2 when any
     task has one.  Runs on this machine."""
+    from kbtool.cli.common import make_config
+    from kbtool.config import split_overrides
     from kbtool.evaluation.evaluator import Evaluator
+    from kbtool.task import catalog
 
     words, overrides = split_overrides(args)
     if not words:

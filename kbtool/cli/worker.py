@@ -10,12 +10,7 @@ from typing import Annotated
 import typer
 
 from kbtool.cli.app import ConfigFile, ConfigProfile, worker_app
-from kbtool.cli.common import make_config, no_words
-from kbtool.config import split_overrides
 from kbtool.errors import UsageError
-from kbtool.evaluation.backend import queue_for
-from kbtool.workers.jobqueue import Queue
-from kbtool.workers.worker import Worker, status
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +26,11 @@ def worker_serve(
     config_profile: ConfigProfile = None,
 ) -> None:
     """Evaluate jobs from a shared-directory queue until stopped (SIGTERM drains)."""
+    from kbtool.cli.common import make_config, no_words
+    from kbtool.config import split_overrides
+    from kbtool.evaluation.backend import queue_for
+    from kbtool.workers.worker import Worker
+
     words, overrides = split_overrides(args or [])
     no_words("worker serve", words)
     config = make_config(overrides, config_file, config_profile)
@@ -48,6 +48,9 @@ def worker_status(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Workers alive, queue depth, throughput and failures of a queue."""
+    from kbtool.workers.jobqueue import Queue
+    from kbtool.workers.worker import status
+
     if not (input_dir / "pending").is_dir():
         raise UsageError(f"{input_dir} is not a kbtool queue (no pending/ folder)")
     info = status(Queue(input_dir, output_dir or input_dir.parent / "output"))

@@ -24,12 +24,13 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from kbtool import __version__
-from kbtool.config import Config
 from kbtool.errors import UsageError
-from kbtool.workers.jobqueue import Queue
+
+if TYPE_CHECKING:
+    from kbtool.config import Config
 
 # GPU generations -> TORCH_CUDA_ARCH_LIST (what nvcc / load_inline compile for).
 # "cpu" starts a worker without GPU flags (CPU tasks, and tests on machines without a GPU).
@@ -322,6 +323,8 @@ def start_worker(engine: ContainerEngine, spec: WorkerSpec, dry_run: bool = Fals
     reason = engine.available()
     if reason is not None:
         raise UsageError(f"engine {engine.name!r} is not usable here: {reason}")
+    from kbtool.workers.jobqueue import Queue
+
     Queue(spec.input_dir, spec.output_dir)  # creates the queue's folders (bind sources)
     for path in (spec.cache_dir, spec.scratch):
         if path is not None:

@@ -140,6 +140,8 @@ class Config(BaseModel):
     data_dir: Path = Field(Path("."), description="run_dir defaults to data_dir/runs/<time>")
     run_dir: Path | None = None
     dry_run: bool = Field(False, description="render prompts and plan; spend nothing")
+    progress_interval_s: float = Field(30.0, gt=0, description="kbtool run without a terminal: "
+                                       "a progress line at least this often")
     worker_input_dir: Path | None = Field(None, description="shared-directory eval queue (in)")
     worker_output_dir: Path | None = Field(None, description="shared-directory eval queue (out)")
     lease_s: float = Field(60.0, gt=0, description="a worker's claim expires unrenewed after this")

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 
 from kbtool.config import Config, eval_settings
 from kbtool.errors import RunError, UsageError
-from kbtool.evaluation.evaluator import Evaluator
+from kbtool.evaluation.evaluator import Evaluator, warm_up
 from kbtool.evaluation.result import EvalResult, Status, TimingStats
 from kbtool.plugin import registry
 from kbtool.task.catalog import kind_of
@@ -30,7 +30,9 @@ from kbtool.workers.jobqueue import Job, JobResult, Queue, new_job_id
 class EvalBackend(Protocol):
     """What every backend offers; ``config=None`` means the backend's own settings."""
 
-    env: dict[str, Any]  # what evaluations run on (device, versions); {} when unknown
+    @property
+    def env(self) -> dict[str, Any]:
+        """What evaluations run on (device, versions); {} when unknown."""
 
     def inspect(self, task: Task, config: Config | None = None) -> dict[str, Any]: ...
 
@@ -53,13 +55,16 @@ class LocalBackend:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._free: queue.Queue[Evaluator] = queue.Queue()
-        # Started side by side: each start-up is a Python process importing torch.
+        # Started side by side: each start-up is a Python process.
         with ThreadPoolExecutor(config.eval_workers) as starter:
             self.all = list(starter.map(lambda _: Evaluator(config), range(config.eval_workers)))
         for evaluator in self.all:
             self._free.put(evaluator)
-        self.env = self.all[0].env
         self.config = self.all[0].config  # the device resolved
+
+    @property
+    def env(self) -> dict[str, Any]:
+        return warm_up(self.all)
 
     @contextmanager
     def get(self) -> Iterator[Evaluator]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import re
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -51,19 +53,25 @@ def driver_version() -> str | None:
 
 
 def collect_env(device: str) -> dict[str, Any]:
-    """Environment of the measuring process; initialises CUDA, so call it in a child only."""
-    import torch
+    """Environment of the measuring process; initialises CUDA, so call it in a child only.
 
+    torch's own figures where the process has torch (a task kind preloaded it, or the device
+    is a GPU); else, without importing it (seconds), its installed version and the CPUs the
+    process may use as ``num_threads``."""
+    torch: Any = sys.modules.get("torch")
+    if torch is None and device == "cuda":
+        torch = importlib.import_module("torch")
     env: dict[str, Any] = {
         "kbtool_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": torch.__version__ if torch is not None else _version("torch"),
         "triton_version": _version("triton"),
         "python_version": platform.python_version(),
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
         "device": device,
         "cpu": cpu_model(),
-        "num_threads": torch.get_num_threads(),
+        "num_threads": torch.get_num_threads() if torch is not None
+        else len(os.sched_getaffinity(0)),
     }
     if device == "cuda":
         props = torch.cuda.get_device_properties(torch.cuda.current_device())

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,15 @@ def pick_timer(name: str | None, device: str) -> Timer:
     return timer
 
 
+def warm_up(evaluators: list[Evaluator]) -> dict[str, Any]:
+    """The first evaluator's environment, once every evaluator's warm process has imported
+    every kind's preload, side by side: a pool that serves whatever comes (a search, a
+    worker) pays for it up front, not in its first evaluations."""
+    with ThreadPoolExecutor(len(evaluators)) as warming:
+        envs = list(warming.map(lambda evaluator: evaluator.env, evaluators))
+    return envs[0]
+
+
 class Evaluator:
     """Evaluates on this machine, one step at a time (a pool of these runs side by side)."""
 
@@ -81,13 +92,45 @@ class Evaluator:
         # cache would not keep them (noisy): the baselines a run times at a task's start and
         # the cached speedups of its candidates then rest on one measurement, not on many.
         self._timed: dict[str, TimingStats] = {}
-        outcome = self._run("env", device=device)
+        # The environment is collected by a child of the zygote once it has imported what
+        # the kinds preload: for the first task's kind when a task comes first (a command
+        # that checks repository items never imports torch), else for every kind.
+        self._env: dict[str, Any] | None = None
+        self._env_kinds: set[str] | None = set()  # None: every kind's preload is in
+        self._env_lock = threading.Lock()
+
+    @property
+    def env(self) -> dict[str, Any]:
+        """What evaluations run on: device, versions, timer, sandbox."""
+        with self._env_lock:
+            if self._env is None or self._env_kinds is not None:
+                self._collect_env(None)
+            assert self._env is not None
+            return self._env
+
+    def _env_of(self, task: Task) -> dict[str, Any]:
+        """The environment ``task`` is evaluated in: collected (again) once the zygote has
+        imported what the task's kind preloads."""
+        with self._env_lock:
+            kinds = self._env_kinds
+            if kinds is not None and task.kind not in kinds:
+                if self._env is None or kind_of(task).preload:
+                    self._collect_env([task.kind])
+                kinds.add(task.kind)
+            assert self._env is not None
+            return self._env
+
+    def _collect_env(self, kinds: list[str] | None) -> None:
+        device = self.config.device
+        outcome = self._run("env", device=device, kinds=kinds)
         if outcome.value is None:
             raise RunError(f"could not start an evaluation process on {device}: "
                            f"{failure_text(outcome)}")
-        self.env: dict[str, Any] = {**outcome.value, "timer": self.timer.name,
-                                    "sandbox": outcome.sandbox}
-        if any("incomplete" in item for item in outcome.sandbox):
+        self._env = {**outcome.value, "timer": self.timer.name, "sandbox": outcome.sandbox}
+        if kinds is None:
+            self._env_kinds = None
+        if self.limits.sandbox.namespaces and any("incomplete" in item
+                                                  for item in outcome.sandbox):
             log.warning("candidates run without full isolation: %s", outcome.sandbox)
             policy = replace(self.limits.sandbox, namespaces=False)
             self.limits = replace(self.limits, sandbox=policy)
@@ -102,6 +145,8 @@ class Evaluator:
         self.close()
 
     def _run(self, op: str, **kwargs: Any) -> Outcome:
+        if "task" in kwargs:
+            self._env_of(kwargs["task"])
         return self.zygote.call(Request(op, self.limits, kwargs))
 
     def _settings(self, config: Config | None) -> Config:
@@ -149,7 +194,7 @@ class Evaluator:
         key = None
         task_key = kind.baseline_key(task, config, mode) if self.cache is not None else None
         if self.cache is not None and task_key is not None:
-            key = baseline_key(task_key, task.kind, self.timer.name, self.env)
+            key = baseline_key(task_key, task.kind, self.timer.name, self._env_of(task))
             cached = self._timed.get(key) or self.cache.get(key)
             if cached is not None:
                 return cached
@@ -186,7 +231,7 @@ class Evaluator:
                           device=config.device, mode=mode, timer=self.timer.name,
                           status=Status.ok, correct=None, runtime_ms=stats.median_ms,
                           baseline_ms=stats.median_ms, speedup=1.0, speedup_ci=[1.0, 1.0],
-                          significant=False, timing=stats, baseline=stats, env=self.env,
+                          significant=False, timing=stats, baseline=stats, env=self._env_of(task),
                           **default_details(kind, info))
 
     def evaluate(self, task: Task, solution: Path, config: Config | None = None) -> EvalResult:
@@ -226,7 +271,8 @@ class Evaluator:
                                   f"{outcome.output}"
         own = {"task": task.id, "kind": task.kind, "solution": str(solution),
                "device": config.device, "mode": mode, "timer": self.timer.name,
-               "stage_s": outcome.stage_s, "env": self.env, "sandbox": outcome.sandbox}
+               "stage_s": outcome.stage_s, "env": self._env_of(task),
+               "sandbox": outcome.sandbox}
         result = assemble(fields, details, own, blame)
         if result.status == Status.internal_error:
             log.debug("kbtool failed while judging %s:\n%s", task.id, result.error)

@@ -1,10 +1,15 @@
-"""A warm process that imports torch once and forks one isolated child per request.
+"""A warm process that imports a task kind's heavy modules once and forks one isolated
+child per request.
 
 Forking the caller itself is unsafe: once a process has run a parallel torch op, OpenMP
 hangs in its forked children, and an agent or a test runner may well have.  So the
 evaluator starts this small server (``python -m kbtool.sandbox.zygote``), which never runs a torch
 op itself, and asks it for inspections, baselines and checks over a pipe.  Requests name
 the task kind and timer; the zygote finds them through its own plugin manager.
+
+A kind's ``preload`` modules (KernelBench: torch) are imported here the first time a request
+names a task of that kind (or, for ``env`` without kinds, every kind's): every later child
+inherits them, and a process that only ever checks repository items never imports torch.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from kbtool import log
 from kbtool.errors import KbtoolError, RunError, UsageError
 from kbtool.sandbox.isolation import Limits, Outcome, Reporter, run_isolated
 from kbtool.sandbox.namespaces import die_with_parent, popen_tied
@@ -131,15 +137,41 @@ class Zygote:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+_preloaded: set[str] = set()  # the kinds whose preload modules this process imported
+
+
+def _preload(kinds: list[str] | None) -> None:
+    """Import the ``preload`` modules of ``kinds`` (None: of every kind), once per kind."""
+    from kbtool.plugin import registry
+
+    # What loading the plugins has to say, the caller (which loaded them too) said already.
+    with log.quiet():
+        found = registry.TASK_KINDS.all()
+    for name in found if kinds is None else kinds:
+        kind = found.get(name)
+        if kind is None or name in _preloaded:
+            continue  # an unknown kind fails in its request, with the registry's message
+        _preloaded.add(name)
+        for module in kind.preload:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                logging.getLogger(__name__).warning("task kind %r: cannot preload %s (%s)",
+                                                    name, module, exc)
+
+
 def _child_function(request: Request) -> Any:
-    """What the forked child runs for ``request``."""
+    """What the forked child runs for ``request``, once the zygote imported what the kinds
+    it names preload."""
     from kbtool.evaluation.environment import collect_env
     from kbtool.plugin import registry
     from kbtool.task.model import TaskRefused
 
     kw = request.kwargs
     if request.op == "env":
+        _preload(kw.get("kinds"))
         return lambda _: collect_env(kw["device"])
+    _preload([kw["task"].kind])
     kind = registry.TASK_KINDS.get(kw["task"].kind)
     if request.op == "inspect":
         def inspect(_: Reporter) -> dict[str, Any]:
@@ -166,7 +198,15 @@ def _child_function(request: Request) -> Any:
     raise ValueError(f"unknown zygote request {request.op!r}")
 
 
+# What a GPU driver creates (NVIDIA, AMD ROCm, WSL2): without any of them PyTorch sees no
+# CUDA device, and "auto" is the CPU without importing torch (seconds) to ask it.
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
+
 def resolve_device(device: str) -> str:
+    if device == "cpu" or (device == "auto" and
+                           not any(os.path.exists(p) for p in GPU_DEVICE_FILES)):
+        return "cpu"
     import torch
 
     cuda = torch.cuda.is_available()  # NVML-based here: CUDA stays uninitialised
@@ -179,21 +219,7 @@ def resolve_device(device: str) -> str:
 
 
 def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
-    from kbtool import log
-    from kbtool.plugin import registry
-
     log.setup()
-    # What loading the plugins has to say, the caller (which loaded them too) said already.
-    with log.quiet():
-        kinds = registry.TASK_KINDS.all()
-    # The point of this process: pay the task kinds' heavy imports (torch) once.
-    for kind in kinds.values():
-        for module in kind.preload:
-            try:
-                importlib.import_module(module)
-            except ImportError as exc:
-                logging.getLogger(__name__).warning("task kind %r: cannot preload %s (%s)",
-                                                    kind.name, module, exc)
     while True:
         try:
             request = _receive(requests)
@@ -224,6 +250,10 @@ def main() -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     serve(sys.stdin.buffer, replies)
+    # Nothing is left to clean up: skip the interpreter's teardown, which takes seconds
+    # once torch is imported (and the evaluator's close waits for this process to end).
+    sys.stderr.flush()
+    os._exit(0)
 
 
 # The zygote's entry: the caller's import path replaces this process's before kbtool loads.

@@ -11,7 +11,7 @@ from typing import Any
 
 from kbtool.config import Config, load_config
 from kbtool.errors import KbtoolError, UsageError
-from kbtool.evaluation.backend import make_backend
+from kbtool.evaluation.backend import EvalBackend, backend_name, make_backend
 from kbtool.evaluation.result import Status
 from kbtool.llm.client import LLMClient
 from kbtool.llm.model import ProviderError
@@ -103,14 +103,20 @@ def _execute(config: Config, store: RunStore, tasks: list[Task],
         if config.autorun else None
     if servers is not None:  # each task's calls meet one server, whose prefix cache they fill
         provider = servers.router(config, [t.id for t in tasks])
-    display = RunDisplay(len(tasks), plan_calls(config, tasks), enabled=not config.dry_run)
+    display = RunDisplay(len(tasks), plan_calls(config, tasks), enabled=not config.dry_run,
+                         run_dir=store.dir, interval_s=config.progress_interval_s)
     store.subscribe(display.event)
     # Every evaluation times the reference under all of them, in the candidate's rounds.
     baselines = run_baselines(config, tasks)
     config = config.model_copy(update={"baselines": baselines})
-    pool = make_backend(config)
+    backend = backend_name(config)
+    workers = config.eval_workers
+    display.note(f"starting the {backend} evaluation backend"
+                 + (f" ({workers} evaluator{'s' * (workers != 1)})" if backend == "local" else ""))
+    pool: EvalBackend | None = None
     trackers = None
     try:
+        pool = make_backend(config)
         if config.tracker and not config.dry_run:
             from kbtool.tracking.session import RunTrackers
 
@@ -151,7 +157,6 @@ def _execute(config: Config, store: RunStore, tasks: list[Task],
             summary = write_summary(ctx, tasks, status, baselines,
                                     next(iter(modes)) if len(modes) == 1 else None)
             store.emit(RunFinished(status=status))
-            display.close()
             failed = summary.totals.get("internal_errors")
             if failed:
                 log.error("kbtool failed while judging %d candidate(s) (status internal_error: "
@@ -162,11 +167,13 @@ def _execute(config: Config, store: RunStore, tasks: list[Task],
                 trackers = None
         return summary
     finally:
+        display.close()
         if trackers is not None:  # the run stopped before its search: close them
             trackers.finish("failed")
         if servers is not None:
             servers.stop()
-        pool.close()
+        if pool is not None:
+            pool.close()
         store.close()
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kbtool.evaluation.result import TimingStats
 from kbtool.timing.stats import relative_ci_halfwidth, summarize
+
+if TYPE_CHECKING:
+    from kbtool.evaluation.result import TimingStats
 
 # Past max_timing_s, trials go on until min_trials, for at most this many times longer.
 HARD_CAP_FACTOR = 5
@@ -64,6 +66,8 @@ class Timer:
         end of a timed window)."""
 
     def measure(self, fn: Callable[[], Any], settings: TimingSettings) -> TimingStats:
+        from kbtool.evaluation.result import TimingStats
+
         for _ in range(settings.warmup_trials):
             self.trial(fn)
         samples, reason = adaptive(lambda: self.trial(fn), settings)

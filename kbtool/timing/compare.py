@@ -27,17 +27,22 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-from scipy import stats  # type: ignore[import-untyped]
+# numpy and scipy are imported where they are used: kbtool lists tasks and prints its help
+# without paying for them (the task kinds that import this module load with every command).
+if TYPE_CHECKING:
+    import numpy as np
 
-# Times or log ratios: a list or a numpy array.
-Samples = Sequence[float] | np.ndarray
+    # Times or log ratios: a list or a numpy array.
+    Samples = Sequence[float] | np.ndarray
 
 
 def iqr_keep(values: Samples, k: float = 1.5) -> np.ndarray:
     """A mask of the values inside Tukey's fences ``[Q1 - k*IQR, Q3 + k*IQR]`` (all of
     them when fewer than 4: quartiles of three points fence nothing meaningful)."""
+    import numpy as np
+
     x = np.asarray(values, dtype=float)
     if len(x) < 4 or k <= 0:
         return np.ones(len(x), dtype=bool)
@@ -75,6 +80,8 @@ class Ratio:
 
 def log_ratios(reference: Samples, candidate: Samples) -> np.ndarray:
     """Per-round ``log(reference / candidate)``; both sequences are one time per round."""
+    import numpy as np
+
     ref, cand = np.asarray(reference, dtype=float), np.asarray(candidate, dtype=float)
     if ref.shape != cand.shape:
         raise ValueError(f"paired samples differ in length ({len(ref)} vs {len(cand)})")
@@ -85,6 +92,8 @@ def log_ratios(reference: Samples, candidate: Samples) -> np.ndarray:
 
 def fenced_mean(x: np.ndarray, axis: int = -1, k: float = 1.5) -> np.ndarray:
     """The mean of the values inside the IQR fences, along ``axis`` (vectorized)."""
+    import numpy as np
+
     if x.shape[axis] < 4 or k <= 0:
         return np.asarray(x.mean(axis=axis))
     q1, q3 = np.percentile(x, [25, 75], axis=axis, keepdims=True)
@@ -103,6 +112,9 @@ def mean_interval(values: Samples, confidence: float = 0.95, outlier_k: float = 
     """``(mean, low, high, dropped)``: the fenced mean of ``values`` (per-round log ratios,
     or per-round differences) and its bootstrap interval, as :func:`ratio_from_logs`
     describes; ``low``/``high`` are -inf/inf when the rounds are too few for one."""
+    import numpy as np
+    from scipy import stats  # type: ignore[import-untyped]
+
     x = np.asarray(values, dtype=float)
     if len(x) == 0:
         raise ValueError("no rounds to compare")
@@ -180,6 +192,9 @@ def mann_whitney_faster(reference: Samples, candidate: Samples,
     """One-sided Mann-Whitney U p-value for "the candidate's times are smaller", after
     dropping each arm's outliers outside ``[Q1 - k*IQR, Q3 + k*IQR]`` (SWE-Perf: k=1,
     significant at p < 0.1)."""
+    import numpy as np
+    from scipy import stats
+
     ref = np.asarray(reference, dtype=float)
     cand = np.asarray(candidate, dtype=float)
     ref, cand = ref[iqr_keep(ref, outlier_k)], cand[iqr_keep(cand, outlier_k)]

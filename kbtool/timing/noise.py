@@ -18,9 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from pydantic import BaseModel, Field
-from scipy import stats  # type: ignore[import-untyped]
 
 
 @dataclass(frozen=True)
@@ -75,6 +73,9 @@ def usable_threads(default: int, samples: int = 5, interval_s: float = 0.004) ->
 def bimodal(samples: list[float]) -> bool:
     """Whether times fall into separate clusters (Sarle's bimodality coefficient of their
     logs above 5/9, the value of a uniform distribution)."""
+    import numpy as np
+    from scipy import stats  # type: ignore[import-untyped]
+
     n = len(samples)
     x = np.log(np.asarray([s for s in samples if s > 0], dtype=float))
     if n < 8 or len(x) < n or float(np.ptp(x)) == 0.0:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -114,14 +117,27 @@ def print_batch_table(results: list[EvalResult], skipped: dict[str, str]) -> Non
 
 
 class RunDisplay:
-    """Progress of ``kbtool run``, fed every event the run logs: a live rich bar on a
-    terminal that moves with each evaluation, plain log lines otherwise (batch jobs)."""
+    """Progress of ``kbtool run``, fed every event the run logs.
 
-    def __init__(self, tasks: int, max_calls: int, enabled: bool = True) -> None:
+    On a terminal: a live rich bar that moves with each LLM call, and a line per event worth
+    a line.  Otherwise (a batch job's log, a Slurm output file): plain lines on stderr, as
+    things happen: where the run writes, the run and each task starting, each baseline
+    timed, each phase ended, each evaluation, each task done; and, at least every
+    ``interval_s`` seconds, a progress line with the counts and an estimate of the time left.
+    """
+
+    def __init__(self, tasks: int, max_calls: int, enabled: bool = True,
+                 run_dir: Path | None = None, interval_s: float = 30.0) -> None:
         self.enabled = enabled
         self.tty = enabled and sys.stderr.isatty()
         self.tasks = tasks
-        self.counts = {"tasks": 0, "calls": 0, "evals": 0, "ok": 0}
+        self.max_calls = max(1, max_calls)
+        self.interval_s = interval_s
+        self.counts = {"tasks": 0, "started": 0, "baselines": 0, "calls": 0, "evals": 0,
+                       "ok": 0}
+        self._lock = threading.Lock()  # events arrive from every task's threads
+        self._start = time.monotonic()
+        self._stop = threading.Event()
         self._progress: Any = None
         if self.tty:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -131,32 +147,77 @@ class RunDisplay:
                                       console=Console(stderr=True), transient=False)
             # The bar measures LLM calls against the most the run can make; it jumps to
             # the end when the last task is done (chains that succeed early make fewer).
-            self._bar = self._progress.add_task("run", total=max(1, max_calls), detail="")
+            self._bar = self._progress.add_task("run", total=self.max_calls, detail="")
             self._progress.start()
+        if enabled and run_dir is not None:
+            self._print(f"run directory: {run_dir} ({tasks} task{'s' * (tasks != 1)}, at most "
+                        f"{max_calls} LLM calls)")
+        if enabled and not self.tty:
+            threading.Thread(target=self._heartbeat, name="kbtool-progress",
+                             daemon=True).start()
 
     def event(self, event: dict[str, Any]) -> None:
         if not self.enabled:
             return
         kind = event.get("type")
-        if kind == "llm_call":
-            self.counts["calls"] += 1
-        elif kind == "eval":
-            self.counts["evals"] += 1
-            self.counts["ok"] += event.get("status") == "ok"
-        elif kind in ("task_done", "task_skipped", "task_failed"):
-            self.counts["tasks"] += 1
+        with self._lock:
+            c = self.counts
+            if kind == "llm_call":
+                c["calls"] += 1
+            elif kind == "eval":
+                c["evals"] += 1
+                c["ok"] += event.get("status") == "ok"
+            elif kind == "task_started":
+                c["started"] += 1
+            elif kind == "baseline":
+                c["baselines"] += 1
+            elif kind in ("task_done", "task_skipped", "task_failed"):
+                c["tasks"] += 1
+            counts = dict(c)
         line = self._line(event)
         if self._progress is not None:
-            c = self.counts
-            done = c["tasks"] >= self.tasks
+            done = counts["tasks"] >= self.tasks
             self._progress.update(
-                self._bar, completed=self._progress.tasks[0].total if done else c["calls"],
-                detail=f"{c['tasks']}/{self.tasks} tasks, {c['calls']} calls, "
-                       f"{c['evals']} evals, {c['ok']} correct")
+                self._bar, completed=self.max_calls if done else counts["calls"],
+                detail=f"{counts['tasks']}/{self.tasks} tasks, {counts['calls']} calls, "
+                       f"{counts['evals']} evals, {counts['ok']} correct")
             if line and kind != "eval":
                 self._progress.console.print(line, markup=False, highlight=False)
         elif line:
+            self._print(line)
+
+    def note(self, line: str) -> None:
+        """A line about the run that is no event (what it is starting)."""
+        if self.enabled:
+            self._print(line)
+
+    def _print(self, line: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(line, markup=False, highlight=False)
+        else:
             print(line, file=sys.stderr, flush=True)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._print(self.progress_text())
+
+    def progress_text(self) -> str:
+        """``progress 2:30: 3/16 tasks done ...; about 7:30 left``: the share done is the
+        larger of the tasks done and the LLM calls made of the most the run can make."""
+        with self._lock:
+            c = dict(self.counts)
+        elapsed = time.monotonic() - self._start
+        share = max(c["tasks"] / max(1, self.tasks), c["calls"] / self.max_calls)
+        if share == 0:
+            left = "time left unknown until the first LLM call"
+        elif share < 1:
+            left = f"about {_clock(elapsed * (1 - share) / share)} left"
+        else:
+            left = "finishing"
+        return (f"progress {_clock(elapsed)}: {c['tasks']}/{self.tasks} tasks done "
+                f"({c['started']} started), {c['baselines']} baselines, {c['calls']} of at "
+                f"most {self.max_calls} LLM calls, {c['evals']} evaluations ({c['ok']} "
+                f"correct); {left}")
 
     @staticmethod
     def _line(event: dict[str, Any]) -> str | None:
@@ -164,6 +225,23 @@ class RunDisplay:
         if kind == "eval":
             speed = f" speedup {event['speedup']:.2f}x" if event.get("speedup") else ""
             return f"eval {event.get('sample') or event.get('step')}: {event['status']}{speed}"
+        if kind == "run_started":
+            env = event.get("env") or {}
+            tasks = len(event.get("tasks") or [])
+            return (f"run {'resumed' if event.get('resumed') else 'started'}: "
+                    f"{tasks} task{'s' * (tasks != 1)}, model {event.get('model')}, "
+                    f"strategy {event.get('strategy')}, evaluating on "
+                    f"{env.get('device_name') or env.get('device') or 'the workers'}")
+        if kind == "task_started":
+            return f"task {event['task']}: started"
+        if kind == "baseline":
+            ms = event.get("ms")
+            return f"task {event['task']}: baseline {event['mode']} {_ms(ms)} ms"
+        if kind == "phase_done":
+            best = event.get("best_runtime_ms")
+            return (f"task {event.get('task')}: phase {event.get('phase')} done, "
+                    f"{event.get('correct', 0)} correct"
+                    + (f", best {_ms(best)} ms" if best is not None else ""))
         if kind == "task_done":
             best = event.get("speedup") or {}
             shown = ", ".join(f"{k} {v:.2f}x" for k, v in best.items() if v)
@@ -179,8 +257,16 @@ class RunDisplay:
         return None
 
     def close(self) -> None:
+        self._stop.set()
         if self._progress is not None:
             self._progress.stop()
+
+
+def _clock(seconds: float) -> str:
+    """``2:05`` or ``1:02:05``."""
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def print_run_summary(summary: RunSummary) -> None:

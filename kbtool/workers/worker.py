@@ -24,7 +24,7 @@ from typing import Any
 
 from kbtool.config import Config, config_as_dict, route, validate
 from kbtool.errors import KbtoolError, RunError
-from kbtool.evaluation.evaluator import Evaluator
+from kbtool.evaluation.evaluator import Evaluator, warm_up
 from kbtool.evaluation.result import EvalResult, Status
 from kbtool.task.catalog import kind_of
 from kbtool.workers.jobqueue import Job, JobResult, Queue
@@ -85,7 +85,7 @@ class Worker:
     def serve(self, max_jobs: int | None = None, idle_exit_s: float | None = None) -> int:
         signal.signal(signal.SIGTERM, self.drain)
         evaluators = [self.make_evaluator() for _ in range(self.config.eval_workers)]
-        self.stats["env"] = evaluators[0].env
+        self.stats["env"] = warm_up(evaluators)
         budget = {"left": max_jobs, "idle_since": time.monotonic()}
         slots = [threading.Thread(target=self._slot, args=(ev, budget, idle_exit_s), daemon=True)
                  for ev in evaluators]

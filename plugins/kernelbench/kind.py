@@ -26,7 +26,6 @@ from kbtool.sandbox.isolation import Reporter
 from kbtool.task.kind import TaskKind, fenced_blocks
 from kbtool.task.model import Task, TaskRefused
 from kbtool.timing.base import Timer, TimingSettings
-from kbtool_plugins.kernelbench.judge import Judge, make_inputs
 from kbtool_plugins.kernelbench.problem import (
     apply_sizes,
     available_memory_bytes,
@@ -151,8 +150,9 @@ class KernelBenchKind(TaskKind):
     baselines = ("eager", "compile")
     templates = TEMPLATES
     # Imported once by the warm process: torch itself, and torch._dynamo, which replaces
-    # torch functions when imported lazily (the guards would take that for patching).
-    preload = ("torch", "torch._dynamo")
+    # torch functions when imported lazily (the guards would take that for patching); the
+    # judge and the statistics it uses, which kbtool's other commands do without.
+    preload = ("torch", "torch._dynamo", "scipy.stats", "kbtool_plugins.kernelbench.judge")
     check_runs_candidate = False  # a judge: candidates run in processes it confines
     row_columns = ROW_COLUMNS
 
@@ -322,6 +322,8 @@ class KernelBenchKind(TaskKind):
                  report: Reporter) -> dict[str, Any]:
         import torch
 
+        from kbtool_plugins.kernelbench.judge import make_inputs
+
         report.stage("load")
         module, model = self._reference(task, config, mode)
         inputs = [v.to(config.device) if isinstance(v, torch.Tensor) else v
@@ -344,6 +346,7 @@ class KernelBenchKind(TaskKind):
 
         from kbtool.task.model import TaskAudit
         from kbtool_plugins.kernelbench.compare import compare_outputs, flatten
+        from kbtool_plugins.kernelbench.judge import make_inputs
 
         found = TaskAudit.model_validate(super().audit(task, config, timer, report))
         report.stage("reference")
@@ -375,6 +378,8 @@ class KernelBenchKind(TaskKind):
     def check(self, task: Task, solution: Path, config: Config, timer: Timer,
               report: Reporter) -> dict[str, Any]:
         """The candidate judged by a process that never runs its code (``judge``)."""
+        from kbtool_plugins.kernelbench.judge import Judge
+
         source = problem_source(task, config)
         verdict = Judge(task, solution, config, timer, report).run(source, problem_filename(task))
         return {**verdict, "sizes": size_constants(source)}

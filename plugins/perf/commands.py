@@ -7,12 +7,6 @@ from typing import Annotated
 
 import typer
 
-from kbtool.cli.common import make_config
-from kbtool.config import split_overrides
-from kbtool.task import catalog
-from kbtool_plugins.perf import releases
-from kbtool_plugins.perf.kind import payload_of, task_dir
-
 perf_app = typer.Typer(help="Performance-commit tasks (the perf kind).", no_args_is_help=True)
 
 
@@ -22,6 +16,12 @@ def prepare(
         help="Task ids (default: every perf task) and key=value settings.")] = None,
 ) -> None:
     """Download the releases, make the human patches and the venvs, into cache_dir."""
+    from kbtool.cli.common import make_config
+    from kbtool.config import split_overrides
+    from kbtool.task import catalog
+    from kbtool_plugins.perf import releases
+    from kbtool_plugins.perf.kind import payload_of, task_dir
+
     words, overrides = split_overrides(args or [])
     config = make_config(overrides, None, None)
     tasks = [catalog.resolve(w, config) for w in words] if words else \

@@ -55,6 +55,8 @@ class PerfKind(TaskKind):
     candidate_language = "diff"
     templates = TEMPLATES
     check_runs_candidate = False  # a judge: candidates run in processes it confines
+    # The ratios' statistics, imported by kbtool.timing.compare where they are used.
+    preload = ("scipy.stats",)
 
     # -- parent side ----------------------------------------------------------------------
     def prepare(self, task: Task, config: Config) -> None:

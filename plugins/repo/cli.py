@@ -6,12 +6,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
-from pydantic import ValidationError
 
 from kbtool.cli.app import ConfigFile, ConfigProfile
-from kbtool.cli.common import make_config
-from kbtool.config import split_overrides
 from kbtool.errors import UsageError, invalid
 from kbtool.util.files import write_atomic
 
@@ -20,12 +16,16 @@ EXAMPLE = ("kbtool tasks build packaging==26.0 --runner pytest --source-root src
            "--out my-items")
 
 
-class _Readable(yaml.SafeDumper):
+def _readable_yaml(data: Any) -> str:
     """YAML with multi-line strings as literal blocks: answers read as the code they hold."""
+    import yaml
 
+    class Readable(yaml.SafeDumper):
+        pass
 
-_Readable.add_representer(str, lambda dumper, text: dumper.represent_scalar(
-    "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
+    Readable.add_representer(str, lambda dumper, text: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
+    return yaml.dump(data, Dumper=Readable, sort_keys=False, width=100, allow_unicode=True)
 
 
 def _words(values: list[str] | None) -> list[str]:
@@ -64,6 +64,11 @@ def build_command(
 ) -> None:
     """Make repository items (method generation, completion, repair) from a repository's
     own test suite; see docs/repo-tasks.md."""
+    import yaml
+    from pydantic import ValidationError
+
+    from kbtool.cli.common import make_config
+    from kbtool.config import split_overrides
     from kbtool_plugins.repo.build import BuildOptions, build
     from kbtool_plugins.repo.build import transcript as replies
 
@@ -112,8 +117,7 @@ def build_command(
         data["tasks"] = {k: v for k, v in (data.get("tasks") or {}).items()
                          if not k.startswith(prefix)}
         data["tasks"].update(replies(spec_made, items))
-        write_atomic(transcript, yaml.dump(data, Dumper=_Readable, sort_keys=False, width=100,
-                                           allow_unicode=True))
+        write_atomic(transcript, _readable_yaml(data))
         print(f"replay answers for {len(items)} items written to {transcript}")
 
 

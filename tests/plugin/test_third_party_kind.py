@@ -46,6 +46,22 @@ def test_tasks_of_the_new_kind_are_listed_and_shown(site: Path, cache: Path) -> 
     assert data["kind"] == "pyfunc" and data["cases"] == 20
 
 
+
+def test_the_warm_process_loads_only_what_the_kind_preloads(site: Path, cache: Path,
+                                                            tmp_path: Path) -> None:
+    """The zygote imports a kind's ``preload`` when it first meets a task of that kind: a
+    check of this kind (no preload) runs where neither KernelBench's torch nor scipy is."""
+    solution = tmp_path / "fast.py"
+    solution.write_text("import sys\n\nHEAVY = sorted({'torch', 'scipy'} & set(sys.modules))\n\n\n"
+                        "def fast(n):\n    assert not HEAVY, f'imported before the check: {HEAVY}'\n"
+                        "    return (n - 1) * n * (2 * n - 1) // 6\n")
+    proc = kbtool(site, cache, "eval", "pyfunc/1/1_sum_squares", "--solution", str(solution),
+                  "--json", "--device", "cpu", "--config-profile", "quick", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["status"] == "ok", result["error"]
+    assert result["env"]["torch_version"] and result["env"]["num_threads"] >= 1
+
 @pytest.mark.parametrize(("candidate", "status"), [(GOOD, "ok"), (WRONG, "incorrect"),
                                                    ("def fast(:\n", "compile_error")])
 def test_eval_judges_the_new_kind(site: Path, cache: Path, tmp_path: Path, candidate: str,

@@ -49,7 +49,8 @@ def test_search_with_replay_writes_a_complete_run(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     script = transcript(tmp_path, generate=[WRONG, "no code here, sorry"], fix=[GOOD],
                         improve=[GOOD])
-    proc = run_kbtool("run", "builtin/1/2", f"run_dir={run_dir}", f"replay_path={script}", *QUICK)
+    proc = run_kbtool("run", "builtin/1/2", f"run_dir={run_dir}", f"replay_path={script}",
+                      "progress_interval_s=0.2", *QUICK)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     task = summary["tasks"]["builtin/1/2_ReLU"]
@@ -73,6 +74,27 @@ def test_search_with_replay_writes_a_complete_run(tmp_path: Path) -> None:
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["num_samples"] == 2
     assert summary["totals"]["calls"] == len([e for e in events if e["type"] == "llm_call"])
     assert "run finished" in proc.stdout
+    # stderr is a pipe here, as in a batch job's log: the run says what it does as it goes,
+    # in order, with progress lines between.
+    lines = proc.stderr.splitlines()
+    said = [first_line(lines, start) for start in (
+        f"run directory: {run_dir} (1 task, at most 9 LLM calls)",
+        "starting the local evaluation backend (1 evaluator)",
+        "run started: 1 task, model replay/builtin, strategy tree",
+        "task builtin/1/2_ReLU: started", "task builtin/1/2_ReLU: baseline eager ",
+        "eval builtin/1/2_ReLU/p0/a0/s0: incorrect", "task builtin/1/2_ReLU: phase 0 done",
+        "task builtin/1/2_ReLU: phase 1 done", "task builtin/1/2_ReLU: done, best eager",
+        "run finished")]
+    assert said == sorted(said), proc.stderr
+    beats = [line for line in lines if line.startswith("progress ")]
+    assert beats, proc.stderr
+    assert all(" tasks done (" in b and "of at most 9 LLM calls" in b for b in beats), beats
+
+
+def first_line(lines: list[str], start: str) -> int:
+    found = [i for i, line in enumerate(lines) if line.startswith(start)]
+    assert found, f"no line starts with {start!r}:\n" + "\n".join(lines)
+    return found[0]
 
 
 def test_dry_run_spends_nothing(tmp_path: Path) -> None:
