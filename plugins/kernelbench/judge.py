@@ -345,6 +345,23 @@ class Arm:
     side: str      # "reference" or "candidate"
     model: Mode
     baseline: str | None = None  # the baseline it stands for (reference arms)
+    extra: bool = False          # another baseline than the evaluated one: not compared
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One timing's set-up, calibrated on the reference: the arms, the slots a window's
+    calls read (one fresh set each), the cost of an empty window, the clock, the
+    reference's time per call, the outputs a call returns, and where fresh sets come from."""
+
+    arms: dict[str, Arm]
+    timed: list[str]
+    slots: list[int]
+    ping: Window
+    clock: str
+    one_ms: float
+    described: list[Output]
+    feed: Callable[[], list[list[Any]]]
 
 
 class Judge:
@@ -452,7 +469,7 @@ class Judge:
         for name in self.config.baselines or []:
             if name in ("eager", "compile") and name not in wanted:
                 wanted.append(cast(Mode, name))
-        arms = {"reference" if m == mode else f"reference:{m}": Arm("reference", m, m)
+        arms = {"reference" if m == mode else f"reference:{m}": Arm("reference", m, m, m != mode)
                 for m in wanted}
         return {**arms, "candidate": Arm("candidate", "eager")}
 
@@ -736,11 +753,6 @@ class Judge:
         ref, cand = self.sides["reference"], self.sides["candidate"]
         settings = TimingSettings.from_config(self.config)
         timed = list(arms) if self.config.speedup_from == "paired" else ["candidate"]
-        refs = [a for a in timed if arms[a].side == "reference"]
-
-        def side_of(arm: str) -> Side:
-            return self.sides[arms[arm].side]
-
         # One thread on a CPU (a busy machine, see usable_threads): the time is the runners'
         # CPU time, which the other work on the machine does not stretch; else the judge's
         # wall clock around each window.
@@ -757,8 +769,8 @@ class Judge:
             side.put({0: first})
         for _ in range(max(1, settings.warmup_trials)):
             for arm in timed:
-                self._window(side_of(arm), [0], arms[arm].model,
-                             keep_rng=arm not in ("reference", "candidate"))
+                self._window(self.sides[arms[arm].side], [0], arms[arm].model,
+                             keep_rng=arms[arm].extra)
         empty = [self._window(ref, [], "eager")[0] for _ in range(PINGS)]
         ping = Window(0.0, 0.0, int(statistics.median(w.wall_ns for w in empty)),
                       int(statistics.median(w.cpu_ns for w in empty)))
@@ -778,86 +790,31 @@ class Judge:
                            min(KEEP_BYTES, share) // out_bytes,
                            MAX_DESCRIBED // max(len(described), 1)))
         with self._feed(calls) as feed:
-            return self._rounds(arms, timed, refs, calls, feed, ping, clock, one_ms,
-                                described, threads, settings)
+            plan = Plan(arms, timed, list(range(calls)), ping, clock, one_ms, described, feed)
+            return self._rounds(plan, threads, settings)
 
-    def _rounds(self, arms: dict[str, Arm], timed: list[str], refs: list[str], calls: int,
-                feed: Callable[[], list[list[Any]]], ping: Window, clock: str, one_ms: float,
-                described: list[Output], threads: int, settings: TimingSettings
-                ) -> dict[str, Any]:
-        ref, cand = self.sides["reference"], self.sides["candidate"]
+    def _rounds(self, plan: Plan, threads: int, settings: TimingSettings) -> dict[str, Any]:
         paired = self.config.speedup_from == "paired"
+        if len(plan.slots) > 1:  # a window's outputs, kept together, take memory not yet touched
+            sets = plan.feed()
+            for side in self.sides.values():
+                side.put(dict(zip(plan.slots, sets, strict=True)))
+            for arm in plan.timed:
+                spec = plan.arms[arm]
+                self._window(self.sides[spec.side], plan.slots, spec.model, keep_rng=spec.extra)
 
-        def side_of(arm: str) -> Side:
-            return self.sides[arms[arm].side]
-
-        slots = list(range(calls))
-        if calls > 1:  # a window's outputs, kept together, take memory not yet touched
-            sets = feed()
-            for side in (ref, cand):
-                side.put(dict(zip(slots, sets, strict=True)))
-            for arm in timed:
-                self._window(side_of(arm), slots, arms[arm].model,
-                             keep_rng=arm not in ("reference", "candidate"))
-
-        windows: dict[str, list[Window]] = {arm: [] for arm in timed}
+        windows: dict[str, list[Window]] = {arm: [] for arm in plan.timed}
         cpu_start = {role: (side.runner.cpu_ns(), side.inside_ns)
                      for role, side in self.sides.items()}
 
-        def one_round(index: int, order: list[str], repeat: list[list[Any]] | None = None
-                      ) -> tuple[dict[str, Window], list[list[Any]]]:
-            """Every arm's window on ``calls`` fresh sets (or ``repeat``'s, seen before),
-            each runner given them just before its first window; every call compared."""
-            sets = repeat or feed()
-            seq = self.rng.sample(slots, calls)
-            # The places compared (secret to the runners) and the call compared in full.
-            places = sample_places(described, self.rng)
-            full = self.rng.randrange(calls)
-            given: set[str] = set()
-            got: dict[str, Window] = {}
-            samples: dict[str, list[list[Any]]] = {}
-            fulls: dict[str, list[Any]] = {}
-            try:
-                for arm in order:
-                    side = side_of(arm)
-                    if side.role not in given and repeat is None:
-                        side.put(dict(zip(slots, sets, strict=True)))
-                    given.add(side.role)
-                    extra = arm not in ("reference", "candidate")  # another baseline
-                    got[arm], ran = self._window(side, seq, arms[arm].model, ping, extra)
-                    if not extra:
-                        # Read at once, before any other window: nothing the candidate does
-                        # after its window can reach what was timed.
-                        samples[arm], fulls[arm] = self._read_round(side, ran, described,
-                                                                    places, full, index)
-                    if arm == "candidate" and self.config.device == "cpu":
-                        # Its inputs are its own to read, not to write (the call in full).
-                        slot = seq[full]
-                        mutated = guards.mutated_inputs(sets[slot], cand.inputs(slot))
-                        if mutated:
-                            raise Rejected(f"call {full + 1} of timing round {index + 1}: "
-                                           f"modifies its inputs in place "
-                                           f"({', '.join(mutated)})")
-                if "reference" not in samples:  # unpaired: the reference runs them, untimed
-                    ref.put(dict(zip(slots, sets, strict=True)))
-                    samples["reference"], fulls["reference"] = self._read_round(
-                        ref, ref.run(seq), described, places, full, index)
-                self._verdict_calls(samples["reference"], samples["candidate"],
-                                    f"timing round {index + 1}")
-                self._verdict(fulls["reference"], fulls["candidate"],
-                              f"call {full + 1} of timing round {index + 1}, in full")
-            except (Incorrect, Rejected) as exc:
-                raise Rejected(f"its results while it was timed are wrong ({exc})") from None
-            return got, sets
-
         def run_round(index: int) -> dict[str, float]:
-            done, _ = one_round(index, rotation(timed, index))
+            done, _ = self._round(plan, index, rotation(plan.timed, index))
             for arm, w in done.items():
                 windows[arm].append(w)
-            return {arm: w.ms(clock) for arm, w in done.items()}
+            return {arm: w.ms(plan.clock) for arm, w in done.items()}
 
         # min_trials is kept, up to a hard cap: a very slow call gets fewer rounds, and says so.
-        per_round_s = one_ms * len(timed) * calls / 1000
+        per_round_s = plan.one_ms * len(plan.timed) * len(plan.slots) / 1000
         cap_s = max(settings.max_timing_s, self.deadline[0] - time.monotonic() - 1.0)
         cap_s = min(cap_s, 5 * 2 * settings.max_timing_s)
         min_rounds = max(8, settings.min_trials)
@@ -869,7 +826,8 @@ class Judge:
                         max_s=2 * settings.max_timing_s if paired else settings.max_timing_s)
         before = machine_state()
         if paired:
-            rounds = run_rounds(run_round, [(r, "candidate") for r in refs], rule)
+            pairs = [(arm, "candidate") for arm in plan.timed if plan.arms[arm].side == "reference"]
+            rounds = run_rounds(run_round, pairs, rule)
             stop = "few_trials" if few and rounds.stop_reason != "converged" else \
                 rounds.stop_reason
         else:
@@ -878,17 +836,64 @@ class Judge:
             rounds = Rounds([{"candidate": s} for s in samples], stop, 0.0)
         after = machine_state()
         if paired:
-            self._repeats(one_round)
+            self._repeats(plan)
         self._hidden_work(windows, cpu_start)
+        clock = plan.clock
         if clock == "cpu" and paired and self._waits(windows):
             clock = "wall"
             rounds = Rounds([{arm: ws[i].wall_ms for arm, ws in windows.items()}
                              for i in range(len(rounds.times))], rounds.stop_reason,
                             rounds.elapsed_s)
-        result = self._timing_result(rounds, rule, windows, arms, stop, before, after,
-                                     threads, calls, paired)
+        result = self._timing_result(rounds, rule, windows, plan.arms, stop, before, after,
+                                     threads, len(plan.slots), paired)
         result["noise"]["clock"] = clock
         return result
+
+    def _round(self, plan: Plan, index: int, order: list[str],
+               repeat: list[list[Any]] | None = None) -> tuple[dict[str, Window], list[list[Any]]]:
+        """Every arm's window on one fresh set per call (or ``repeat``'s, seen before), each
+        runner given them just before its first window of the round; every call compared."""
+        ref, cand = self.sides["reference"], self.sides["candidate"]
+        slots = plan.slots
+        sets = repeat or plan.feed()
+        seq = self.rng.sample(slots, len(slots))
+        # The places compared (secret to the runners) and the call compared in full.
+        places = sample_places(plan.described, self.rng)
+        full = self.rng.randrange(len(slots))
+        given: set[str] = set()
+        got: dict[str, Window] = {}
+        samples: dict[str, list[Any]] = {}
+        fulls: dict[str, list[Any]] = {}
+        try:
+            for arm in order:
+                spec = plan.arms[arm]
+                side = self.sides[spec.side]
+                if side.role not in given and repeat is None:
+                    side.put(dict(zip(slots, sets, strict=True)))
+                given.add(side.role)
+                got[arm], ran = self._window(side, seq, spec.model, plan.ping, spec.extra)
+                if not spec.extra:
+                    # Read at once, before any other window: nothing the candidate does
+                    # after its window can reach what was timed.
+                    samples[arm], fulls[arm] = self._read_round(side, ran, plan.described,
+                                                                places, full, index)
+                if arm == "candidate" and self.config.device == "cpu":
+                    # Its inputs are its own to read, not to write (the call in full).
+                    mutated = guards.mutated_inputs(sets[seq[full]], cand.inputs(seq[full]))
+                    if mutated:
+                        raise Rejected(f"call {full + 1} of timing round {index + 1}: "
+                                       f"modifies its inputs in place ({', '.join(mutated)})")
+            if "reference" not in samples:  # unpaired: the reference runs them, untimed
+                ref.put(dict(zip(slots, sets, strict=True)))
+                samples["reference"], fulls["reference"] = self._read_round(
+                    ref, ref.run(seq), plan.described, places, full, index)
+            self._verdict_calls(samples["reference"], samples["candidate"],
+                                f"timing round {index + 1}")
+            self._verdict(fulls["reference"], fulls["candidate"],
+                          f"call {full + 1} of timing round {index + 1}, in full")
+        except (Incorrect, Rejected) as exc:
+            raise Rejected(f"its results while it was timed are wrong ({exc})") from None
+        return got, sets
 
     def _read_round(self, side: Side, ran: Ran, described: list[Output],
                     places: list[np.ndarray | None], full: int, index: int
@@ -915,7 +920,7 @@ class Judge:
                           f"call {i + 1} of {when}")
         self._verdict(expected, got, when)
 
-    def _repeats(self, one_round: Any) -> None:
+    def _repeats(self, plan: Plan) -> None:
         """Windows on sets seen before against windows on never-seen ones.  The speedup
         comes from never-seen sets only, so remembering answers cannot raise it; a candidate
         that is much faster on sets it has seen (beyond what warm caches give the
@@ -923,8 +928,8 @@ class Judge:
         gains: dict[str, list[float]] = {"reference": [], "candidate": []}
         for k in range(REPEAT_ROUNDS):
             order = rotation(["reference", "candidate"], k)
-            fresh, sets = one_round(10_000 + 2 * k, order)
-            again, _ = one_round(10_001 + 2 * k, order, repeat=sets)
+            fresh, sets = self._round(plan, 10_000 + 2 * k, order)
+            again, _ = self._round(plan, 10_001 + 2 * k, order, repeat=sets)
             for arm in gains:
                 gains[arm].append(again[arm].cpu_ns / max(fresh[arm].cpu_ns, 1))
         ref, cand = statistics.median(gains["reference"]), statistics.median(gains["candidate"])
