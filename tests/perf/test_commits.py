@@ -15,7 +15,7 @@ import yaml
 
 from tests.helpers import run_kbtool
 
-PACKAGE = '''__version__ = "{version}"
+PACKAGE = '''{native}__version__ = "{version}"
 
 
 def unique(items):
@@ -93,25 +93,34 @@ def commit(repo: Path, message: str, files: dict[str, str]) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
-def make_repo(path: Path) -> dict[str, str]:
+# With native=True the package needs a build: it imports _native, which build.py makes (as
+# a compiled extension's build would) and git ignores.
+BUILD = 'from pathlib import Path\n\nPath("src/uniq/_native.py").write_text("TAG = 1\\n")\n'
+NATIVE = "from ._native import TAG  # made by build.py, never committed\n\n"
+
+
+def make_repo(path: Path, native: bool = False) -> dict[str, str]:
     """A git repository of the package ``uniq``; its commits by what they do."""
     path.mkdir(parents=True)
     git(path, "init", "-q", "-b", "main")
     git(path, "config", "user.email", "dev@example.org")
     git(path, "config", "user.name", "A developer")
     init = "src/uniq/__init__.py"
+    head = NATIVE if native else ""
+    first = {"pyproject.toml": PYPROJECT.format(version="1.0"), "tests/test_uniq.py": TEST,
+             init: PACKAGE.format(native=head, version="1.0", body=SLOW)}
+    if native:
+        first.update({"build.py": BUILD, ".gitignore": "src/uniq/_native.py\n"})
     return {
-        "root": commit(path, "uniq 1.0", {
-            "pyproject.toml": PYPROJECT.format(version="1.0"),
-            init: PACKAGE.format(version="1.0", body=SLOW), "tests/test_uniq.py": TEST}),
+        "root": commit(path, "uniq 1.0", first),
         "docs": commit(path, "docs: a readme", {"README.md": "# uniq\n"}),
         "speedup": commit(path, "perf: unique through a dict", {
-            init: PACKAGE.format(version="1.0", body=FAST)}),
+            init: PACKAGE.format(native=head, version="1.0", body=FAST)}),
         "release": commit(path, "release 1.1", {
             "pyproject.toml": PYPROJECT.format(version="1.1"),
-            init: PACKAGE.format(version="1.1", body=FAST)}),
+            init: PACKAGE.format(native=head, version="1.1", body=FAST)}),
         "plain": commit(path, "style: count instead of in", {
-            init: PACKAGE.format(version="1.1", body=PLAIN)}),
+            init: PACKAGE.format(native=head, version="1.1", body=PLAIN)}),
     }
 
 
