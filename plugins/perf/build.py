@@ -192,10 +192,10 @@ def build(config: Config, commits_file: Path, repo: str, out: Path,
         module = shared.get("module") or _module(base_tree, shared.get("package"))
         package = shared.get("package") or module
         try:
-            _, package_path = releases.package_dir(base_tree, module)
-            releases.package_dir(human_tree, module)
+            _, package_path = releases.package_dir(base_tree, module, f"the tree of {parent[:12]}")
+            releases.package_dir(human_tree, module, f"the tree of {commit[:12]}")
         except RunError as exc:
-            raise UsageError(f"{where}: commit {commit[:12]}: {exc}") from None
+            raise UsageError(f"{where}: {exc}") from None
         diff, omitted = releases.tree_diff(base_tree, human_tree, package_path)
         if not diff.strip():
             raise UsageError(f"{where}: commit {commit[:12]} changes none of {package_path}'s "

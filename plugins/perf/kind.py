@@ -26,7 +26,7 @@ from kbtool.sandbox.isolation import Reporter
 from kbtool.task.kind import TaskKind
 from kbtool.task.model import Task
 from kbtool.timing.base import Timer
-from kbtool_plugins.perf import containers, releases
+from kbtool_plugins.perf import containers, gitrepo, releases
 from kbtool_plugins.perf.check import (
     IMAGES_NEED_ENGINE,
     INFRASTRUCTURE,
@@ -84,6 +84,8 @@ class PerfKind(TaskKind):
             for kind, workloads in (("workloads", payload.workloads),
                                     ("hidden_workloads", payload.hidden_workloads))}
         update["human_patch_file"] = None
+        if payload.repo is not None:  # a packed task has no folder to be relative to
+            update["repo"] = gitrepo.location(payload.repo, task_dir(task))
         patch = releases.human_patch_text(payload, task_dir(task))
         if patch is not None:
             update["human_patch"] = patch

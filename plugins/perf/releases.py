@@ -107,16 +107,18 @@ def find_tree(config: Config, payload: PerfPayload, version: str) -> tuple[str, 
     return None if repo is None or spec.sha256 is None else (spec.sha256, repo.src)
 
 
-def package_dir(tree: Path, module: str) -> tuple[str, str]:
+def package_dir(tree: Path, module: str, name: str | None = None) -> tuple[str, str]:
     """``(import root, package path)`` relative to a source tree: ``("src",
-    "src/packaging")`` or ``("", "idna")``, or a single-module file ``("", "six.py")``."""
+    "src/packaging")`` or ``("", "idna")``, or a single-module file ``("", "six.py")``;
+    ``name``: the version's, for the error."""
     for root in ("src", ""):
         base = tree / root if root else tree
         if (base / module / "__init__.py").is_file():
             return root, str(Path(root) / module) if root else module
         if (base / f"{module}.py").is_file():
             return root, str(Path(root) / f"{module}.py") if root else f"{module}.py"
-    raise RunError(f"no module {module!r} in {tree.name} (looked in src/ and the top folder)")
+    raise RunError(f"no module {module!r} in {name or tree.name} (looked in src/ and the top "
+                   "folder)")
 
 
 def copy_tree(source: Path, dest: Path) -> None:
@@ -402,7 +404,7 @@ def prepare(payload: PerfPayload, config: Config, task_dir: Path | None) -> Prep
     (root / "locks").mkdir(exist_ok=True)
     with FileLock(root / "locks" / f"{payload.package.lower()}.lock", timeout=3600):
         base = fetch_source(config, payload, task_dir, "baseline")
-        _, package = package_dir(base.tree, payload.module)
+        _, package = package_dir(base.tree, payload.module, base.name)
         if payload.image is None:  # an image holds its own built package
             if payload.from_git:
                 make_venv(root, base.key, f"{payload.repo}@{base.key}",
