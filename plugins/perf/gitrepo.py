@@ -171,7 +171,7 @@ def clone(root: Path, url: str) -> Clone:
             return found
         staged = Path(tempfile.mkdtemp(dir=root, prefix=".clone-"))
         try:
-            _git(["clone", "--quiet", "--mirror", url, str(staged / "repo.git")],
+            _git(["clone", "--quiet", "--mirror", "--", url, str(staged / "repo.git")],
                  what=f"git clone {url}")
             (staged / "repo.git").rename(path)
         finally:

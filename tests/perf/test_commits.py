@@ -289,7 +289,8 @@ def test_an_ambiguous_short_hash_is_refused(tmp_path: Path) -> None:
 
 def test_a_task_file_names_full_hashes_and_may_leave_the_baseline_out(tmp_path: Path) -> None:
     """A task file written by hand: a short hash is refused in one line; without
-    baseline_commit the baseline is the commit's first parent, resolved at prepare."""
+    baseline_commit the baseline is the commit's first parent, resolved at prepare; main is
+    a later commit, timed as a fourth arm."""
     repo = tmp_path / "uniq"
     commits = make_repo(repo)
     tasks = tmp_path / "tasks"
@@ -303,10 +304,16 @@ def test_a_task_file_names_full_hashes_and_may_leave_the_baseline_out(tmp_path: 
     assert line == (f"kbtool: error: perf task {tasks / 'short.yaml'}: task: Value error, "
                     f"commit '{commits['speedup'][:12]}' is not a full commit hash (40 hex "
                     "digits; `kbtool perf build` resolves short ones)"), line
-    (tasks / "short.yaml").write_text(yaml.safe_dump({**base, "commit": commits["speedup"]}))
+    (tasks / "short.yaml").write_text(yaml.safe_dump({**base, "commit": commits["speedup"],
+                                                      "main": commits["plain"],
+                                                      "tests": ["tests"]}))
     shown = run_kbtool("tasks", "show", "perf/short", "--json", *settings)
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data["baseline_version"] == commits["docs"]          # the first parent
     assert data["human_patch_files"] == ["src/uniq/__init__.py"]
     assert data["repo"] == "../uniq"                             # relative to the task file
+    check = run_kbtool("tasks", "check", "perf/short", *settings, timeout=900)
+    # Only that the task has no hidden workloads; main's results agree with the baseline's.
+    assert check.returncode == 2 and "main" not in check.stderr, check.stderr
+    assert check.stderr.count("PROBLEM") == 1 and "no hidden_workloads" in check.stderr
