@@ -7,7 +7,9 @@ theirs here; the worker containers of ``kbtool worker start`` are another matter
 A container has no image: its root is an empty folder in the caller's ``workdir``; the
 host's system folders, the Python that runs kbtool and whatever the caller names are bound
 into it (read-only unless the caller says otherwise); a private ``/tmp``, no network, no
-capabilities, no new privileges, a process cap and a memory cap.  :func:`run` runs one
+capabilities, no new privileges, a process cap and a memory cap.  A caller may name an
+image instead (``Spec.image``, one already on this machine: a Podman image, an Apptainer
+SIF file or folder): its files are the root (read-only), and only the binds are added.  :func:`run` runs one
 command to its end; :meth:`Podman.start` / :meth:`Apptainer.start` hand back a running
 :class:`Container` for a caller that talks to it while it runs (through FIFOs in a bound
 folder: they work across the container's boundary, even in a read-only bind).
@@ -48,6 +50,7 @@ class Spec:
     timeout_s: float  # how long the container may live (the client's own timeouts follow)
     memory_mb: int = 4096
     max_processes: int = 256
+    image: str | None = None  # start from this image (None: an empty root and the binds)
 
 
 class Container(Protocol):
@@ -142,16 +145,18 @@ class Podman:
         from podman import PodmanClient
 
         rootfs = spec.workdir / "rootfs"
-        rootfs.mkdir()
+        if spec.image is None:
+            rootfs.mkdir()
         mounts: list[dict[str, Any]] = [
             {"type": "bind", "source": str(host), "target": str(inside), "read_only": ro}
             for host, inside, ro in spec.binds]
         mounts.append({"type": "tmpfs", "target": "/tmp", "size": "1g"})
         client = PodmanClient(base_url=self.url, timeout=spec.timeout_s + 60)
         try:
+            root: dict[str, Any] = {} if spec.image else {"rootfs": str(rootfs)}
             container = client.containers.create(
-                None, spec.argv,  # type: ignore[arg-type]  # no image: a root folder
-                rootfs=str(rootfs), mounts=mounts, environment=container_env(spec.env),
+                spec.image, spec.argv,  # type: ignore[arg-type]  # None: a root folder
+                **root, mounts=mounts, environment=container_env(spec.env),
                 working_dir=str(spec.cwd), network_mode="none", read_only=True,
                 cap_drop=["ALL"], security_opt=["no-new-privileges"],
                 pids_limit=spec.max_processes, mem_limit=f"{spec.memory_mb}m",
@@ -230,7 +235,7 @@ class Apptainer:
                 raise RunError(f"{self.setting}=apptainer: cannot bind {host} at {inside} "
                                "(a ':' or ',' in the path)")
         rootfs, private = spec.workdir / "rootfs", spec.workdir / "apptainer"
-        apptainer_mount_points(rootfs, private, spec.binds)
+        apptainer_mount_points(None if spec.image else rootfs, private, spec.binds)
         bind = [f"{host}:{inside}:{'ro' if ro else 'rw'}" for host, inside, ro in spec.binds]
         # --workdir: the private /tmp is a folder of ours (binds under /tmp need their mount
         # points made in it beforehand), also $HOME.  No /sys: where Apptainer cannot mount
@@ -247,7 +252,7 @@ class Apptainer:
         # limit), run with the binary this host has: Apptainer may have no "singularity".
         Client.quiet = True
         command = [*Client._init_command("exec"), *Client._generate_bind_list(bind), *options,
-                   str(rootfs), *spec.argv]
+                   spec.image or str(rootfs), *spec.argv]
         command[0] = binary
         log = spec.workdir / "output.log"
         with log.open("wb") as out:
@@ -265,24 +270,28 @@ _APPTAINER_DIRS = ("dev", "proc", "sys", "tmp", "var/tmp")
 _APPTAINER_FILES = ("etc/hosts", "etc/localtime", "etc/resolv.conf", "etc/passwd", "etc/group")
 
 
-def apptainer_mount_points(rootfs: Path, private: Path, binds: list[Bind]) -> None:
+def apptainer_mount_points(rootfs: Path | None, private: Path, binds: list[Bind]) -> None:
     """The empty folders and files that Apptainer mounts on: its own mounts' in ``rootfs``,
     and every bind's (a folder for a folder, an empty file for a file), in ``rootfs`` or, for
-    a bind under ``/tmp`` or ``/var/tmp``, in the private ``/tmp`` (``--workdir private``)."""
-    for rel in _APPTAINER_DIRS:
-        (rootfs / rel).mkdir(parents=True, exist_ok=True)
-    for rel in _APPTAINER_FILES:
-        (rootfs / rel).parent.mkdir(parents=True, exist_ok=True)
-        (rootfs / rel).touch()
+    a bind under ``/tmp`` or ``/var/tmp``, in the private ``/tmp`` (``--workdir private``).
+    An image (``rootfs`` None) has its own, and Apptainer makes a bind's elsewhere."""
+    if rootfs is not None:
+        for rel in _APPTAINER_DIRS:
+            (rootfs / rel).mkdir(parents=True, exist_ok=True)
+        for rel in _APPTAINER_FILES:
+            (rootfs / rel).parent.mkdir(parents=True, exist_ok=True)
+            (rootfs / rel).touch()
     for sub in ("tmp", "var_tmp"):
         (private / sub).mkdir(parents=True, exist_ok=True)
         (private / sub).chmod(0o1777)
     for host, inside, _ in binds:
-        target = rootfs / str(inside).lstrip("/")
+        target = None if rootfs is None else rootfs / str(inside).lstrip("/")
         for under, there in ((Path("/tmp"), private / "tmp"),
                              (Path("/var/tmp"), private / "var_tmp")):
             if inside.is_relative_to(under):
                 target = there / inside.relative_to(under)
+        if target is None:
+            continue
         if host.is_dir():
             target.mkdir(parents=True, exist_ok=True)
         else:
@@ -342,6 +351,26 @@ def unavailable(name: str, setting: str = "engine") -> str | None:
         if url.startswith("unix://") and not Path(url[len("unix://"):]).exists():
             return f"{setting}=podman: the Podman REST socket {url} is not there"
         return None
+    return f"unknown {setting} {name!r} (local, {' or '.join(ENGINES)})"
+
+
+def image_missing(name: str, image: str, setting: str = "engine") -> str | None:
+    """Why the engine ``name`` has no image ``image`` on this machine (one line), or None:
+    containers are made offline, so an image is built, loaded or pulled beforehand."""
+    if name == "podman":
+        from podman import PodmanClient
+
+        try:
+            with PodmanClient(base_url=podman_url(setting)) as client:
+                if client.images.exists(image):
+                    return None
+        except Exception as exc:
+            return f"{setting}=podman: {type(exc).__name__}: {exc}".splitlines()[0]
+        return f"{setting}=podman: no image {image} on this machine (build, load or pull it)"
+    if name == "apptainer":
+        if "://" in image or Path(image).exists():
+            return None
+        return f"{setting}=apptainer: no image {image} (a .sif file or an image folder)"
     return f"unknown {setting} {name!r} (local, {' or '.join(ENGINES)})"
 
 

@@ -2,8 +2,9 @@
 source and the ``kbtool perf`` commands.
 
 - ``settings``: the section, the task payload, the result details;
-- ``releases``: source archives from PyPI by pip, cached by content hash; trees, the human
-  patch, a venv per version;
+- ``releases``: source archives from PyPI by pip, cached by content hash, or commits of a
+  git repository (``gitrepo``: a clone, a tree per commit); the human patch, a venv;
+- ``build``: ``kbtool perf build``, task files from a file of commits;
 - ``patching``: the patch-application ladder and what a patch may change;
 - ``static_checks``: what a patch adds (clocks, frames, processes, files, the benchmark);
 - ``runner`` / ``judge``: one workload run in a fresh process, timed from outside;

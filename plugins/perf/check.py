@@ -63,6 +63,8 @@ ARMS = ("baseline", "human", "agent")
 PAIRS = (("baseline", "agent"), ("baseline", "human"), ("human", "agent"))
 _TAIL = 6000
 INFRASTRUCTURE = "infrastructure"
+IMAGES_NEED_ENGINE = ("the task runs in container images (image:): set perf_engine=podman or "
+                      "perf_engine=apptainer")
 _PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|errors?)\b")
 
 
@@ -153,8 +155,8 @@ class Check:
         self.where = releases.locate(self.payload, config, task_dir(task))
         self.scratch = Path.cwd()
         self.details = PerfDetails(package=self.payload.package,
-                                   baseline_version=self.payload.baseline,
-                                   human_version=self.payload.human or "patch",
+                                   baseline_version=self.where.baseline_name,
+                                   human_version=self.where.human_name,
                                    engine=self.settings.perf_engine)
         self.flags: list[str] = []
         self.findings: list[str] = []
@@ -164,6 +166,8 @@ class Check:
         # GSO's main (a later release) is a fourth arm when the task names one.
         self.arms = (*ARMS, "main") if self.where.main_tree is not None else ARMS
         self.main_versus: dict[str, float] = {}   # workload -> agent vs main
+        # In a task with images: the agent's changed files, over the baseline image's tree.
+        self.overlay: tuple[tuple[Path, Path], ...] = ()
 
     def verdict(self, status: str, error: str, outcome: Outcome) -> dict[str, Any]:
         self.details.outcome = outcome
@@ -186,20 +190,35 @@ class Check:
         judge = Judge(self.scratch, [agent_tree] if agent_tree else [],
                       self.settings.run_timeout_s, self._launch(bench.folder))
         judge.seal()
-        root = self.where.import_root
-        python = self.where.baseline_python
-        self.versions = {"baseline": Version("baseline", python, self.where.baseline_tree / root),
-                         "human": Version("human", python, self.where.human_tree / root)}
+        self.versions = {"baseline": self.version("baseline", self.where.baseline_tree),
+                         "human": self.version("human", self.where.human_tree)}
         if agent_tree is not None:
-            self.versions["agent"] = Version("agent", python, agent_tree / root)
+            self.versions["agent"] = self.version("agent", agent_tree)
         if self.where.main_tree is not None:
-            self.versions["main"] = Version("main", python, self.where.main_tree / root)
+            self.versions["main"] = self.version("main", self.where.main_tree)
         self.bench, self.judge = bench, judge
         return bench, judge
+
+    def version(self, arm: str, tree: Path) -> Version:
+        """An arm as the judge runs it: ``tree`` with the baseline's venv; or, in a task with
+        images, the arm's image and its tree (the agent's: the baseline's image, its changed
+        files over the image's tree)."""
+        root = self.where.import_root
+        images = self.payload.image
+        if images is None:
+            assert self.where.baseline_python is not None
+            return Version(arm, self.where.baseline_python, tree / root)
+        image = {"baseline": images.baseline, "agent": images.baseline,
+                 "human": images.human, "main": images.main}[arm]
+        return Version(arm, Path(self.payload.image_python),
+                       Path(self.payload.image_tree) / root, image,
+                       self.overlay if arm == "agent" else ())
 
     def _launch(self, bench: Path) -> Launch | None:
         """Where the runs start: None (here, the judge's children) or a container engine."""
         if self.settings.perf_engine == "local":
+            if self.payload.image is not None:
+                raise TaskRefused(IMAGES_NEED_ENGINE)
             return None
         return containers.ContainerLaunch(containers.engine(self.settings.perf_engine), bench,
                                           self.config.memory_limit_mb,
@@ -224,19 +243,25 @@ class Check:
             raise
 
     def tests(self, tree: Path, who: str) -> tuple[int | None, str, str]:
-        """The package's own tests on ``tree`` (whose tests are the baseline's: a patch may
-        not touch them): ``(exit code or None when out of time, summary line, output)``."""
+        """The package's own tests on ``tree``, the arm ``who``'s (whose tests are the
+        baseline's: a patch may not touch them; in a task with images, in the arm's image and
+        its tree): ``(exit code or None when out of time, summary line, output)``."""
         home = self.scratch / "runs" / f"tests-{who}"
         home.mkdir(parents=True)
+        version = self.version(who, tree)
+        if version.image is not None:
+            tree = Path(self.payload.image_tree)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home),
                "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-               "PYTHONPATH": str(tree / self.where.import_root)}
-        argv = [str(self.where.baseline_python), "-s", "-m", "pytest", "-q",
+               "PYTHONPATH": str(version.root)}
+        argv = [str(version.python), "-s", "-m", "pytest", "-q",
                 "-p", "no:cacheprovider", "-o", "addopts=", *self.payload.tests]
         timeout_s = self.settings.test_timeout_s
         stdout = stderr = ""
         try:
             if self.settings.perf_engine == "local":
+                if version.image is not None:
+                    raise TaskRefused(IMAGES_NEED_ENGINE)
                 try:
                     proc = subprocess.run(argv, cwd=tree, env=env, capture_output=True,
                                           text=True, timeout=timeout_s, start_new_session=True)
@@ -246,9 +271,8 @@ class Check:
                     code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
             else:
                 code, stdout = containers.run_tests(
-                    containers.engine(self.settings.perf_engine), argv, env, tree,
-                    self.where.baseline_python, home, timeout_s, self.config.memory_limit_mb,
-                    self.config.max_processes)
+                    containers.engine(self.settings.perf_engine), argv, env, tree, version,
+                    home, timeout_s, self.config.memory_limit_mb, self.config.max_processes)
         finally:
             shutil.rmtree(home, ignore_errors=True)
         lines = [ln for ln in stdout.strip().splitlines() if ln.strip()]
@@ -270,6 +294,14 @@ class Check:
         why = refusal(changed, after, self.where.package_path)
         if why:
             raise Rejected(f"the patch is refused: {why}", "refused")
+        if self.payload.image is not None:
+            gone = [rel for rel in changed if rel not in after]
+            if gone:  # an image's file can be covered by a bind, not taken away
+                raise Rejected(f"the patch is refused: it removes {gone[0]}; in a task with "
+                               "container images a patch may change and add files, not "
+                               "remove them", "refused")
+            self.overlay = tuple((agent_tree / rel, Path(self.payload.image_tree) / rel)
+                                 for rel in changed)
         self.static_check(agent_tree, changed)
         error = compile_changed(agent_tree, changed)
         if error:

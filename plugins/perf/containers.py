@@ -14,6 +14,12 @@ through FIFOs in a read-only bound folder, unlinked before the run starts; ``lau
 the container's first process, starts the run and reports its exit status, CPU time and
 whatever it left running, so the timing rules and checks are the local ones.  The package's
 own tests run in such a container too, in the agent's tree (read-only there).
+
+A task that names a container image per arm (``image:``, for packages that need a build)
+runs each arm's runs and tests in that image instead: the image's root and Python, its
+built tree at ``image_tree``; bound in are only the runner, the launcher, the workloads,
+the FIFOs and, for the agent (in the baseline's image), the files its patch changed, each
+over its place in the image's tree.
 """
 
 from __future__ import annotations
@@ -56,6 +62,16 @@ def _venv_binds(python: Path) -> list[Path]:
     return [venv, base] if base != venv else [venv]
 
 
+def version_binds(version: Version, tree: Path, *extra: Path) -> list[Bind]:
+    """What a container of ``version`` gets bound in, read-only: this machine's system
+    folders, the version's venv and ``tree``; or, in an image (which has its own), only
+    the overlay of changed files.  ``extra`` either way."""
+    if version.image is None:
+        return host_binds(*_venv_binds(version.python), tree, *extra)
+    own = [(path, path, True) for path in dict.fromkeys(extra)]
+    return [*own, *[(host, inside, True) for host, inside in version.overlay]]
+
+
 class _ContainerRun:
     """One run in its own container, started by ``launcher.py``."""
 
@@ -74,15 +90,13 @@ class _ContainerRun:
         self.container: Container | None = None
         workdir = home / "container"
         workdir.mkdir()
-        binds: list[Bind] = [
-            *host_binds(*_venv_binds(version.python), version.root, runner.parent,
-                        workload.parent, launcher.parent),
-            (comm, comm, True)]
+        binds = [*version_binds(version, version.root, runner.parent, workload.parent,
+                                launcher.parent), (comm, comm, True)]
         spec = Spec(argv=[str(version.python), "-I", "-B", "-S", str(launcher), str(comm),
                           str(version.python), str(runner), str(version.root), str(workload)],
                     env=dict(_ENV), binds=binds, cwd=Path("/tmp"), workdir=workdir,
                     timeout_s=timeout_s + _EXIT_GRACE_S, memory_mb=memory_mb,
-                    max_processes=max_processes)
+                    max_processes=max_processes, image=version.image)
         called = time.monotonic()
         try:
             self.container = engine.start(spec)
@@ -207,15 +221,16 @@ class ContainerLaunch:
 
 
 def run_tests(engine: ContainerEngine, argv: list[str], env: dict[str, str], tree: Path,
-              python: Path, home: Path, timeout_s: float, memory_mb: int,
+              version: Version, home: Path, timeout_s: float, memory_mb: int,
               max_processes: int) -> tuple[int | None, str]:
-    """The package's tests (``argv``) in a container, in ``tree`` (read-only there): the
-    exit code (None: out of time) and the output."""
+    """The package's tests (``argv``) in a container of ``version``, in ``tree`` (read-only
+    there; in an image, the image's tree): the exit code (None: out of time) and the
+    output."""
     workdir = home / "container"
     workdir.mkdir(parents=True)
-    spec = Spec(argv=argv, env=env, binds=host_binds(*_venv_binds(python), tree), cwd=tree,
+    spec = Spec(argv=argv, env=env, binds=version_binds(version, tree), cwd=tree,
                 workdir=workdir, timeout_s=timeout_s, memory_mb=memory_mb,
-                max_processes=max_processes)
+                max_processes=max_processes, image=version.image)
     output = home / "output.log"
     try:
         code = containers.run(engine, spec, output)
@@ -234,3 +249,7 @@ def engine(name: str) -> ContainerEngine:
 
 def unavailable(name: str) -> str | None:
     return containers.unavailable(name, SETTING)
+
+
+def image_missing(name: str, image: str) -> str | None:
+    return containers.image_missing(name, image, SETTING)

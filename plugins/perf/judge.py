@@ -54,8 +54,11 @@ class RunFailed(Exception):
 @dataclass(frozen=True)
 class Version:
     name: str           # "baseline", "human" or "agent"
-    python: Path        # the venv's interpreter
+    python: Path        # the venv's interpreter (with an image: the image's)
     root: Path          # the folder put first on sys.path (the tree's import root)
+    image: str | None = None    # the container image it runs in (None: this machine's files)
+    # (host file, its place in the image): the agent's changed files over the image's tree
+    overlay: tuple[tuple[Path, Path], ...] = ()
 
 
 @dataclass(frozen=True)

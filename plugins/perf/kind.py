@@ -26,8 +26,14 @@ from kbtool.sandbox.isolation import Reporter
 from kbtool.task.kind import TaskKind
 from kbtool.task.model import Task
 from kbtool.timing.base import Timer
-from kbtool_plugins.perf import containers, releases
-from kbtool_plugins.perf.check import INFRASTRUCTURE, Check, Incorrect, Rejected
+from kbtool_plugins.perf import containers, gitrepo, releases
+from kbtool_plugins.perf.check import (
+    IMAGES_NEED_ENGINE,
+    INFRASTRUCTURE,
+    Check,
+    Incorrect,
+    Rejected,
+)
 from kbtool_plugins.perf.containers import EngineFailed
 from kbtool_plugins.perf.judge import RunFailed, Violation
 from kbtool_plugins.perf.patching import patch_paths
@@ -61,10 +67,16 @@ class PerfKind(TaskKind):
     # -- parent side ----------------------------------------------------------------------
     def prepare(self, task: Task, config: Config) -> None:
         engine = config.section(PerfSettings).perf_engine
+        payload = payload_of(task)
         why = None if engine == "local" else containers.unavailable(engine)
-        if why:  # refused now, in one line, not as a failed check
+        if why is None and payload.image is not None:  # refused now, in one line,
+            if engine == "local":                       # not as a failed check
+                why = f"task {task.id}: {IMAGES_NEED_ENGINE}"
+            for image in dict.fromkeys(x for x in payload.image.model_dump().values() if x):
+                why = why or containers.image_missing(engine, image)
+        if why:
             raise UsageError(why)
-        releases.prepare(payload_of(task), config, task_dir(task))
+        releases.prepare(payload, config, task_dir(task))
 
     def pack(self, task: Task) -> Task:
         payload = payload_of(task)
@@ -74,6 +86,8 @@ class PerfKind(TaskKind):
             for kind, workloads in (("workloads", payload.workloads),
                                     ("hidden_workloads", payload.hidden_workloads))}
         update["human_patch_file"] = None
+        if payload.repo is not None:  # a packed task has no folder to be relative to
+            update["repo"] = gitrepo.location(payload.repo, task_dir(task))
         patch = releases.human_patch_text(payload, task_dir(task))
         if patch is not None:
             update["human_patch"] = patch
@@ -84,8 +98,13 @@ class PerfKind(TaskKind):
     def describe(self, task: Task) -> str:
         """What ``tasks show`` prints and prompts hold: the visible workloads only."""
         payload = payload_of(task)
-        human = payload.human or "a patch"
-        parts = [f"{payload.package} {payload.baseline} -> {human}: {payload.description}".rstrip()]
+        if payload.from_git:  # the baseline only: the improving commit is not the agent's
+            where = f"commit {payload.baseline_commit[:12]}" if payload.baseline_commit else \
+                "the improving commit's parent"
+            head = f"{payload.package} at {where}"
+        else:
+            head = f"{payload.package} {payload.baseline} -> {payload.human or 'a patch'}"
+        parts = [f"{head}: {payload.description}".rstrip()]
         for name, code in workload_sources(task).items():
             parts.append(f"--- workload {name} ---\n{code.rstrip()}")
         return "\n\n".join(parts) + "\n"
@@ -100,23 +119,29 @@ class PerfKind(TaskKind):
 
     def labels(self, task: Task) -> dict[str, str]:
         payload = payload_of(task)
-        return {"package": payload.package,
-                "pair": f"{payload.baseline} -> {payload.human or 'patch'}",
+        pair = f"{payload.baseline} -> {payload.human or 'patch'}"
+        if payload.from_git:
+            assert payload.commit is not None
+            pair = f"{(payload.baseline_commit or 'parent')[:12]} -> {payload.commit[:12]}"
+        return {"package": payload.package, "pair": pair,
                 "negative_control": str(payload.negative_control).lower()}
 
     def prompt_context(self, task: Task, config: Config) -> dict[str, str]:
         payload = payload_of(task)
-        _, tree, _ = releases.fetch_tree(config, payload, payload.baseline)
+        base = releases.fetch_source(config, payload, task_dir(task), "baseline")
+        tree = base.tree
+        name = base.name[:12] if payload.from_git else base.name
         files = []
         for rel in payload.prompt_files:
             path = tree / rel
-            text = path.read_text() if path.is_file() else "(not in this release)"
+            text = path.read_text() if path.is_file() else "(not in the baseline)"
             files.append(f"--- {rel} ---\n```python\n{text.rstrip()}\n```")
         _, package = releases.package_dir(tree, payload.module)
         workloads = "\n\n".join(f"```python\n{code.rstrip()}\n```"
                                 for code in workload_sources(task).values())
         return {"reference": self.describe(task), "package": payload.package,
-                "module": payload.module, "baseline": payload.baseline,
+                "module": payload.module, "baseline": name,
+                "version": f"{'commit' if payload.from_git else 'release'} {name}",
                 "package_path": package, "source": "\n\n".join(files) or "(none shown)",
                 "workloads": workloads}
 
@@ -149,8 +174,8 @@ class PerfKind(TaskKind):
                 "human_patch_files": sorted(releases_patch_files(patch)),
                 "human_patch_omitted": where.omitted,
                 "package_path": where.package_path, "package": payload.package,
-                "baseline_version": payload.baseline,
-                "human_version": payload.human or "patch"}
+                "baseline_version": where.baseline_name,
+                "human_version": where.human_name}
         broken = problems(task)
         if broken:  # shown by `tasks show`; a check refuses the task
             info["problems"] = broken

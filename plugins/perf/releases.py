@@ -1,16 +1,21 @@
-"""Releases on this machine: their source trees, the human patch, a venv per version.
+"""A task's versions on this machine: their source trees, the human patch, a venv.
 
-Source archives come from PyPI by pip and are cached by content hash through the repo
-plugin's cache (``kbtool_plugins.repo.repository``: pinned, unpacked safely, compiled,
-read-only).  Everything else lives under ``<cache_dir>/perf`` and is made by
-:func:`prepare`, in kbtool's own process (it needs the network and a writable cache); the
-isolated check only reads it, through :func:`locate`, which never downloads::
+A version is a release or a commit.  Source archives of releases come from PyPI by pip and
+are cached by content hash through the repo plugin's cache (``kbtool_plugins.repo.
+repository``: pinned, unpacked safely, compiled, read-only); commits come from a clone of
+their git repository (``gitrepo``: a tree per commit, named by its hash).  Everything else
+lives under ``<cache_dir>/perf`` and is made by :func:`prepare`, in kbtool's own process (it
+needs the network and a writable cache); the isolated check only reads it, through
+:func:`locate`, which never downloads or asks git::
 
     index/<package>-<version>.json    the archive hash of an unpinned release, once fetched
+    git/...                           clones, commits' trees and parents (``gitrepo``)
     human/<key>/tree, .../human.diff  the baseline tree with the human patch, compiled
                  .../omitted.json     the version and metadata lines left out of the patch
-    venvs/<key>/                      the baseline release with its test requirements (the
-                                      agent's and the human's patch both run in it)
+    venvs/<key>/                      the baseline (the release, or the commit's tree
+                                      installed by pip) with its test requirements (the
+                                      agent's and the human's patch both run in it; none
+                                      for a task with container images)
 
 A worker on another node finds the same paths from the same task and cache (``kbtool perf
 prepare`` fills a cache for workers without network).
@@ -38,6 +43,7 @@ from kbtool.config import Config
 from kbtool.errors import RunError, UsageError
 from kbtool.task.model import TaskRefused
 from kbtool.util.files import write_atomic
+from kbtool_plugins.perf import gitrepo
 from kbtool_plugins.perf.settings import PerfPayload
 from kbtool_plugins.repo import repository
 from kbtool_plugins.repo.repository import RepoSpec
@@ -101,16 +107,18 @@ def find_tree(config: Config, payload: PerfPayload, version: str) -> tuple[str, 
     return None if repo is None or spec.sha256 is None else (spec.sha256, repo.src)
 
 
-def package_dir(tree: Path, module: str) -> tuple[str, str]:
+def package_dir(tree: Path, module: str, name: str | None = None) -> tuple[str, str]:
     """``(import root, package path)`` relative to a source tree: ``("src",
-    "src/packaging")`` or ``("", "idna")``, or a single-module file ``("", "six.py")``."""
+    "src/packaging")`` or ``("", "idna")``, or a single-module file ``("", "six.py")``;
+    ``name``: the version's, for the error."""
     for root in ("src", ""):
         base = tree / root if root else tree
         if (base / module / "__init__.py").is_file():
             return root, str(Path(root) / module) if root else module
         if (base / f"{module}.py").is_file():
             return root, str(Path(root) / f"{module}.py") if root else f"{module}.py"
-    raise RunError(f"no module {module!r} in {tree.name} (looked in src/ and the top folder)")
+    raise RunError(f"no module {module!r} in {name or tree.name} (looked in src/ and the top "
+                   "folder)")
 
 
 def copy_tree(source: Path, dest: Path) -> None:
@@ -232,10 +240,12 @@ def venv_python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
-def make_venv(root: Path, sha: str, requirement: str, requirements: list[str]) -> Path:
-    """A venv with the release installed (its dependencies resolved by pip; runs import the
-    release's tree, put first on the path) and the test requirements; made once per
-    (release, Python, requirements) and reused."""
+def make_venv(root: Path, sha: str, requirement: str, requirements: list[str],
+              source: Path | None = None) -> Path:
+    """A venv with the baseline installed (a release by its requirement, or the tree
+    ``source`` of a commit; its dependencies resolved by pip; runs import the version's
+    tree, put first on the path) and the test requirements; made once per (version,
+    Python, requirements) and reused."""
     venv = root / "venvs" / venv_key(sha, requirements)
     if (venv / ".kbtool-ready").is_file():
         return venv
@@ -243,12 +253,104 @@ def make_venv(root: Path, sha: str, requirement: str, requirements: list[str]) -
     # A venv's scripts name its path: build it where it stays, and mark it ready last.
     shutil.rmtree(venv, ignore_errors=True)
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], f"python -m venv {venv}")
-    _run([sys.executable, "-m", "pip", "--python", str(venv_python(venv)), "install",
-          "--quiet", requirement, *requirements],
-         f"pip install {requirement} {' '.join(requirements)}")
+    with tempfile.TemporaryDirectory(dir=venv.parent, prefix=".src-") as tmp:
+        target = requirement
+        if source is not None:  # pip builds in the tree it is given: a copy, not the cache's
+            copy_tree(source, Path(tmp) / "src")
+            target = str(Path(tmp) / "src")
+        _run([sys.executable, "-m", "pip", "--python", str(venv_python(venv)), "install",
+              "--quiet", target, *requirements],
+             f"pip install {requirement} {' '.join(requirements)}")
     (venv / ".kbtool-ready").write_text(json.dumps({"release": requirement,
                                                     "requirements": requirements}))
     return venv
+
+
+# -- a task's versions: releases or commits -------------------------------------------------
+
+@dataclass(frozen=True)
+class Source:
+    """One version's source tree: ``key`` names it in the cache (the archive's SHA-256, or
+    the commit's hash), ``name`` in results (a version, or the commit's hash)."""
+
+    key: str
+    tree: Path
+    name: str
+
+
+def _commit_of(payload: PerfPayload, arm: str) -> str | None:
+    return {"human": payload.commit, "main": payload.main,
+            "baseline": payload.baseline_commit}[arm]
+
+
+def _release_of(payload: PerfPayload, arm: str) -> str | None:
+    return {"human": payload.human, "main": payload.main, "baseline": payload.baseline}[arm]
+
+
+def _clone(config: Config, payload: PerfPayload, task_dir: Path | None,
+           commit: str) -> gitrepo.Clone:
+    """The cache's clone of the task's repository, holding ``commit`` (fetched if not)."""
+    assert payload.repo is not None
+    repo = gitrepo.clone(perf_root(config) / "git", gitrepo.location(payload.repo, task_dir))
+    if not repo.has(commit):
+        repo.fetch()
+        if not repo.has(commit):
+            raise UsageError(f"commit {commit} is not in {repo.url}")
+    return repo
+
+
+def baseline_commit(config: Config, payload: PerfPayload, task_dir: Path | None,
+                    fetch: bool = True) -> str | None:
+    """A commit task's baseline: ``baseline_commit``, else the commit's first parent (asked
+    of the clone once, then recorded; without ``fetch`` only the record: None)."""
+    if payload.baseline_commit is not None:
+        return payload.baseline_commit
+    assert payload.commit is not None
+    parent = gitrepo.parent_of(perf_root(config) / "git", payload.commit)
+    if parent is None and fetch:
+        repo = _clone(config, payload, task_dir, payload.commit)
+        parent = repo.info(payload.commit)["parent"]
+        if parent is None:
+            raise UsageError(f"commit {payload.commit[:12]} of {repo.url} has no parent: "
+                             "name the baseline (baseline_commit)")
+    return parent
+
+
+def fetch_source(config: Config, payload: PerfPayload, task_dir: Path | None,
+                 arm: str) -> Source:
+    """The tree of a task's version (``baseline``, ``human``, ``main``), fetched once."""
+    if not payload.from_git:
+        version = _release_of(payload, arm)
+        assert version is not None
+        sha, tree, _ = fetch_tree(config, payload, version)
+        return Source(sha, tree, version)
+    commit = baseline_commit(config, payload, task_dir) if arm == "baseline" else \
+        _commit_of(payload, arm)
+    assert commit is not None
+    tree = gitrepo.tree_dir(perf_root(config) / "git", commit)
+    if not tree.is_dir():
+        tree = _clone(config, payload, task_dir, commit).tree(commit)
+    return Source(commit, tree, commit)
+
+
+def find_source(config: Config, payload: PerfPayload, arm: str) -> Source | None:
+    """The tree of a task's version if it is in the cache (never fetches)."""
+    if not payload.from_git:
+        version = _release_of(payload, arm)
+        assert version is not None
+        found = find_tree(config, payload, version)
+        return None if found is None else Source(found[0], found[1], version)
+    commit = baseline_commit(config, payload, None, fetch=False) if arm == "baseline" else \
+        _commit_of(payload, arm)
+    if commit is None:
+        return None
+    tree = gitrepo.tree_dir(perf_root(config) / "git", commit)
+    return Source(commit, tree, commit) if tree.is_dir() else None
+
+
+def _has_human_version(payload: PerfPayload) -> bool:
+    """The human version is a tree of its own (a release or a commit), not a patch."""
+    return payload.from_git or payload.human is not None
 
 
 # -- the whole task -----------------------------------------------------------------------------
@@ -261,10 +363,12 @@ class Prepared:
     baseline_tree: Path
     human_tree: Path
     human_patch: Path
-    baseline_python: Path
+    baseline_python: Path | None   # None: the task runs in its container images
     import_root: str        # "src" or "" (relative to a tree)
     package_path: str       # "src/packaging", "idna" or "six.py"
-    main_tree: Path | None = None   # the baseline tree with the later release's source
+    main_tree: Path | None = None   # the baseline tree with the later version's source
+    baseline_name: str = ""         # the release, or the commit's hash
+    human_name: str = "patch"
 
     @property
     def omitted(self) -> list[str]:
@@ -293,29 +397,36 @@ def human_patch_text(payload: PerfPayload, task_dir: Path | None) -> str | None:
 
 
 def prepare(payload: PerfPayload, config: Config, task_dir: Path | None) -> Prepared:
-    """Make everything the task needs here (downloads, trees, the human patch, venvs)."""
+    """Make everything the task needs here (downloads, clones, trees, the human patch,
+    venvs)."""
     root = perf_root(config)
     root.mkdir(parents=True, exist_ok=True)
     (root / "locks").mkdir(exist_ok=True)
     with FileLock(root / "locks" / f"{payload.package.lower()}.lock", timeout=3600):
-        base_sha, base_tree, _ = fetch_tree(config, payload, payload.baseline)
-        _, package = package_dir(base_tree, payload.module)
-        make_venv(root, base_sha, f"{payload.package}=={payload.baseline}",
-                  payload.test_requirements)
-        human_sha = None
+        base = fetch_source(config, payload, task_dir, "baseline")
+        _, package = package_dir(base.tree, payload.module, base.name)
+        if payload.image is None:  # an image holds its own built package
+            if payload.from_git:
+                make_venv(root, base.key, f"{payload.repo}@{base.key}",
+                          payload.test_requirements, base.tree)
+            else:
+                make_venv(root, base.key, f"{payload.package}=={payload.baseline}",
+                          payload.test_requirements)
+        human_key = None
         patch_text = human_patch_text(payload, task_dir)
         omitted: list[str] = []
-        if payload.human is not None:
-            human_sha, human_release, _ = fetch_tree(config, payload, payload.human)
-            patch_text, omitted = tree_diff(base_tree, human_release, package)
+        if _has_human_version(payload):
+            human = fetch_source(config, payload, task_dir, "human")
+            human_key = human.key
+            patch_text, omitted = tree_diff(base.tree, human.tree, package)
         assert patch_text is not None
-        _patched_tree(root / "human" / _human_key(base_sha, human_sha,
+        _patched_tree(root / "human" / _human_key(base.key, human_key,
                                                   human_patch_text(payload, task_dir)),
-                      base_tree, patch_text, omitted, f"the human patch of {payload.package}")
+                      base.tree, patch_text, omitted, f"the human patch of {payload.package}")
         if payload.main is not None:
-            main_sha, main_release, _ = fetch_tree(config, payload, payload.main)
-            main_patch, omitted = tree_diff(base_tree, main_release, package)
-            _patched_tree(root / "human" / _human_key(base_sha, main_sha, None), base_tree,
+            main = fetch_source(config, payload, task_dir, "main")
+            main_patch, omitted = tree_diff(base.tree, main.tree, package)
+            _patched_tree(root / "human" / _human_key(base.key, main.key, None), base.tree,
                           main_patch, omitted, f"{payload.package} {payload.main}")
     return locate(payload, config, task_dir)
 
@@ -347,26 +458,31 @@ def _patched_tree(folder: Path, base_tree: Path, patch_text: str, omitted: list[
 def locate(payload: PerfPayload, config: Config, task_dir: Path | None) -> Prepared:
     """The prepared paths (never downloads); ``TaskRefused`` when something is missing."""
     root = perf_root(config)
-    hint = ("its releases are not prepared in this cache (run `kbtool perf prepare` with this "
-            f"cache_dir where PyPI is reachable): {root}")
-    base = find_tree(config, payload, payload.baseline)
-    human = find_tree(config, payload, payload.human) if payload.human else None
-    if base is None or (payload.human and human is None):
+    what = "commits" if payload.from_git else "releases"
+    hint = (f"its {what} are not prepared in this cache (run `kbtool perf prepare` with this "
+            f"cache_dir where {'its repository' if payload.from_git else 'PyPI'} is "
+            f"reachable): {root}")
+    base = find_source(config, payload, "baseline")
+    human = find_source(config, payload, "human") if _has_human_version(payload) else None
+    if base is None or (_has_human_version(payload) and human is None):
         raise TaskRefused(hint)
-    base_sha, base_tree = base
-    human_sha = human[0] if human else None
-    folder = root / "human" / _human_key(base_sha, human_sha, human_patch_text(payload, task_dir))
-    base_venv = root / "venvs" / venv_key(base_sha, payload.test_requirements)
-    needed = [folder / "tree", folder / "human.diff", base_venv / ".kbtool-ready"]
+    folder = root / "human" / _human_key(base.key, human.key if human else None,
+                                         human_patch_text(payload, task_dir))
+    needed = [folder / "tree", folder / "human.diff"]
+    python = None
+    if payload.image is None:
+        base_venv = root / "venvs" / venv_key(base.key, payload.test_requirements)
+        needed.append(base_venv / ".kbtool-ready")
+        python = venv_python(base_venv)
     main_tree = None
     if payload.main is not None:
-        main = find_tree(config, payload, payload.main)
+        main = find_source(config, payload, "main")
         if main is None:
             raise TaskRefused(hint)
-        main_tree = root / "human" / _human_key(base_sha, main[0], None) / "tree"
+        main_tree = root / "human" / _human_key(base.key, main.key, None) / "tree"
         needed.append(main_tree)
     if not all(p.exists() for p in needed):
         raise TaskRefused(hint)
-    import_root, package = package_dir(base_tree, payload.module)
-    return Prepared(base_tree, folder / "tree", folder / "human.diff",
-                    venv_python(base_venv), import_root, package, main_tree)
+    import_root, package = package_dir(base.tree, payload.module)
+    return Prepared(base.tree, folder / "tree", folder / "human.diff", python, import_root,
+                    package, main_tree, base.name, human.name if human else "patch")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -90,23 +91,53 @@ class Thresholds(BaseModel):
     opt_commit: float = 0.95
 
 
+# A commit as a task file names it: git's full hash (SHA-1, or SHA-256 repositories).
+FULL_HASH = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+class ArmImages(BaseModel):
+    """A container image per arm (``perf_engine=podman|apptainer``): each holds the
+    package's tree at ``image_tree``, built (compiled extensions and all); the agent's patch
+    runs in the baseline's image, its changed files bound over that tree."""
+
+    model_config = ConfigDict(extra="forbid")
+    baseline: str = Field(min_length=1, description="the baseline's image")
+    human: str = Field(min_length=1, description="the human version's image")
+    main: str | None = Field(None, min_length=1, description="main's image (with main)")
+
+
 class PerfPayload(BaseModel):
-    """One performance task: a package, two releases (or a release and a patch), workloads
-    and the package's tests."""
+    """One performance task: a package, two versions (two releases, a release and a patch,
+    or a commit of a git repository and its parent), workloads and the package's tests."""
 
     model_config = ConfigDict(extra="forbid")
     description: str = ""
-    package: str = Field(description="the PyPI name")
+    package: str = Field(description="the project's name (its PyPI name for releases)")
     module: str = Field(description="the import name of the package's top-level module")
-    baseline: str = Field(description="the release before the improvement")
+    baseline: str | None = Field(None, description="the release before the improvement")
     human: str | None = Field(None, description="the release with the improvement")
     human_patch_file: str | None = Field(
         None, description="or the improvement as a patch file (relative to the task file)")
     human_patch: str | None = Field(None, description="the patch's text (a packed task)")
-    main: str | None = Field(None, description="a later release (GSO's main): timed beside "
-                             "the others for opt_main, its source applied as a patch")
+    repo: str | None = Field(
+        None, description="a git repository (a URL, or a local clone: a path relative to the "
+        "task file's folder): the task is its commit, the baseline the commit's parent")
+    commit: str | None = Field(None, description="the commit with the improvement (its "
+                               "full hash)")
+    baseline_commit: str | None = Field(
+        None, description="the commit before it (full hash; default: commit's first parent)")
+    main: str | None = Field(None, description="a later release (GSO's main), or with repo a "
+                             "later commit (full hash): timed beside the others for "
+                             "opt_main, its source applied as a patch")
     sha256: dict[str, str] = Field(default_factory=dict,
                                    description="version -> sha256 of its source archive")
+    image: ArmImages | None = Field(
+        None, description="a container image per arm, for packages that need a build "
+        "(perf_engine=podman|apptainer)")
+    image_tree: str = Field("/testbed", description="where each image holds the package's "
+                            "tree, built")
+    image_python: str = Field("python3", description="the images' Python (a name on their "
+                              "PATH or a path)")
     workloads: list[Workload] = Field(min_length=1, description="shown to the agent")
     hidden_workloads: list[Workload] = Field(
         default_factory=list, description="never shown to the agent: scored, and compared "
@@ -122,16 +153,50 @@ class PerfPayload(BaseModel):
 
     @model_validator(mode="after")
     def _human(self) -> PerfPayload:
-        given = [x for x in (self.human, self.human_patch_file, self.human_patch) if x]
-        if not given:
-            raise ValueError("a perf task needs human (a release) or human_patch_file")
-        if self.human and (self.human_patch_file or self.human_patch):
-            raise ValueError("give human (a release) or a human patch, not both")
+        if self.repo is not None:
+            self._commits()
+        else:
+            for key in ("commit", "baseline_commit"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key} needs repo (the git repository it is a commit of)")
+            if not self.baseline:
+                raise ValueError("a perf task needs baseline (a release), or repo and commit")
+            given = [x for x in (self.human, self.human_patch_file, self.human_patch) if x]
+            if not given:
+                raise ValueError("a perf task needs human (a release) or human_patch_file")
+            if self.human and (self.human_patch_file or self.human_patch):
+                raise ValueError("give human (a release) or a human patch, not both")
+        if self.image is not None:
+            if self.main is not None and self.image.main is None:
+                raise ValueError("image: the task names main: give image.main too")
+            if not self.image_tree.startswith("/"):
+                raise ValueError(f"image_tree {self.image_tree!r}: an absolute path in the "
+                                 "images")
         names = [w.name for w in (*self.workloads, *self.hidden_workloads)]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"workload names must be distinct: {', '.join(twice)}")
         return self
+
+    def _commits(self) -> None:
+        """A commit task: full hashes only (``kbtool perf build`` resolves short ones)."""
+        for key in ("baseline", "human", "human_patch_file", "human_patch"):
+            if getattr(self, key):
+                raise ValueError(f"{key}: a task of a git repository (repo) takes commit and "
+                                 "baseline_commit, not releases or patches")
+        if self.sha256:
+            raise ValueError("sha256: a commit's hash pins its tree; give no sha256")
+        if self.commit is None:
+            raise ValueError("repo needs commit (the full hash of the improving commit)")
+        for key in ("commit", "baseline_commit", "main"):
+            value = getattr(self, key)
+            if value is not None and not FULL_HASH.fullmatch(value):
+                raise ValueError(f"{key} {value!r} is not a full commit hash (40 hex digits; "
+                                 "`kbtool perf build` resolves short ones)")
+
+    @property
+    def from_git(self) -> bool:
+        return self.repo is not None
 
     def all_workloads(self) -> list[Workload]:
         return [*self.workloads, *self.hidden_workloads]
