@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from kbtool.evaluation.result import EvalResult, Status
 from kbtool.runs.summary import RunSummary
+
+if TYPE_CHECKING:
+    from kbtool.predictions.judge import Outcome
 
 _STYLE = {Status.ok: "green", Status.incorrect: "yellow", Status.rejected: "magenta"}
 
@@ -115,23 +118,29 @@ def print_batch_table(results: list[EvalResult], skipped: dict[str, str]) -> Non
 
 class RunDisplay:
     """Progress of ``kbtool run``, fed every event the run logs: a live rich bar on a
-    terminal that moves with each evaluation, plain log lines otherwise (batch jobs)."""
+    terminal that moves with each evaluation, plain log lines otherwise (batch jobs).
+    ``evals``: the bar measures evaluations against it instead of LLM calls (a run that
+    judges given candidates, ``kbtool eval --predictions``)."""
 
-    def __init__(self, tasks: int, max_calls: int, enabled: bool = True) -> None:
+    def __init__(self, tasks: int, max_calls: int, enabled: bool = True,
+                 evals: int | None = None, title: str = "kbtool run") -> None:
         self.enabled = enabled
         self.tty = enabled and sys.stderr.isatty()
         self.tasks = tasks
+        self.evals = evals
         self.counts = {"tasks": 0, "calls": 0, "evals": 0, "ok": 0}
         self._progress: Any = None
         if self.tty:
+            from rich.markup import escape
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self._progress = Progress(TextColumn("[bold]kbtool run"), BarColumn(),
+            self._progress = Progress(TextColumn(f"[bold]{escape(title)}"), BarColumn(),
                                       TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
                                       console=Console(stderr=True), transient=False)
             # The bar measures LLM calls against the most the run can make; it jumps to
             # the end when the last task is done (chains that succeed early make fewer).
-            self._bar = self._progress.add_task("run", total=max(1, max_calls), detail="")
+            total = max_calls if evals is None else evals
+            self._bar = self._progress.add_task("run", total=max(1, total), detail="")
             self._progress.start()
 
     def event(self, event: dict[str, Any]) -> None:
@@ -149,10 +158,15 @@ class RunDisplay:
         if self._progress is not None:
             c = self.counts
             done = c["tasks"] >= self.tasks
-            self._progress.update(
-                self._bar, completed=self._progress.tasks[0].total if done else c["calls"],
-                detail=f"{c['tasks']}/{self.tasks} tasks, {c['calls']} calls, "
-                       f"{c['evals']} evals, {c['ok']} correct")
+            if self.evals is not None:
+                self._progress.update(self._bar, completed=c["evals"],
+                                      detail=f"{c['evals']}/{self.evals} judged, {c['ok']} "
+                                             f"correct, {c['tasks']}/{self.tasks} tasks")
+            else:
+                self._progress.update(
+                    self._bar, completed=self._progress.tasks[0].total if done else c["calls"],
+                    detail=f"{c['tasks']}/{self.tasks} tasks, {c['calls']} calls, "
+                           f"{c['evals']} evals, {c['ok']} correct")
             if line and kind != "eval":
                 self._progress.console.print(line, markup=False, highlight=False)
         elif line:
@@ -163,7 +177,9 @@ class RunDisplay:
         kind = event.get("type")
         if kind == "eval":
             speed = f" speedup {event['speedup']:.2f}x" if event.get("speedup") else ""
-            return f"eval {event.get('sample') or event.get('step')}: {event['status']}{speed}"
+            model = f" ({event['model']})" if event.get("model") else ""
+            return (f"eval {event.get('sample') or event.get('step')}{model}: "
+                    f"{event['status']}{speed}")
         if kind == "task_done":
             best = event.get("speedup") or {}
             shown = ", ".join(f"{k} {v:.2f}x" for k, v in best.items() if v)
@@ -203,3 +219,19 @@ def print_run_summary(summary: RunSummary) -> None:
           f"provider, {t['cached_calls']} reused), {t['prompt_tokens'] + t['completion_tokens']} tokens, "
           f"${t['cost_usd']:.4f}, {t['evaluations']} evaluations"
           f"{f'; kbtool failed while judging {failed} candidates' if failed else ''}")
+
+
+def print_predictions(outcome: Outcome) -> None:
+    """Per model, its predictions by status; then where the run is."""
+    counts = outcome.statuses()
+    shown = [s.value for s in Status] + ["not_judged"]
+    columns = ["model", "predictions", *[s for s in shown
+                                         if any(s in c for c in counts.values())]]
+    rows = [[model, str(sum(c.values())), *[str(c.get(s, 0)) for s in columns[2:]]]
+            for model, c in counts.items()]
+    widths = [max(len(row[i]) for row in [columns, *rows]) for i in range(len(columns))]
+    for row in [columns, *rows]:
+        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+    print(f"{outcome.judged} evaluations run now; run: {outcome.run_dir} "
+          f"(kbtool report {outcome.run_dir})")
