@@ -820,8 +820,8 @@ def export_best(runs: dict[str, RunData], directory: Path) -> list[Path]:
     names: set[str] = set()
     for label, run in runs.items():
         target = directory
-        if len(runs) > 1:
-            name = _safe(run.dir.name)
+        if len(runs) > 1:  # a model of a predictions run: the run's name and the model's
+            name = _safe(run.dir.name if run.only is None else f"{run.dir.name}_{run.model}")
             if name in names:
                 name = _safe(label)
             names.add(name)
