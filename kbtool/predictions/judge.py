@@ -281,9 +281,11 @@ def _run(config: Config, store: RunStore, slots: list[Slot], tasks: dict[str, Ta
             if slot.key in outcome.results:
                 _record(store, slot, outcome.results[slot.key])
         waiting = [s for group in todo.values() for s in group]
-        print(f"kbtool: {len(slots)} predictions of {len(manifest.models)} models for "
-              f"{len({s.task.id for s in slots})} tasks: {len(slots) - len(waiting)} judged "
-              f"already, {len(todo)} to judge; run {layout.root}", flush=True, file=sys.stderr)
+        distinct = f" ({len(todo)} distinct)" if len(todo) != len(waiting) else ""
+        print(f"kbtool: {len(slots)} predictions of {len({s.entry.model for s in slots})} "
+              f"models for {len({s.task.id for s in slots})} tasks: "
+              f"{len(slots) - len(waiting)} judged already, {len(waiting)} to judge{distinct};"
+              f" run {layout.root}", flush=True, file=sys.stderr)
         display = RunDisplay(len({s.task.id for s in waiting}), 0, enabled=bool(waiting),
                              evals=len(waiting), title="kbtool eval --predictions")
         store.subscribe(display.event)

@@ -80,7 +80,10 @@ def test_each_prediction_is_judged_into_the_run(judged: Judged) -> None:
             (row["model"], row["task"], row["sample"])
         assert json.loads((step / "eval.json").read_text())["status"] == row["status"]
         assert (step / "candidate.py").read_text() == Path(row["source"]).read_text()
-    assert "5 predictions of 2 models for 2 tasks: 0 judged already, 4 to judge" in judged.stderr
+    assert "5 predictions of 2 models for 2 tasks: 0 judged already, 5 to judge (4 distinct)" \
+        in judged.stderr
+    # Without a terminal, a line per verdict (a bar on one).
+    assert "eval builtin/1/2_ReLU/p0/a1/s0 (modelB): ok" in judged.stderr
     summary = json.loads((judged.run_dir / "summary.json").read_text())
     assert summary["strategy"] == "predictions" and summary["totals"]["predictions"] == 5
 
