@@ -53,7 +53,7 @@ def eval_command(
 
     kbtool eval TASK --solution FILE [--mode eager|compile] [--timer NAME] [--device cpu|cuda] [--json]
     kbtool eval level=1 --solutions baseline|DIR [--mode eager|compile]
-    kbtool eval --predictions preds.jsonl|KERNELBENCH_RUNS_DIR [run_dir=DIR]
+    kbtool eval --predictions preds.jsonl|KERNELBENCH_RUNS_DIR run_dir=DIR
 
     Evaluates on this machine, or through the worker queue when worker_input_dir and
     worker_output_dir are set (eval_backend= picks another backend).

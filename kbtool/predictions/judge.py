@@ -282,8 +282,9 @@ def _run(config: Config, store: RunStore, slots: list[Slot], tasks: dict[str, Ta
                 _record(store, slot, outcome.results[slot.key])
         waiting = [s for group in todo.values() for s in group]
         distinct = f" ({len(todo)} distinct)" if len(todo) != len(waiting) else ""
-        print(f"kbtool: {len(slots)} predictions of {len({s.entry.model for s in slots})} "
-              f"models for {len({s.task.id for s in slots})} tasks: "
+        print(f"kbtool: {_count(len(slots), 'prediction')} of "
+              f"{_count(len({s.entry.model for s in slots}), 'model')} for "
+              f"{_count(len({s.task.id for s in slots}), 'task')}: "
               f"{len(slots) - len(waiting)} judged already, {len(waiting)} to judge{distinct};"
               f" run {layout.root}", flush=True, file=sys.stderr)
         display = RunDisplay(len({s.task.id for s in waiting}), 0, enabled=bool(waiting),
@@ -312,6 +313,10 @@ def _run(config: Config, store: RunStore, slots: list[Slot], tasks: dict[str, Ta
         if pool is not None:
             pool.close()
     return outcome
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def _baselines(config: Config, store: RunStore, pool: EvalBackend, tasks: dict[str, Task],
