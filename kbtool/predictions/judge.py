@@ -290,14 +290,23 @@ def _run(config: Config, store: RunStore, slots: list[Slot], tasks: dict[str, Ta
         display = RunDisplay(len({s.task.id for s in waiting}), 0, enabled=bool(waiting),
                              evals=len(waiting), title="kbtool eval --predictions")
         store.subscribe(display.event)
+        executor = ThreadPoolExecutor(config.eval_workers)
         try:
             if pool is not None:
                 ready = _baselines(config, store, pool, tasks, todo, baselines, outcome)
-                _judge_all(config, store, pool, ready, outcome)
+                _judge_all(store, pool, ready, outcome, config, executor)
         except KeyboardInterrupt:
             status = "interrupted"
             raise
         finally:
+            # Stopped early (interrupted, or kbtool's own error): nothing new starts, the
+            # evaluations under way end with the evaluation processes, and what they found
+            # is kept before the summary is written.
+            executor.shutdown(wait=False, cancel_futures=True)
+            if pool is not None:
+                pool.close()
+                pool = None
+            executor.shutdown(wait=True)
             outcome.summary = write_summary(config, store, listed, status, baselines, mode)
             for task_id in dict.fromkeys(s.task.id for s in waiting):
                 if task_id in outcome.skipped:
@@ -339,19 +348,14 @@ def _baselines(config: Config, store: RunStore, pool: EvalBackend, tasks: dict[s
             if group[0].task.id not in outcome.skipped}
 
 
-def _judge_all(config: Config, store: RunStore, pool: EvalBackend,
-               todo: dict[str, list[Slot]], outcome: Outcome) -> None:
-    executor = ThreadPoolExecutor(config.eval_workers)
-    try:
-        futures = {executor.submit(_judge_one, config, store, pool, group): key
-                   for key, group in todo.items()}
-        for future in as_completed(futures):
-            outcome.results[futures[future]] = future.result()
-            outcome.judged += 1
-    except BaseException:
-        executor.shutdown(wait=False, cancel_futures=True)
-        raise
-    executor.shutdown()
+def _judge_all(store: RunStore, pool: EvalBackend, todo: dict[str, list[Slot]],
+               outcome: Outcome, config: Config, executor: ThreadPoolExecutor) -> None:
+    """Every distinct prediction, ``eval_workers`` at once."""
+    futures = {executor.submit(_judge_one, config, store, pool, group): key
+               for key, group in todo.items()}
+    for future in as_completed(futures):
+        outcome.results[futures[future]] = future.result()
+        outcome.judged += 1
 
 
 def _judge_one(config: Config, store: RunStore, pool: EvalBackend,

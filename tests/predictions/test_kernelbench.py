@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,3 +211,31 @@ def test_bad_input_is_one_line_and_loses_nothing(judged: Judged, tmp_path: Path)
     assert mixed.returncode == 2 and "give no TASK" in mixed.stderr
     resumed = run_kbtool("run", "--resume", str(judged.run_dir))  # no search, no LLM
     assert resumed.returncode == 2 and "judges predictions" in resumed.stderr
+
+
+def test_an_interrupted_call_keeps_what_it_judged(tmp_path: Path) -> None:
+    runs = tmp_path / "runs" / "m"
+    runs.mkdir(parents=True)
+    for sample in range(4):  # distinct kernels that fail to compile: quick verdicts
+        (runs / f"level_1_problem_2_sample_{sample}_kernel.py").write_text(
+            f"# variant {sample}\n" + (SOLUTIONS / "level1_1_Matmul_syntax_error.py").read_text())
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "kbtool", "eval", "--predictions", str(runs.parent),
+            f"run_dir={run_dir}", "--json", *SETTINGS]
+    with subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.startswith("eval "):
+                proc.send_signal(signal.SIGINT)
+                break
+        proc.communicate(timeout=600)
+    assert proc.returncode == 130
+    judged = len(evals(run_dir))
+    assert judged >= 1
+    again = run_kbtool("eval", "--predictions", str(runs.parent), f"run_dir={run_dir}", "--json",
+                       *SETTINGS)
+    assert again.returncode == 0, again.stderr
+    data = json.loads(again.stdout)
+    assert data["judged"] == 4 - judged and len(evals(run_dir)) == 4
+    assert [r["status"] for r in data["predictions"]] == ["compile_error"] * 4
