@@ -30,6 +30,10 @@ def eval_command(
              "model's reply, whose code block is taken as `kbtool run` takes it.")] = None,
     solutions: Annotated[str | None, typer.Option(
         help="Batch mode: 'baseline' or a folder of solutions named after the tasks.")] = None,
+    predictions: Annotated[Path | None, typer.Option(
+        help="Other agents' predictions: a JSON-lines file (instance_id, model_name_or_path, "
+             "model_patch) or KernelBench's folder of generated kernels; judged into a run "
+             "directory (run_dir=), which a second call continues.")] = None,
     mode: Annotated[str | None, typer.Option(
         help="The baseline to compare against (KernelBench: eager or compile).")] = None,
     timer: Annotated[str | None, typer.Option(help="Timing backend (see kbtool plugins).")] = None,
@@ -45,6 +49,7 @@ def eval_command(
 
     kbtool eval TASK --solution FILE [--mode eager|compile] [--timer NAME] [--device cpu|cuda] [--json]
     kbtool eval level=1 --solutions baseline|DIR [--mode eager|compile]
+    kbtool eval --predictions preds.jsonl|KERNELBENCH_RUNS_DIR run_dir=DIR
 
     Evaluates on this machine, or through the worker queue when worker_input_dir and
     worker_output_dir are set (eval_backend= picks another backend).
@@ -60,6 +65,12 @@ def eval_command(
     words, overrides = split_overrides(args or [])
     config = make_config(overrides, config_file, config_profile, size,
                          mode=mode, timer=timer, device=device)
+    if predictions is not None:
+        if solution is not None or solutions is not None or words:
+            raise UsageError("--predictions names its own tasks (each prediction's "
+                             "instance_id); give no TASK, --solution or --solutions with it")
+        _eval_predictions(config, predictions, as_json)
+        return
     if solutions is not None:
         if solution is not None:
             raise UsageError("use either --solution (one task) or --solutions (batch), not both")
@@ -116,6 +127,30 @@ def _eval_batch(config: Config, tasks: list[Task], solutions: str, output: Path 
         raise RunError(f"kbtool failed while judging {len(failed)} of {len(outcome.results)} "
                        f"candidates (no verdict; first, {failed[0].task}: "
                        f"{error_line(failed[0].error)})")
+
+
+def _eval_predictions(config: Config, source: Path, as_json: bool) -> None:
+    from kbtool.evaluation.result import Status
+    from kbtool.predictions.files import read_predictions
+    from kbtool.predictions.judge import judge
+    from kbtool.ui.display import print_predictions
+
+    outcome = judge(config, source, read_predictions(source, config))
+    if as_json:
+        print(json.dumps(outcome.as_json()))
+    else:
+        print_predictions(outcome)
+    for task_id, reason in outcome.skipped.items():
+        print(f"kbtool: {task_id} was skipped, its predictions not judged: "
+              f"{reason.splitlines()[0]}", file=sys.stderr)
+    failed = [(s, r) for s in outcome.slots
+              if (r := outcome.results.get(s.key)) is not None
+              and r.status == Status.internal_error]
+    if failed:
+        slot, result = failed[0]
+        raise RunError(f"kbtool failed while judging {len(failed)} of {len(outcome.slots)} "
+                       f"predictions (no verdict; the next call judges them again; first, "
+                       f"{slot.entry.where}: {error_line(result.error)})")
 
 
 def error_line(error: str | None) -> str:

@@ -73,6 +73,12 @@ class RunData:
     totals: dict[str, Any]
     events: list[dict[str, Any]]
     baselines: list[str] = field(default_factory=list)  # the baselines the run reports
+    # Part of a run (one model's candidates of a predictions run): the candidates it holds,
+    # relative to the run directory; None: all of them.
+    only: frozenset[str] | None = None
+    # Sections whoever loaded the run made for it (a predictions run's pass@k), printed
+    # first; their data goes under the section's name in the JSON.
+    sections: list[KindReport] = field(default_factory=list)
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -158,9 +164,13 @@ def _load_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _candidates(path: Path, events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _candidates(path: Path, events: list[dict[str, Any]],
+                only: frozenset[str] | None = None) -> dict[str, dict[str, Any]]:
     """Every evaluated candidate, by its path relative to the run directory: the step's
-    ``eval.json``, else its ``eval`` event, else the ``evals/`` entry naming it."""
+    ``eval.json``, else its ``eval`` event, else the ``evals/`` entry naming it.  ``only``:
+    those of these paths (None: all)."""
+    if only is not None:
+        return {rel: data for rel, data in _candidates(path, events).items() if rel in only}
     found: dict[str, dict[str, Any]] = {}
     for file in sorted(path.glob("tasks/*/phase*/agent*/step*/eval.json")):
         data = _load_json(file)
@@ -193,8 +203,10 @@ def _totals_from_events(path: Path, events: list[dict[str, Any]]) -> dict[str, A
             "evaluations": len(list(RunLayout(path).evals.glob("*.json")))}
 
 
-def _reconstruct(path: Path, events: list[dict[str, Any]], config: dict[str, Any]) -> RunData:
-    """summary.json rebuilt by the same rule the search uses (``kbtool.runs.summary``)."""
+def _reconstruct(path: Path, events: list[dict[str, Any]], config: dict[str, Any],
+                 only: frozenset[str] | None = None) -> RunData:
+    """summary.json rebuilt by the same rule the search uses (``kbtool.runs.summary``), from
+    the candidates ``only`` names (None: all)."""
     layout = RunLayout(path)
     ids: list[str] = []
     listed = _load_json_list(layout.tasks)
@@ -207,7 +219,7 @@ def _reconstruct(path: Path, events: list[dict[str, Any]], config: dict[str, Any
     found: dict[str, list[tuple[tuple[Any, ...], str, dict[str, Any]]]] = {}
     seq = {e["path"]: e.get("seq", 0) for e in events
            if e.get("type") == "eval" and isinstance(e.get("path"), str)}
-    for rel, data in _candidates(path, events).items():
+    for rel, data in _candidates(path, events, only).items():
         parsed = parse_step_path(rel)
         assert parsed is not None
         safe, phase, agent, step = parsed
@@ -453,7 +465,7 @@ def kind_reports(run: RunData) -> list[KindReport]:
     from kbtool.plugin import registry
 
     kinds = kind_of_tasks(run)
-    view = RunView(run.dir, list(run.tasks), kinds, dict(run.tasks))
+    view = RunView(run.dir, list(run.tasks), kinds, dict(run.tasks), run.only)
     found = []
     installed = registry.TASK_KINDS.all()
     for name in dict.fromkeys(kinds.values()):
@@ -660,6 +672,11 @@ def _print_comparison(out: _Printer, reports: dict[str, dict[str, Any]]) -> None
                   [[label, m, _x(rep["geomean_speedup"][CORRECT_ONLY][m]),
                     _x(rep["geomean_speedup"][CLAMPED][m])]
                    for label, rep in reports.items() for m in measured[label]], left=(0, 1))
+    from kbtool.report.predictions import comparison
+
+    for table in comparison(reports):
+        out.table(table.title, table.columns, [[_text(c) for c in row] for row in table.rows],
+                  left=(0,))
     out.table("correctness and cost", ["run", "tasks correct", "candidates ok", "calls",
                                        "tokens", "cost USD"],
               [[label, f"{rep['statuses']['tasks_correct']}/{rep['n_tasks']}",
@@ -803,8 +820,8 @@ def export_best(runs: dict[str, RunData], directory: Path) -> list[Path]:
     names: set[str] = set()
     for label, run in runs.items():
         target = directory
-        if len(runs) > 1:
-            name = _safe(run.dir.name)
+        if len(runs) > 1:  # a model of a predictions run: the run's name and the model's
+            name = _safe(run.dir.name if run.only is None else f"{run.dir.name}_{run.model}")
             if name in names:
                 name = _safe(label)
             names.add(name)
@@ -844,7 +861,10 @@ def main(run_dirs: list[Path], as_json: bool = False, csv_dir: Path | None = Non
     for option, target in (("--csv", csv_dir), ("--export", export_dir), ("--plots", plots_dir)):
         if target is not None and target.exists() and not target.is_dir():
             raise UsageError(f"{option} {target}: exists and is not a directory")
-    runs = dict(zip(_labels(run_dirs), (load_run(Path(d)) for d in run_dirs), strict=True))
+    from kbtool.report.predictions import by_model
+
+    runs = by_model(dict(zip(_labels(run_dirs), (load_run(Path(d)) for d in run_dirs),
+                             strict=True)))
     made = {label: report_of(run) for label, run in runs.items()}
     reports = {label: report for label, (report, _) in made.items()}
     sections = {label: found for label, (_, found) in made.items()}
@@ -887,4 +907,6 @@ def report_of(run: RunData) -> tuple[dict[str, Any], list[KindReport]]:
     report = build_report(run)
     sections = kind_reports(run)
     report["kinds"] = _finite({s.kind: s.data for s in sections})
-    return report, sections
+    for section in run.sections:
+        report[section.kind] = _finite(section.data)
+    return report, [*run.sections, *sections]

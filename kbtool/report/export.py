@@ -90,7 +90,7 @@ def result_rows(label: str, run: RunData) -> list[ResultRow]:
     hashes = _task_hashes(run.dir)
     best = {t.best_solution for t in run.tasks.values() if t.correct and t.best_solution}
     rows = []
-    for rel, data in _candidates(run.dir, run.events).items():
+    for rel, data in _candidates(run.dir, run.events, run.only).items():
         try:
             text: str | None = (run.dir / rel).read_text()
         except (OSError, UnicodeDecodeError):

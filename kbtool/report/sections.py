@@ -49,15 +49,18 @@ class CandidateRecord:
 
 
 class RunView:
-    """Read-only access to one run for a kind's report."""
+    """Read-only access to one run for a kind's report.  ``only``: the candidates (paths
+    relative to the run) the view shows, when it shows part of a run (one model's of a
+    predictions run); None: all."""
 
     def __init__(self, run_dir: Path, task_ids: list[str], kinds: dict[str, str],
-                 summaries: dict[str, Any]) -> None:
+                 summaries: dict[str, Any], only: frozenset[str] | None = None) -> None:
         self.dir = run_dir
         self.layout = RunLayout(run_dir)
         self.task_ids = task_ids
         self.kinds = kinds              # task id -> kind name
         self.summaries = summaries      # task id -> its TaskSummary (the core's rule)
+        self.only = only
 
     def tasks_of(self, kind: str) -> list[str]:
         return [t for t in self.task_ids if self.kinds.get(t) == kind]
@@ -85,7 +88,14 @@ class RunView:
         return found
 
     def candidates(self, task_id: str) -> list[CandidateRecord]:
-        """The task's evaluated candidates, by phase, agent and step."""
+        """The task's evaluated candidates the view shows, by phase, agent and step."""
+        return [c for c in self._candidates.get(task_id, [])
+                if self.only is None or c.path in self.only]
+
+    def all_candidates(self, task_id: str) -> list[CandidateRecord]:
+        """Every evaluated candidate of the task in the run, whatever part the view shows:
+        what belongs to the task rather than to a candidate (whether a perf task is
+        calibrated on this machine) is judged from all of them."""
         return list(self._candidates.get(task_id, []))
 
     @cached_property

@@ -102,6 +102,7 @@ class Eval(RunEvent):
     path: str | None = None                            # the candidate, relative to the run
     details: dict[str, Any] = Field(default_factory=dict)  # the task kind's result fields
     env: dict[str, Any] = Field(default_factory=dict)      # what it ran on (EvalResult.env)
+    model: str | None = None  # who wrote the candidate (a predictions run); else the run's
 
 
 class PhaseDone(RunEvent):

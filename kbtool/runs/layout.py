@@ -12,6 +12,9 @@
     RUN/tasks/<task>/ideas.md          the ideas step's reply
     RUN/tasks/<task>/phase<P>/agent<A>/step<S>/
         prompt.md, response.md, candidate<.suffix>, eval.json
+    RUN/predictions.json               a predictions run's record (kbtool.predictions)
+    RUN/tasks/<task>/phase0/agent<A>/step0/prediction.json
+                                       which model wrote that candidate (a predictions run)
 
 ``<task>`` is the task id made a safe file name (:func:`safe_name`).
 """
@@ -26,6 +29,8 @@ CONFIG = "config.yaml"
 SUMMARY = "summary.json"
 TASKS = "tasks.json"
 PLAN = "plan.json"
+PREDICTIONS = "predictions.json"
+PREDICTION = "prediction.json"
 CALLS = "calls"
 EVALS = "evals"
 TASKS_DIR = "tasks"
@@ -67,6 +72,10 @@ class RunLayout:
         return self.root / PLAN
 
     @property
+    def predictions(self) -> Path:
+        return self.root / PREDICTIONS
+
+    @property
     def calls(self) -> Path:
         return self.root / CALLS
 
@@ -91,6 +100,9 @@ class RunLayout:
 
     def candidate(self, step_dir: Path, suffix: str = ".py") -> Path:
         return step_dir / f"candidate{suffix}"
+
+    def prediction(self, step_dir: Path) -> Path:
+        return step_dir / PREDICTION
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()

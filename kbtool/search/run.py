@@ -84,6 +84,9 @@ def start(config: Config, words: list[str]) -> RunSummary | dict[str, Any]:
 
 def resume(run_dir: Path, overrides: dict[str, Any]) -> RunSummary | dict[str, Any]:
     """Continue a run: every recorded LLM answer and evaluation is reused, not repeated."""
+    if RunLayout(run_dir).predictions.is_file():  # no search to continue: no LLM to call
+        raise UsageError(f"{run_dir} judges predictions (kbtool eval --predictions); continue "
+                         f"it with kbtool eval --predictions FILE run_dir={run_dir}")
     store = RunStore(run_dir, resume=True)
     config = load_config({**store.load_config(), **overrides, "run_dir": str(store.dir)})
     tasks = []

@@ -6,13 +6,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from kbtool.evaluation.result import EvalResult, Status
 from kbtool.runs.summary import RunSummary
+
+if TYPE_CHECKING:
+    from kbtool.predictions.judge import Outcome
 
 _STYLE = {Status.ok: "green", Status.incorrect: "yellow", Status.rejected: "magenta"}
 
@@ -119,19 +122,23 @@ def print_batch_table(results: list[EvalResult], skipped: dict[str, str]) -> Non
 class RunDisplay:
     """Progress of ``kbtool run``, fed every event the run logs.
 
-    On a terminal: a live rich bar that moves with each LLM call, and a line per event worth
-    a line.  Otherwise (a batch job's log, a Slurm output file): plain lines on stderr, as
-    things happen: where the run writes, the run and each task starting, each baseline
-    timed, each phase ended, each evaluation, each task done; and, at least every
-    ``interval_s`` seconds, a progress line with the counts and an estimate of the time left.
+    On a terminal: a live rich bar that moves with each LLM call (or, with ``evals``, with
+    each evaluation against that many: a run that judges given candidates, ``kbtool eval
+    --predictions``), and a line per event worth a line.  Otherwise (a batch job's log, a
+    Slurm output file): plain lines on stderr, as things happen: where the run writes, the
+    run and each task starting, each baseline timed, each phase ended, each evaluation, each
+    task done; and, at least every ``interval_s`` seconds, a progress line with the counts
+    and an estimate of the time left.
     """
 
     def __init__(self, tasks: int, max_calls: int, enabled: bool = True,
-                 run_dir: Path | None = None, interval_s: float = 30.0) -> None:
+                 run_dir: Path | None = None, interval_s: float = 30.0,
+                 evals: int | None = None, title: str = "kbtool run") -> None:
         self.enabled = enabled
         self.tty = enabled and sys.stderr.isatty()
         self.tasks = tasks
         self.max_calls = max(1, max_calls)
+        self.evals = evals
         self.interval_s = interval_s
         self.counts = {"tasks": 0, "started": 0, "baselines": 0, "calls": 0, "evals": 0,
                        "ok": 0}
@@ -140,14 +147,16 @@ class RunDisplay:
         self._stop = threading.Event()
         self._progress: Any = None
         if self.tty:
+            from rich.markup import escape
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self._progress = Progress(TextColumn("[bold]kbtool run"), BarColumn(),
+            self._progress = Progress(TextColumn(f"[bold]{escape(title)}"), BarColumn(),
                                       TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
                                       console=Console(stderr=True), transient=False)
             # The bar measures LLM calls against the most the run can make; it jumps to
             # the end when the last task is done (chains that succeed early make fewer).
-            self._bar = self._progress.add_task("run", total=self.max_calls, detail="")
+            total = max_calls if evals is None else evals
+            self._bar = self._progress.add_task("run", total=max(1, total), detail="")
             self._progress.start()
         if enabled and run_dir is not None:
             self._print(f"run directory: {run_dir} ({tasks} task{'s' * (tasks != 1)}, at most "
@@ -177,10 +186,16 @@ class RunDisplay:
         line = self._line(event)
         if self._progress is not None:
             done = counts["tasks"] >= self.tasks
-            self._progress.update(
-                self._bar, completed=self.max_calls if done else counts["calls"],
-                detail=f"{counts['tasks']}/{self.tasks} tasks, {counts['calls']} calls, "
-                       f"{counts['evals']} evals, {counts['ok']} correct")
+            if self.evals is not None:
+                self._progress.update(
+                    self._bar, completed=counts["evals"],
+                    detail=f"{counts['evals']}/{self.evals} judged, {counts['ok']} correct, "
+                           f"{counts['tasks']}/{self.tasks} tasks")
+            else:
+                self._progress.update(
+                    self._bar, completed=self.max_calls if done else counts["calls"],
+                    detail=f"{counts['tasks']}/{self.tasks} tasks, {counts['calls']} calls, "
+                           f"{counts['evals']} evals, {counts['ok']} correct")
             if line and kind != "eval":
                 self._progress.console.print(line, markup=False, highlight=False)
         elif line:
@@ -207,24 +222,30 @@ class RunDisplay:
         with self._lock:
             c = dict(self.counts)
         elapsed = time.monotonic() - self._start
-        share = max(c["tasks"] / max(1, self.tasks), c["calls"] / self.max_calls)
+        work = c["calls"] / self.max_calls if self.evals is None else \
+            c["evals"] / max(1, self.evals)
+        share = max(c["tasks"] / max(1, self.tasks), work)
         if share == 0:
             left = "time left unknown until the first LLM call"
         elif share < 1:
             left = f"about {_clock(elapsed * (1 - share) / share)} left"
         else:
             left = "finishing"
+        calls = f"{c['calls']} of at most {self.max_calls} LLM calls, " \
+            if self.evals is None else ""
+        evals = f"{c['evals']}" if self.evals is None else f"{c['evals']} of {self.evals}"
         return (f"progress {_clock(elapsed)}: {c['tasks']}/{self.tasks} tasks done "
-                f"({c['started']} started), {c['baselines']} baselines, {c['calls']} of at "
-                f"most {self.max_calls} LLM calls, {c['evals']} evaluations ({c['ok']} "
-                f"correct); {left}")
+                f"({c['started']} started), {c['baselines']} baselines, {calls}{evals} "
+                f"evaluations ({c['ok']} correct); {left}")
 
     @staticmethod
     def _line(event: dict[str, Any]) -> str | None:
         kind = event.get("type")
         if kind == "eval":
             speed = f" speedup {event['speedup']:.2f}x" if event.get("speedup") else ""
-            return f"eval {event.get('sample') or event.get('step')}: {event['status']}{speed}"
+            model = f" ({event['model']})" if event.get("model") else ""
+            return (f"eval {event.get('sample') or event.get('step')}{model}: "
+                    f"{event['status']}{speed}")
         if kind == "run_started":
             env = event.get("env") or {}
             tasks = len(event.get("tasks") or [])
@@ -289,3 +310,19 @@ def print_run_summary(summary: RunSummary) -> None:
           f"provider, {t['cached_calls']} reused), {t['prompt_tokens'] + t['completion_tokens']} tokens, "
           f"${t['cost_usd']:.4f}, {t['evaluations']} evaluations"
           f"{f'; kbtool failed while judging {failed} candidates' if failed else ''}")
+
+
+def print_predictions(outcome: Outcome) -> None:
+    """Per model, its predictions by status; then where the run is."""
+    counts = outcome.statuses()
+    shown = [s.value for s in Status] + ["not_judged"]
+    columns = ["model", "predictions", *[s for s in shown
+                                         if any(s in c for c in counts.values())]]
+    rows = [[model, str(sum(c.values())), *[str(c.get(s, 0)) for s in columns[2:]]]
+            for model, c in counts.items()]
+    widths = [max(len(row[i]) for row in [columns, *rows]) for i in range(len(columns))]
+    for row in [columns, *rows]:
+        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+    print(f"{outcome.judged} evaluations run now; run: {outcome.run_dir} "
+          f"(kbtool report {outcome.run_dir})")

@@ -40,11 +40,14 @@ def _interval(value: Any, ci: Any) -> str:
 
 
 def task_summary(view: RunView, task: str) -> dict[str, Any]:
-    """One task's figures from its evaluated candidates."""
+    """One task's figures from its evaluated candidates.  Whether it is calibrated, and the
+    human's speedup, are the task's: from every evaluation of the run that timed it (all the
+    models of a predictions run, where the view shows one of them)."""
     results = [c.result for c in view.candidates(task)]
     timed = [r for r in results if _timed(r)]
-    humans = [r for r in timed if isinstance(r.get("human_speedup"), (int, float))]
-    calibrated = bool(timed) and all(r.get("calibrated") is True for r in timed)
+    every = [r for r in (c.result for c in view.all_candidates(task)) if _timed(r)]
+    humans = [r for r in every if isinstance(r.get("human_speedup"), (int, float))]
+    calibrated = bool(every) and all(r.get("calibrated") is True for r in every)
     best = max(timed, key=lambda r: r["speedup"], default=None)
     human = (statistics.geometric_mean([r["human_speedup"] for r in humans])
              if humans else None)
@@ -55,7 +58,7 @@ def task_summary(view: RunView, task: str) -> dict[str, Any]:
         "package": labels.get("package"), "pair": labels.get("pair"),
         "negative_control": labels.get("negative_control") == "true",
         "candidates": len(results), "correct": len(timed),
-        "calibrated": calibrated if timed else None,
+        "calibrated": calibrated if every else None,
         "best_speedup": best["speedup"] if best else None,
         "best_speedup_ci": best.get("speedup_ci") if best else None,
         "best_significant": bool(best and best.get("significant")),

@@ -27,6 +27,7 @@ from kbtool.task.model import Task
 from kbtool.timing.base import Timer
 from kbtool_plugins.repo import dataset, repository
 from kbtool_plugins.repo.candidate import CandidateError, edit_for
+from kbtool_plugins.repo.patch import diff_edit, is_diff
 from kbtool_plugins.repo.runner import RunLimits, RunRequest, RunResult
 from kbtool_plugins.repo.settings import RepoDetails, RepoPayload, RepoSettings
 
@@ -133,7 +134,8 @@ class RepoKind(TaskKind):
         item = item_of(task)
         data = item.model_dump(mode="json", exclude={"file_text"})
         data["repo"] = data.pop("spec")["name"]
-        return {**data, **spans(item)}
+        # The file as the prompts show it: what a unified diff answer is made against.
+        return {**data, **spans(item), "context": file_context(item)}
 
     def labels(self, task: Task) -> dict[str, str]:
         item = item_of(task)
@@ -179,8 +181,12 @@ class RepoKind(TaskKind):
         own = settings(config)
         base = {"task_type": item.task, "tests_total": len(item.tests)}
         report.stage("load")
+        text = candidate.read_text()
         try:
-            edit = edit_for(item, candidate.read_text())
+            # A unified diff of the repository (a predictions file's model_patch) answers
+            # with the method as it makes it (``patch``); anything else is the method.
+            edit = diff_edit(item, item.file_text, file_context(item), text,
+                             Path.cwd() / "patched") if is_diff(text) else edit_for(item, text)
         except CandidateError as exc:
             return {**base, "status": "compile_error", "error": str(exc)}
         request = RunRequest(file_path=item.file_path, replace_content=edit.text,
