@@ -99,6 +99,7 @@ PINGS = 5                 # empty windows of the reference: the IPC cost a windo
 # at places drawn after the window (all of an output that small): a call wrong in a share f
 # of its values passes with probability at most (1 - f) ** SAMPLE_RUNS (docs/integrity.md).
 SAMPLE_RUNS, SAMPLE_RUN = 128, 32
+FULL_SHARE = 0.25         # rounds (besides the first) with one call compared in full
 # Windows on sets seen before against never-seen ones: the candidate's gain on repeats,
 # relative to the reference's, below this factor is reported (flag ``reuses_results``).
 REPEAT_ROUNDS, REUSE_FACTOR = 2, 0.6
@@ -760,7 +761,9 @@ class Judge:
         # Calibrations come from the reference alone: its empty windows are the IPC cost
         # taken out of every window, its single calls decide the calls a window holds; no
         # reply of the candidate's can move them.
+        started = time.perf_counter()
         first, second = self._fresh(2)
+        make_ms = (time.perf_counter() - started) * 1000 / 2  # the judge's own time
         if same_values(first, second):
             self.flag("fixed_inputs", "get_inputs() returns the same values under every seed: "
                       "no input set can be new, and a candidate may remember its answers")
@@ -785,7 +788,10 @@ class Judge:
         # each runner's take memory, and the outputs of a window are kept until read.
         # Both within a share of the memory limit, which holds the judge's process too.
         share = self.config.memory_limit_mb * 2**20 // 8
-        calls = max(1, min(MAX_CALLS, math.ceil(WINDOW_MS / max(one_ms, 1e-3)),
+        # A window holds about WINDOW_MS of calls, or of making their fresh sets where that
+        # takes longer (then more, shorter rounds fit the same time: a round's noise hardly
+        # depends on its calls).
+        calls = max(1, min(MAX_CALLS, math.ceil(WINDOW_MS / max(one_ms, make_ms, 1e-3)),
                            min(POOL_BYTES, share) // max(4 * set_bytes, 1),
                            min(KEEP_BYTES, share) // out_bytes,
                            MAX_DESCRIBED // max(len(described), 1)))
@@ -857,9 +863,11 @@ class Judge:
         slots = plan.slots
         sets = repeat or plan.feed()
         seq = self.rng.sample(slots, len(slots))
-        # The places compared (secret to the runners) and the call compared in full.
+        # The places compared (secret to the runners) and, in some rounds, the call
+        # compared in full.
         places = sample_places(plan.described, self.rng)
-        full = self.rng.randrange(len(slots))
+        full = self.rng.randrange(len(slots)) \
+            if index == 0 or self.rng.random() < FULL_SHARE else None
         given: set[str] = set()
         got: dict[str, Window] = {}
         samples: dict[str, list[Any]] = {}
@@ -877,7 +885,7 @@ class Judge:
                     # after its window can reach what was timed.
                     samples[arm], fulls[arm] = self._read_round(side, ran, plan.described,
                                                                 places, full, index)
-                if arm == "candidate" and self.config.device == "cpu":
+                if arm == "candidate" and self.config.device == "cpu" and full is not None:
                     # Its inputs are its own to read, not to write (the call in full).
                     mutated = guards.mutated_inputs(sets[seq[full]], cand.inputs(seq[full]))
                     if mutated:
@@ -889,17 +897,18 @@ class Judge:
                     ref, ref.run(seq), plan.described, places, full, index)
             self._verdict_calls(samples["reference"], samples["candidate"],
                                 f"timing round {index + 1}")
-            self._verdict(fulls["reference"], fulls["candidate"],
-                          f"call {full + 1} of timing round {index + 1}, in full")
+            if full is not None:
+                self._verdict(fulls["reference"], fulls["candidate"],
+                              f"call {full + 1} of timing round {index + 1}, in full")
         except (Incorrect, Rejected) as exc:
             raise Rejected(f"its results while it was timed are wrong ({exc})") from None
         return got, sets
 
     def _read_round(self, side: Side, ran: Ran, described: list[Output],
-                    places: list[np.ndarray | None], full: int, index: int
+                    places: list[np.ndarray | None], full: int | None, index: int
                     ) -> tuple[list[Any], list[Any]]:
         """A window's outputs as the judge reads them: every call's at the round's places,
-        one call's whole."""
+        and call ``full``'s whole (if any)."""
         for i, outs in enumerate(ran.outputs):
             try:
                 self._matching(described, outs, f"call {i + 1} of timing round {index + 1}")
@@ -908,7 +917,8 @@ class Judge:
                     raise Unsupported("the reference's outputs change shape or dtype from "
                                       "call to call: they cannot be compared") from None
                 raise
-        return side.read_places(ran.outputs, places), side.read(ran.outputs[full])
+        return (side.read_places(ran.outputs, places),
+                [] if full is None else side.read(ran.outputs[full]))
 
     def _verdict_calls(self, expected: list[Any], got: list[Any], when: str) -> None:
         """Every call's sampled outputs (a row per call) at once; the first wrong call named."""
