@@ -34,6 +34,7 @@ RUNNER = Path(__file__).with_name("runner.py")
 PR_SET_CHILD_SUBREAPER = 36
 _EXIT_GRACE_S = 10.0
 _FAILED_EXIT_S = 2.0  # a run that stopped answering may be exiting with its error
+_OFF_CPU_S = 1.0  # a run still on the CPU after this is read as it is
 _OUTPUT_TAIL = 4000
 
 
@@ -94,6 +95,21 @@ def cpu_clock_ms(pid: int) -> float | None:
         return time.clock_gettime_ns(((~pid) << 3) | 2) / 1e6  # CPUCLOCK_SCHED of a process
     except OSError:
         return None
+
+
+def off_cpu(pid: int, timeout_s: float = _OFF_CPU_S) -> None:
+    """Wait (at most ``timeout_s``) until the main thread of ``pid`` is off the CPU
+    (blocked, stopped or gone).  The kernel brings a thread's CPU time up to date when it
+    leaves the CPU; read from elsewhere while it runs, it lags by up to a scheduler tick."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            return
+        if stat[stat.rindex(b")") + 2:][:1] != b"R":
+            return
+        time.sleep(0.0002)
 
 
 def load_workload(path: Path) -> ModuleType:
@@ -180,6 +196,7 @@ class _LocalRun:
         self.control, self.results = ctl_w, res_r
 
     def cpu_now(self) -> float | None:
+        off_cpu(self.proc.pid)
         return cpu_clock_ms(self.proc.pid)
 
     def finish(self, who: str) -> Usage:
@@ -300,6 +317,7 @@ class Judge:
                 message = self._expect(reader, "result", deadline, proc)
                 done = time.monotonic()
                 cpu_done = proc.cpu_now()
+                control.close()  # the run exits now
                 usage = proc.finish(version.name)
                 exited = time.monotonic()
                 if reader.pending():

@@ -12,7 +12,10 @@ library may write to):
    workload's other sizes or vocabulary), calls ``setup(seed)`` and sends ``{"ready": true}``;
 3. the judge sends ``go`` and starts its clock; the runner calls ``experiment(api, data)``
    and ``store_result(...)`` and sends ``{"result": ...}``; the judge stops its clock when
-   that line has arrived.
+   that line has arrived;
+4. the runner waits until the judge closes the control pipe, then exits: the judge reads its
+   CPU time while it waits (a process's CPU clock, read from another CPU while it runs, lags
+   by up to a scheduler tick, which can be longer than a whole experiment).
 
 The judge keeps the time; this process keeps none (a library that patches the clocks here
 changes nothing).  An exception in a step is reported as ``{"error": {"stage": ...,
@@ -66,6 +69,7 @@ def main() -> None:
         sys.exit(1)
     results.write(line + "\n")
     results.flush()
+    control.read()  # until the judge closes it
 
 
 if __name__ == "__main__":
