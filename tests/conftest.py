@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
 
 from kbtool.evaluation.evaluator import Evaluator
 from tests.helpers import make_config
+
+# Tests press Ctrl-C on kbtool (SIGINT).  A shell without job control starts background
+# commands with SIGINT ignored, and every child inherits that (Python then never raises
+# KeyboardInterrupt): a CI job started so would fail them.  A handled signal is reset to
+# the default in the children.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

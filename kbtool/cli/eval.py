@@ -65,6 +65,9 @@ def eval_command(
     words, overrides = split_overrides(args or [])
     config = make_config(overrides, config_file, config_profile, size,
                          mode=mode, timer=timer, device=device)
+    if config.tracker:  # set in a config file for runs, perhaps: said, not refused
+        print("kbtool: warning: tracker= logs `kbtool run`s only; kbtool eval logs to no "
+              "tracker", file=sys.stderr)
     if predictions is not None:
         if solution is not None or solutions is not None or words:
             raise UsageError("--predictions names its own tasks (each prediction's "

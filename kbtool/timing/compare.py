@@ -240,11 +240,12 @@ class Rounds:
 
 def run_rounds(run_round: Callable[[int], Mapping[str, float]],
                pairs: Sequence[tuple[str, str]], rule: StopRule,
-               clock: Callable[[], float] = time.monotonic) -> Rounds:
+               clock: Callable[[], float] = time.monotonic,
+               converged: Callable[[Rounds], bool] | None = None) -> Rounds:
     """Call ``run_round(i)`` (it times every arm once, in ``rotation`` order, and returns
     arm -> time) until each ``(reference, candidate)`` ratio's interval is within
-    ``rule.target_rel_ci``, or ``max_rounds`` / ``max_s`` is reached (``min_rounds``
-    first in any case)."""
+    ``rule.target_rel_ci`` (or ``converged(rounds so far)``, where given), or
+    ``max_rounds`` / ``max_s`` is reached (``min_rounds`` first in any case)."""
     start = clock()
     times: list[dict[str, float]] = []
     reason = "max_rounds"
@@ -253,7 +254,9 @@ def run_rounds(run_round: Callable[[int], Mapping[str, float]],
         if len(times) < rule.min_rounds:
             continue
         so_far = Rounds(times, reason, 0.0)
-        if all(so_far.ratio(a, b, rule).rel_halfwidth <= rule.target_rel_ci for a, b in pairs):
+        if converged(so_far) if converged is not None else \
+                all(so_far.ratio(a, b, rule).rel_halfwidth <= rule.target_rel_ci
+                    for a, b in pairs):
             reason = "converged"
             break
         if clock() - start >= rule.max_s:

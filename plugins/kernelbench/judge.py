@@ -56,7 +56,7 @@ from kbtool.task.model import Task
 from kbtool.timing.base import Timer, TimingSettings, adaptive
 from kbtool.timing.compare import Rounds, StopRule, rotation, run_rounds
 from kbtool.timing.noise import Noise, assess, machine_state, usable_threads
-from kbtool.timing.stats import summarize
+from kbtool.timing.stats import relative_ci_halfwidth, summarize
 from kbtool_plugins.kernelbench import guards
 from kbtool_plugins.kernelbench.compare import compare_outputs, merge_worst
 from kbtool_plugins.kernelbench.problem import apply_sizes, load_module, size_constants
@@ -369,8 +369,11 @@ class Judge:
     """One candidate's check (see the module docstring)."""
 
     def __init__(self, task: Task, solution: Path, config: Config, timer: Timer,
-                 report: Reporter) -> None:
+                 report: Reporter, timing_only: bool = False) -> None:
         self.task, self.solution, self.config, self.timer = task, solution, config, timer
+        # The reference timed against itself (the kind's ``baseline``): one correctness
+        # trial, no probes, no second shape; the timing exactly as in a check.
+        self.timing_only = timing_only
         self.report = report
         self.own = config.section(KernelBenchSettings)
         timeout = config.timeout_s
@@ -525,11 +528,13 @@ class Judge:
         self.deadline[0] += time.monotonic() - waited  # the device's time, not the candidate's
         self._stage("correctness")
         self._correctness()
-        self._probes(custom_kernel)
+        if not self.timing_only:
+            self._probes(custom_kernel)
 
         self._stage("timing")
         timing = self._timing(arms, threads)
-        self._second_shape()
+        if not self.timing_only:
+            self._second_shape()
         return {"status": "ok", "correct": True, "max_abs_diff": self.worst,
                 "correctness_trials": self.trials, "flags": self.flags,
                 "findings": self.findings, **timing}
@@ -581,7 +586,7 @@ class Judge:
             raise Rejected(f"{when}: {comparison.slipped}")
 
     def _correctness(self) -> None:
-        for trial in range(self.own.correctness_trials):
+        for trial in range(1 if self.timing_only else self.own.correctness_trials):
             variant = VARIANTS[trial % len(VARIANTS)]
             values = make_inputs(self.module, os_seed(), variant)
             self._call(_TRIAL_SLOT, values, f"trial {trial + 1} ({variant} inputs)")
@@ -829,11 +834,16 @@ class Judge:
                         if few else min_rounds,
                         max_rounds=max(min_rounds, min(settings.max_trials, 400)),
                         target_rel_ci=settings.target_rel_ci,
-                        max_s=2 * settings.max_timing_s if paired else settings.max_timing_s)
+                        max_s=2 * settings.max_timing_s if paired and not self.timing_only
+                        else settings.max_timing_s)
         before = machine_state()
         if paired:
             pairs = [(arm, "candidate") for arm in plan.timed if plan.arms[arm].side == "reference"]
-            rounds = run_rounds(run_round, pairs, rule)
+            # The reference timed for itself (a baseline): until its own median is known
+            # to target_rel_ci, as a baseline always was, not the ratio to its copy.
+            alone = (lambda r: relative_ci_halfwidth(r.arm("reference")) <=
+                     settings.target_rel_ci) if self.timing_only else None
+            rounds = run_rounds(run_round, pairs, rule, converged=alone)
             stop = "few_trials" if few and rounds.stop_reason != "converged" else \
                 rounds.stop_reason
         else:

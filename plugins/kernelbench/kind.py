@@ -21,11 +21,10 @@ from typing import Any
 from kbtool.config import Config
 from kbtool.errors import UsageError, unknown
 from kbtool.evaluation.result import EvalResult
-from kbtool.sandbox import devicelock
 from kbtool.sandbox.isolation import Reporter
 from kbtool.task.kind import TaskKind, fenced_blocks
 from kbtool.task.model import Task, TaskRefused
-from kbtool.timing.base import Timer, TimingSettings
+from kbtool.timing.base import Timer
 from kbtool_plugins.kernelbench.problem import (
     apply_sizes,
     available_memory_bytes,
@@ -58,8 +57,9 @@ _CPU_SHRINK_MB, _CPU_SHRINK_GFLOP = 512.0, 2.0
 # The extra that installs what KernelBench's problems import (einops, transformers, ...).
 EXTRA = "kernelbench"
 _MODEL_NAME = re.compile(r"""^\s*model_name\s*=\s*["']([^"']+)["']""", re.MULTILINE)
-# The cached (absolute) baseline's inputs: reproducible, nothing is judged on them.
-TIMING_SEED = 10_000
+# How the reference is timed (``baseline``); in the cache's key, so that a baseline timed
+# another way, by an earlier kbtool, is never reused.
+TIMING_METHOD = "judge-fresh-inputs"
 
 
 def _gb(n: float, other: float | None = None) -> str:
@@ -205,7 +205,7 @@ class KernelBenchKind(TaskKind):
 
     def baseline_key(self, task: Task, config: Config, mode: str) -> str | None:
         parts = {"problem": hashlib.sha256(problem_source(task, config).encode()).hexdigest(),
-                 "mode": mode,
+                 "mode": mode, "method": TIMING_METHOD,
                  "compile_mode": settings(config).compile_mode if mode == "compile" else None}
         return json.dumps(parts, sort_keys=True)
 
@@ -320,22 +320,22 @@ class KernelBenchKind(TaskKind):
 
     def baseline(self, task: Task, config: Config, mode: str, timer: Timer,
                  report: Reporter) -> dict[str, Any]:
-        import torch
+        """The reference timed by the judge, exactly as in a candidate's check (every call on
+        never-seen inputs, windows, the same clock), against itself as the candidate: a
+        baseline timed any other way is not comparable with the judge's figures (one fixed
+        input set, warm in the caches, timed 2-8x faster than the judge's reference arm)."""
+        from kbtool_plugins.kernelbench.judge import Judge
 
-        from kbtool_plugins.kernelbench.judge import make_inputs
-
-        report.stage("load")
-        module, model = self._reference(task, config, mode)
-        inputs = [v.to(config.device) if isinstance(v, torch.Tensor) else v
-                  for v in make_inputs(module, config.seed + TIMING_SEED)]
-        with torch.no_grad():
-            model(*inputs)  # compiles under mode=compile; never timed
-            report.stage("device_wait")
-            devicelock.acquire(config)
-            report.stage("timing")
-            timer.setup(config.device)
-            stats = timer.measure(lambda: model(*inputs), TimingSettings.from_config(config))
-        return {"timing": stats.model_dump()}
+        null = Path.cwd() / "baseline_null.py"
+        null.write_text(self.null_candidate(task) or "")
+        own = config.model_copy(update={"mode": mode, "baselines": [], "speedup_from": "paired"})
+        source = problem_source(task, config)
+        verdict = Judge(task, null, own, timer, report, timing_only=True).run(
+            source, problem_filename(task))
+        if verdict.get("status") != "ok" or "baseline" not in verdict:
+            raise RuntimeError(f"the reference, judged against itself, is "
+                               f"{verdict.get('status')}: {verdict.get('error') or ''}".strip())
+        return {"timing": verdict["baseline"]}
 
     def audit(self, task: Task, config: Config, timer: Timer,
               report: Reporter) -> dict[str, Any]:

@@ -174,3 +174,12 @@ def test_unknown_tracker_stops_before_the_run_dir(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip() == "kbtool: error: unknown tracker 'wandbb' (did you mean 'wandb'?)"
     assert not (tmp_path / "run").exists()
+
+
+def test_eval_says_it_logs_to_no_tracker(tmp_path: Path) -> None:
+    """`tracker=` is for runs; `kbtool eval` (predictions too) says it ignores it."""
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("")
+    proc = run_kbtool("eval", "--predictions", str(preds), "tracker=mlflow",
+                      f"run_dir={tmp_path / 'run'}")
+    assert "tracker= logs `kbtool run`s only" in proc.stderr, proc.stderr
