@@ -834,8 +834,7 @@ class Judge:
                         if few else min_rounds,
                         max_rounds=max(min_rounds, min(settings.max_trials, 400)),
                         target_rel_ci=settings.target_rel_ci,
-                        max_s=2 * settings.max_timing_s if paired and not self.timing_only
-                        else settings.max_timing_s)
+                        max_s=2 * settings.max_timing_s if paired else settings.max_timing_s)
         before = machine_state()
         if paired:
             pairs = [(arm, "candidate") for arm in plan.timed if plan.arms[arm].side == "reference"]
