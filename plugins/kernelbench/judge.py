@@ -894,12 +894,18 @@ class Judge:
                     # after its window can reach what was timed.
                     samples[arm], fulls[arm] = self._read_round(side, ran, plan.described,
                                                                 places, full, index)
-                if arm == "candidate" and self.config.device == "cpu" and full is not None:
-                    # Its inputs are its own to read, not to write (the call in full).
-                    mutated = guards.mutated_inputs(sets[seq[full]], cand.inputs(seq[full]))
-                    if mutated:
-                        raise Rejected(f"call {full + 1} of timing round {index + 1}: "
-                                       f"modifies its inputs in place ({', '.join(mutated)})")
+                if arm == "candidate" and self.config.device == "cpu":
+                    # Its inputs are its own to read, not to write: every call's, at places
+                    # drawn now (in full for the call compared in full).
+                    for k, slot in enumerate(seq):
+                        mutated = guards.mutated_inputs(sets[slot], cand.inputs(slot)) \
+                            if k == full else guards.mutated_places(
+                                sets[slot], cand.inputs(slot), self.rng, SAMPLE_RUNS,
+                                SAMPLE_RUN)
+                        if mutated:
+                            raise Rejected(f"call {k + 1} of timing round {index + 1}: "
+                                           f"modifies its inputs in place "
+                                           f"({', '.join(mutated)})")
             if "reference" not in samples:  # unpaired: the reference runs them, untimed
                 ref.put(dict(zip(slots, sets, strict=True)))
                 samples["reference"], fulls["reference"] = self._read_round(

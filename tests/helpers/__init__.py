@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from kbtool.config import Config, load_config
+from kbtool.evaluation.result import EvalResult, Status
 
 TESTS = Path(__file__).resolve().parent.parent
 REPO = TESTS.parent
@@ -60,3 +61,18 @@ def run_with_site(site: Path, cache: Path, *args: str, cwd: Path | None = None,
     env.update(env_vars)
     return subprocess.run([sys.executable, "-m", "kbtool", *args], capture_output=True,
                           text=True, env=env, cwd=cwd, timeout=600)
+
+
+# Red-team candidates that act only on calls coming back to back (under 2 ms apart), as in
+# a timing loop.  On a busy machine the judge's windows may hold a single call (making a
+# fresh input set takes longer than the window's 10 ms): such a candidate then computed
+# every timed call honestly, and `ok` with no gain is the right verdict.
+BACK_TO_BACK = {"back_to_back", "wrong_now_and_then", "inplace_when_timed"}
+
+
+def never_acted(name: str, result: EvalResult) -> bool:
+    """Whether ``result`` is a back-to-back candidate's honest `ok` from one-call windows
+    (no speedup shown: the timed calls computed what the reference's did)."""
+    return (Path(name).stem in BACK_TO_BACK and result.status == Status.ok
+            and (result.noise or {}).get("calls_per_window") == 1
+            and result.significant is not True)

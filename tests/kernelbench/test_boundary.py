@@ -15,7 +15,7 @@ import pytest
 from kbtool.evaluation.evaluator import Evaluator
 from kbtool.evaluation.result import EvalResult, Status
 from kbtool.task import catalog
-from tests.helpers import REDTEAM, make_config
+from tests.helpers import REDTEAM, make_config, never_acted
 
 RELU = "builtin/1/2_ReLU"
 LINEAR = "builtin/2/1_Linear_ReLU_Add"
@@ -50,6 +50,8 @@ def refused(result: EvalResult) -> bool:
 def test_outputs_are_read_and_compared_by_the_judge(judged: Evaluator, name: str,
                                                     statuses: set[Status], needle: str) -> None:
     result = run(judged, REDTEAM / f"{name}.py")
+    if never_acted(name, result):
+        return
     assert result.status in statuses, (result.status, result.error)
     assert re.search(needle, result.error or ""), result.error
     assert result.speedup is None and not result.correct

@@ -16,7 +16,7 @@ from kbtool.evaluation.evaluator import Evaluator, assemble
 from kbtool.evaluation.result import EvalResult, Status
 from kbtool.task import catalog
 from tests.evaluation.test_evaluator import orphans
-from tests.helpers import REDTEAM, SOLUTIONS, make_config
+from tests.helpers import REDTEAM, SOLUTIONS, make_config, never_acted
 
 RELU = "builtin/1/2_ReLU"
 SECRET = "OPENAI_API_KEY"
@@ -61,6 +61,8 @@ def run(ev: Evaluator, name: str, task: str = RELU) -> EvalResult:
 def test_exploit_families_are_caught(judged: Evaluator, name: str, statuses: set[Status],
                                      needle: str) -> None:
     result = run(judged, name)
+    if never_acted(name, result):
+        return
     assert result.status in statuses, (result.status, result.error)
     assert re.search(needle, result.error or ""), result.error
     assert result.speedup is None and result.speedup_ci is None and not result.correct
