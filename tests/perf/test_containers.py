@@ -194,8 +194,7 @@ def check_releases(evaluator: Evaluator, tmp_path: Path, engine: str) -> None:
     assert result["engine"] == engine and result["tests"].endswith("s")
     low, high = result["speedup_ci"]
     assert low <= result["speedup"] <= high and result["speedup"] > 1.2
-    # The human release is a real gain (1.3-1.7x here); 4 rounds on a busy machine read it
-    # as low as 1.195x: no null.
+    # The human release is a real gain; 4 rounds on a busy machine read it as low as 1.195x.
     assert result["human_speedup"] > 1.1 and result["rounds"] >= QUICK["perf.min_rounds"]
     figures = result["workloads"][0]
     assert figures["baseline_ms"] > figures["agent_ms"] > 0 and figures["human_ms"] > 0
