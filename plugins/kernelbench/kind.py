@@ -323,7 +323,7 @@ class KernelBenchKind(TaskKind):
         """The reference timed by the judge, exactly as in a candidate's check (every call on
         never-seen inputs, windows, the same clock), against itself as the candidate: a
         baseline timed any other way is not comparable with the judge's figures (one fixed
-        input set, warm in the caches, timed 2-8x faster than the judge's reference arm)."""
+        input set, warm in the caches, read 2-11x below the judge's reference arm)."""
         from kbtool_plugins.kernelbench.judge import Judge
 
         null = Path.cwd() / "baseline_null.py"
