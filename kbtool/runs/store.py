@@ -94,7 +94,8 @@ class RunStore:
         return yaml.safe_load(self.layout.config.read_text()) or {}
 
     def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> None:
-        """Call ``callback(event)`` with every event emitted from now on (as logged)."""
+        """Call ``callback(event)`` with every event emitted from now on, in the order they
+        are logged, one at a time (a callback must not emit)."""
         self._subscribers.append(callback)
 
     def emit(self, event: RunEvent) -> None:
@@ -110,8 +111,9 @@ class RunStore:
             self._events.write(json.dumps(data, default=str) + "\n")
             self._events.flush()
             os.fsync(self._events.fileno())
-        for callback in self._subscribers:
-            callback(data)
+            # Under the lock: subscribers (a tracker's step) see events in the logged order.
+            for callback in self._subscribers:
+                callback(data)
 
     def write(self, path: Path, text: str) -> Path:
         """Write a file of the run (``path`` inside the run directory, or relative to it)."""
