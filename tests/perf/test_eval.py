@@ -4,6 +4,7 @@ contract, verdicts of honest and broken patches, and a hostile-patch red team.""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,7 +63,9 @@ def test_eval_the_human_patch_as_a_candidate(perf_cache: Path, tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     # A line per round on stderr while it times (a terminal, a batch job's log).
     assert f"kbtool: {TASK}: timing round 3 (at most 4): speedup " in proc.stderr, proc.stderr
-    assert f"kbtool: {TASK}: timing 4 rounds, max_rounds" in proc.stderr, proc.stderr
+    # Its last: why the rounds stopped (the interval may reach its target at the 4th).
+    assert re.search(f"kbtool: {TASK}: timing 4 rounds, (max_rounds|converged): speedup ",
+                     proc.stderr), proc.stderr
     result = json.loads(proc.stdout)
     assert result["status"] == "ok" and result["correct"] is True, result["error"]
     assert result["error"] is None and isinstance(result["flags"], list) and result["env"]
