@@ -82,21 +82,6 @@ class Reporter:
     def __init__(self, fd: int, started: float | None = None) -> None:
         self._fd = fd
         self.started = time.monotonic() if started is None else started
-        self._after: list[Callable[[], None]] = []
-
-    def after_result(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once the result (or the error) is sent, before the child exits:
-        teardown that decides nothing (reaping a judge's runners) then happens while the
-        caller goes on.  What measures next waits for it all the same: the device lock
-        (``kbtool.sandbox.devicelock``) is this process's until it has exited."""
-        self._after.append(callback)
-
-    def run_after(self) -> None:
-        for callback in self._after:
-            try:
-                callback()
-            except BaseException:
-                traceback.print_exc()
 
     def send(self, message: dict[str, Any]) -> None:
         data = (json.dumps(message, default=str) + "\n").encode()
@@ -178,7 +163,6 @@ def _child(fn: Callable[[Reporter], Any], write_fd: int, output_fd: int, scratch
             reporter.send({"error": traceback.format_exc()})
     finally:
         try:
-            reporter.run_after()
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
@@ -254,12 +238,8 @@ def _kill_group(pid: int) -> None:
 
 
 def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, str] | None = None,
-                 scratch_root: Path | None = None, settle: bool = False) -> Outcome:
-    """Fork, run ``fn(reporter)`` in the child, and collect what happened.
-
-    ``settle``: return as soon as the result has come; a thread of this process waits for
-    the child to end (see :meth:`Reporter.after_result`), ends what it left and removes its
-    scratch (:func:`wait_settled` waits for those threads)."""
+                 scratch_root: Path | None = None) -> Outcome:
+    """Fork, run ``fn(reporter)`` in the child, and collect what happened."""
     scratch = Path(tempfile.mkdtemp(prefix="kbtool-", dir=scratch_root))
     read_fd, write_fd = os.pipe()
     out_read, out_write = os.pipe()
@@ -318,9 +298,8 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
         elif isinstance(message.get("progress"), str):
             _progress_log.info("%s", message["progress"][:300].replace("\n", " "))
 
-    settling = False
     try:
-        while status is None and not settling:
+        while status is None:
             watched = [*open_fds, *([pidfd] if pidfd is not None else [])]
             if watched:
                 ready, _, _ = select.select(watched, [], [], _POLL_S)
@@ -344,9 +323,6 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
             if done:
                 status = raw
                 break
-            if settle and finished_at:
-                settling = True
-                break
             waiting = outcome.stage == WAIT_STAGE
             if not waiting and time.monotonic() > deadline + waited[0]:
                 outcome.timed_out = True
@@ -356,86 +332,33 @@ def run_isolated(fn: Callable[[Reporter], Any], limits: Limits, env: dict[str, s
                 _kill_group(pid)
                 _, status = os.waitpid(pid, 0)
         end = time.monotonic()
-        if not settling:
-            _kill_group(pid)  # anything the candidate left running in its session
+        _kill_group(pid)  # anything the candidate left running in its session
         buffer += _drain(read_fd)
         tail += _drain(out_read)
         for line in buffer.split(b"\n"):
             if line.strip():
                 handle(line)
     finally:
-        if not settling:
-            for open_fd in (read_fd, out_read, pidfd):
-                if open_fd is not None:
-                    os.close(open_fd)
+        for open_fd in (read_fd, out_read, pidfd):
+            if open_fd is not None:
+                os.close(open_fd)
     outcome.wall_s = end - start
-    if status is not None:
-        if os.WIFSIGNALED(status):
-            outcome.signal = os.WTERMSIG(status)
-        else:
-            outcome.exit_code = os.WEXITSTATUS(status)
+    assert status is not None
+    if os.WIFSIGNALED(status):
+        outcome.signal = os.WTERMSIG(status)
+    else:
+        outcome.exit_code = os.WEXITSTATUS(status)
     # A stage lasts until the next one starts; the last one until the result was sent
     # (process teardown is harness overhead, not the candidate's time).
     ordered = sorted(stage_start.items(), key=lambda kv: kv[1])
     ends = [t for _, t in ordered[1:]] + [finished_at[0] if finished_at else end]
     for (name, t0), t1 in zip(ordered, ends[:len(ordered)], strict=True):
         outcome.stage_s[name] = round(t1 - t0, 6)
-    chars = limits.output_tail_chars
-    outcome.output = tail.decode("utf-8", errors="replace")[-chars:] if chars else ""
-    # Removed now: the result is in, nothing there is needed (again once the child ended).
-    shutil.rmtree(scratch, ignore_errors=True)
-    if settling:
-        thread = threading.Thread(target=_settle, args=(pid, [read_fd, out_read], pidfd,
-                                                        groups, scratch), daemon=True)
-        with _settling_lock:
-            _settling[:] = [t for t in _settling if t.is_alive()] + [thread]
-        thread.start()
-    elif groups.whole is not None:  # the kernel may still be ending its processes: no wait
+    if groups.whole is not None:  # the kernel may still be ending its processes: no wait
         groups.whole.kill()
         threading.Thread(target=groups.whole.remove, args=(_GROUP_REMOVAL_S,),
                          daemon=True).start()
-    return outcome
-
-
-_SETTLE_S = 30.0  # a child that has sent its result ends within this, or is killed
-_settling: list[threading.Thread] = []
-_settling_lock = threading.Lock()
-
-
-def _settle(pid: int, fds: list[int], pidfd: int | None, groups: _Groups, scratch: Path) -> None:
-    """After the result: the child ends its own work; what it still writes is read and
-    dropped (a full pipe would stop it); past ``_SETTLE_S`` it is killed."""
-    until = time.monotonic() + _SETTLE_S
-    open_fds = set(fds)
-    try:
-        while not os.waitpid(pid, os.WNOHANG)[0]:
-            if time.monotonic() > until:
-                _kill_group(pid)
-                os.waitpid(pid, 0)
-                break
-            watched = [*open_fds, *([pidfd] if pidfd is not None else [])]
-            ready = select.select(watched, [], [], _POLL_S)[0] if watched else []
-            for fd in ready:
-                if fd != pidfd and not _drain(fd):
-                    open_fds.discard(fd)
-            if not watched:
-                time.sleep(_POLL_S)
-    finally:
-        for held in (*fds, pidfd):
-            if held is not None:
-                os.close(held)
-    _kill_group(pid)
-    if groups.whole is not None:
-        groups.whole.kill()
-        groups.whole.remove(_GROUP_REMOVAL_S)
+    chars = limits.output_tail_chars
+    outcome.output = tail.decode("utf-8", errors="replace")[-chars:] if chars else ""
     shutil.rmtree(scratch, ignore_errors=True)
-
-
-def wait_settled(timeout_s: float) -> None:
-    """Wait (at most ``timeout_s``) for the children that ``run_isolated(settle=True)`` left
-    ending: their processes, groups and scratch gone."""
-    until = time.monotonic() + timeout_s
-    with _settling_lock:
-        threads, _settling[:] = list(_settling), []
-    for thread in threads:
-        thread.join(max(0.0, until - time.monotonic()))
+    return outcome

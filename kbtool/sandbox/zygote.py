@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from kbtool import log
 from kbtool.errors import KbtoolError, RunError, UsageError
-from kbtool.sandbox.isolation import Limits, Outcome, Reporter, run_isolated, wait_settled
+from kbtool.sandbox.isolation import Limits, Outcome, Reporter, run_isolated
 from kbtool.sandbox.namespaces import die_with_parent, popen_tied
 
 
@@ -58,7 +58,6 @@ def _receive(stream: IO[bytes]) -> Any:
     return pickle.loads(stream.read(size))
 
 
-_CLOSE_WAIT_S = 5.0  # how long closing waits for the server to end
 _PARENT = "KBTOOL_ZYGOTE_PARENT"  # the pid of the process the zygote serves
 
 
@@ -129,7 +128,7 @@ class Zygote:
                 with contextlib.suppress(OSError):
                     proc.stdin.close()
             try:
-                proc.wait(timeout=_CLOSE_WAIT_S)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -225,18 +224,12 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
         try:
             request = _receive(requests)
         except EOFError:
-            # Within the evaluator's wait for this process (``Zygote.close``): the last
-            # children end, their groups and scratch go.
-            wait_settled(_CLOSE_WAIT_S - 1)
             return
         try:
             if request.op == "device":
                 reply: Any = resolve_device(request.kwargs["device"])
             else:
-                # Back once the result is in: a child's teardown (a judge reaping its
-                # runners) overlaps what the caller does next, never a measurement (it
-                # holds the device lock until it has ended).
-                reply = run_isolated(_child_function(request), request.limits, settle=True)
+                reply = run_isolated(_child_function(request), request.limits)
         except KbtoolError as exc:
             reply = exc
         except Exception as exc:  # a bug here must not take every later evaluation down

@@ -430,19 +430,10 @@ class Judge:
             result = self._result("incorrect", str(exc))
         finally:
             for side in self.sides.values():
-                side.runner.kill(wait=False)  # both end at once, before the verdict is sent
-            # Reaping them (a process with torch mapped takes a while to end) waits until
-            # the verdict is on its way; a stand-in reporter may not offer that.
-            after_result = getattr(self.report, "after_result", None)
-            if callable(after_result):
-                after_result(self._close_sides)
-            else:
-                self._close_sides()
+                side.runner.kill(wait=False)  # both end at once
+            for side in self.sides.values():
+                side.close()
         return result
-
-    def _close_sides(self) -> None:
-        for side in self.sides.values():
-            side.close()
 
     def _result(self, status: str, error: str) -> dict[str, Any]:
         return {"status": status, "error": error, "max_abs_diff": self.worst,
