@@ -14,14 +14,16 @@ import glob
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kbtool.config import Config
 from kbtool.errors import UsageError, unknown
 from kbtool.plugin import registry
 from kbtool.plugin.hookspecs import hookimpl
-from kbtool.task.kind import TaskKind
-from kbtool.task.model import Task
+
+if TYPE_CHECKING:  # the configuration's models cost start-up time that --help need not pay
+    from kbtool.config import Config
+    from kbtool.task.kind import TaskKind
+    from kbtool.task.model import Task
 
 SOURCE = "hf"
 # Data files by suffix -> the datasets builder that reads them.

@@ -16,15 +16,11 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kbtool.config import Config
 from kbtool.errors import UsageError, unknown
-from kbtool.evaluation.result import EvalResult
-from kbtool.sandbox.isolation import Reporter
 from kbtool.task.kind import TaskKind, fenced_blocks
 from kbtool.task.model import Task, TaskRefused
-from kbtool.timing.base import Timer
 from kbtool_plugins.kernelbench.problem import (
     apply_sizes,
     available_memory_bytes,
@@ -43,6 +39,12 @@ from kbtool_plugins.kernelbench.settings import (
 )
 from kbtool_plugins.kernelbench.shrink import Measure, shrink
 from kbtool_plugins.kernelbench.sources import ROW_COLUMNS, tasks_from_rows
+
+if TYPE_CHECKING:  # names for annotations only: listing tasks does not import them
+    from kbtool.config import Config
+    from kbtool.evaluation.result import EvalResult
+    from kbtool.sandbox.isolation import Reporter
+    from kbtool.timing.base import Timer
 
 TEMPLATES = Path(str(importlib.resources.files("kbtool_templates"))) / "kernelbench"
 

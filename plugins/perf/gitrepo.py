@@ -24,8 +24,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
-
 from kbtool.errors import RunError, UsageError
 from kbtool.util.files import write_atomic
 from kbtool_plugins.repo.repository import _make_read_only, _make_writable
@@ -121,6 +119,8 @@ class Clone:
         if entry.is_dir():
             return entry
         entry.parent.mkdir(parents=True, exist_ok=True)
+        from filelock import FileLock  # here: listing tasks needs none of it
+
         with FileLock(str(entry.parent) + ".lock", timeout=3600):
             if entry.is_dir():
                 return entry
@@ -166,6 +166,8 @@ def clone(root: Path, url: str) -> Clone:
     if not is_url(url) and not Path(url).exists():
         raise UsageError(f"repository {url} is not there (give a clone's folder or a git URL)")
     root.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock  # here: listing tasks needs none of it
+
     with FileLock(str(path) + ".lock", timeout=GIT_TIMEOUT_S):
         if (path / "HEAD").is_file():
             return found

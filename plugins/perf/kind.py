@@ -16,26 +16,12 @@ from __future__ import annotations
 import importlib.resources
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kbtool.config import Config
 from kbtool.errors import UsageError
-from kbtool.evaluation.result import EvalResult
-from kbtool.report.sections import KindReport, RunView
-from kbtool.sandbox.isolation import Reporter
 from kbtool.task.kind import TaskKind
-from kbtool.task.model import Task
-from kbtool.timing.base import Timer
 from kbtool_plugins.perf import containers, gitrepo, releases
-from kbtool_plugins.perf.check import (
-    IMAGES_NEED_ENGINE,
-    INFRASTRUCTURE,
-    Check,
-    Incorrect,
-    Rejected,
-)
 from kbtool_plugins.perf.containers import EngineFailed
-from kbtool_plugins.perf.judge import RunFailed, Violation
 from kbtool_plugins.perf.patching import patch_paths
 from kbtool_plugins.perf.settings import PerfDetails, PerfPayload, PerfSettings
 from kbtool_plugins.perf.workloads import (
@@ -45,6 +31,14 @@ from kbtool_plugins.perf.workloads import (
     task_dir,
     workload_sources,
 )
+
+if TYPE_CHECKING:  # names for annotations only: listing tasks does not import them
+    from kbtool.config import Config
+    from kbtool.evaluation.result import EvalResult
+    from kbtool.report.sections import KindReport, RunView
+    from kbtool.sandbox.isolation import Reporter
+    from kbtool.task.model import Task
+    from kbtool.timing.base import Timer
 
 TEMPLATES = Path(str(importlib.resources.files("kbtool_templates"))) / "perf"
 
@@ -61,8 +55,9 @@ class PerfKind(TaskKind):
     candidate_language = "diff"
     templates = TEMPLATES
     check_runs_candidate = False  # a judge: candidates run in processes it confines
-    # The ratios' statistics, imported by kbtool.timing.compare where they are used.
-    preload = ("scipy.stats",)
+    # What a check runs (the ratios' statistics, imported by kbtool.timing.compare where
+    # they are used), imported once by the zygote.
+    preload = ("scipy.stats", "kbtool_plugins.perf.check")
 
     # -- parent side ----------------------------------------------------------------------
     def prepare(self, task: Task, config: Config) -> None:
@@ -71,6 +66,8 @@ class PerfKind(TaskKind):
         why = None if engine == "local" else containers.unavailable(engine)
         if why is None and payload.image is not None:  # refused now, in one line,
             if engine == "local":                       # not as a failed check
+                from kbtool_plugins.perf.check import IMAGES_NEED_ENGINE
+
                 why = f"task {task.id}: {IMAGES_NEED_ENGINE}"
             for image in dict.fromkeys(x for x in payload.image.model_dump().values() if x):
                 why = why or containers.image_missing(engine, image)
@@ -183,6 +180,9 @@ class PerfKind(TaskKind):
 
     def check(self, task: Task, candidate: Path, config: Config, timer: Timer,
               report: Reporter) -> dict[str, Any]:
+        from kbtool_plugins.perf.check import INFRASTRUCTURE, Check, Incorrect, Rejected
+        from kbtool_plugins.perf.judge import RunFailed, Violation
+
         started = time.monotonic()
         report.stage("load")
         check = Check(task, config, started)

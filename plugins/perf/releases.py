@@ -37,8 +37,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
-
 from kbtool.config import Config
 from kbtool.errors import RunError, UsageError
 from kbtool.task.model import TaskRefused
@@ -402,6 +400,8 @@ def prepare(payload: PerfPayload, config: Config, task_dir: Path | None) -> Prep
     root = perf_root(config)
     root.mkdir(parents=True, exist_ok=True)
     (root / "locks").mkdir(exist_ok=True)
+    from filelock import FileLock  # here: listing tasks needs none of it
+
     with FileLock(root / "locks" / f"{payload.package.lower()}.lock", timeout=3600):
         base = fetch_source(config, payload, task_dir, "baseline")
         _, package = package_dir(base.tree, payload.module, base.name)

@@ -19,20 +19,20 @@ import importlib.resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kbtool.config import Config
-from kbtool.evaluation.result import EvalResult
-from kbtool.sandbox.isolation import Reporter
 from kbtool.task.kind import TaskKind
-from kbtool.task.model import Task
-from kbtool.timing.base import Timer
 from kbtool_plugins.repo import dataset, repository
 from kbtool_plugins.repo.candidate import CandidateError, edit_for
 from kbtool_plugins.repo.patch import diff_edit, is_diff
-from kbtool_plugins.repo.runner import RunLimits, RunRequest, RunResult
 from kbtool_plugins.repo.settings import RepoDetails, RepoPayload, RepoSettings
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # names for annotations only: listing tasks does not import them
+    from kbtool.config import Config
+    from kbtool.evaluation.result import EvalResult
     from kbtool.report.sections import KindReport, RunView
+    from kbtool.sandbox.isolation import Reporter
+    from kbtool.task.model import Task
+    from kbtool.timing.base import Timer
+    from kbtool_plugins.repo.runner import RunLimits, RunRequest, RunResult
 
 TEMPLATES = Path(str(importlib.resources.files("kbtool_templates"))) / "repo"
 INFRASTRUCTURE = "infrastructure"
@@ -112,6 +112,7 @@ class RepoKind(TaskKind):
     details_model = RepoDetails
     templates = TEMPLATES
     row_columns = dataset.ROW_COLUMNS
+    preload = ("kbtool_plugins.repo.runner",)  # what a check runs, imported by the zygote
 
     # -- parent side ------------------------------------------------------------------------
     def tasks_from_rows(self, rows: list[dict[str, Any]], source: str,
@@ -177,6 +178,8 @@ class RepoKind(TaskKind):
 
     def check(self, task: Task, candidate: Path, config: Config, timer: Timer,
               report: Reporter) -> dict[str, Any]:
+        from kbtool_plugins.repo.runner import RunLimits, RunRequest, RunResult
+
         item = item_of(task)
         own = settings(config)
         base = {"task_type": item.task, "tests_total": len(item.tests)}

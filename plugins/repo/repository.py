@@ -18,7 +18,6 @@ Cache layout (``cache_dir/repos``)::
 
 from __future__ import annotations
 
-import compileall
 import hashlib
 import json
 import logging
@@ -27,13 +26,10 @@ import shutil
 import stat
 import subprocess
 import sys
-import tarfile
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Literal
 
-import filelock
 from pydantic import BaseModel, ConfigDict, Field
 
 from kbtool.errors import RunError
@@ -118,6 +114,10 @@ def fetch(spec: RepoSpec, cache_dir: Path) -> Repository:
     found = find(spec, cache_dir)
     if found is not None:
         return found
+    import compileall  # here: listing tasks imports this module, and needs none of these
+
+    import filelock
+
     root = cache_root(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
@@ -177,6 +177,9 @@ def _sha256(path: Path) -> str:
 def _unpack(archive: Path, dest: Path) -> None:
     """Unpack the archive's single top folder as ``dest``, owned by this user (the
     workspace's overlay can only copy up files whose owner maps into its namespace)."""
+    import tarfile
+    import zipfile
+
     work = dest.parent / ".unpack"
     work.mkdir()
     if archive.name.endswith(".zip"):
