@@ -236,7 +236,8 @@ def test_a_commit_task_is_checked_and_judged_offline(built: Built, tmp_path: Pat
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["status"] == "ok" and result["outcome"] == "empty_patch", result["error"]
-    assert result["opt_base"] is False and result["speedup"] < 1.2
+    # Not an optimisation; at 3-4 rounds its estimate alone may stray (1.21 once, quiet).
+    assert result["opt_base"] is False and result["speedup_ci"][0] < 1.2, result
     assert result["calibrated"] is True and result["human_speedup"] > 3
 
 
